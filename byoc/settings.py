@@ -1,0 +1,251 @@
+"""Runner settings: one declarative table of options, read from flags and the environment.
+
+Every option has a flag and (almost always) an environment variable; flags override the
+environment, which overrides the built-in default. Values are validated once, here, so a bad
+value stops start-up with one clear line instead of failing later inside a worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ENGINES = ("auto", "builtin", "comfyui")
+ALL_CAPABILITIES = (
+    "text-reversal",
+    "comfystream-image",
+    "comfystream-video",
+    "whip-ingest",
+    "whep-subscribe",
+)
+
+
+class SettingsError(ValueError):
+    """A setting has a value the runner cannot start with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated runner configuration (see ``OPTIONS`` for flags and env variables)."""
+
+    host: str = "0.0.0.0"
+    port: int = 8889
+    workspace: Path = field(default_factory=Path.cwd)
+    log_level: str = "INFO"
+    capacity: int = 4
+    engine: str = "auto"
+    max_jobs: int = 32
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_image_side: int = 4096
+    # go-livepeer worker contract and orchestrator registration
+    token: str = ""
+    orch_urls: tuple[str, ...] = ()
+    orch_secret: str = ""
+    capability_url: str = ""
+    capability_names: tuple[str, ...] = ()
+    capability_description: str = "ComfyUI real-time video processing (comfystream-byoc)"
+    price_per_unit: int = 0
+    price_scaling: int = 1
+    currency: str = "wei"
+    register_interval_s: float = 30.0
+    register_retry_max_s: float = 30.0
+    # sessions and streams
+    session_retention_s: float = 600.0
+    session_sweep_interval_s: float = 300.0
+    stream_start_timeout_s: float = 10.0
+    control_silence_timeout_s: float = 60.0
+    events_interval_s: float = 10.0
+    # supervisor
+    heartbeat_interval_s: float = 1.0
+    heartbeat_timeout_s: float = 5.0
+    worker_start_timeout_s: float = 60.0
+    restart_backoff_initial_s: float = 0.5
+    restart_backoff_max_s: float = 10.0
+    shutdown_timeout_s: float = 5.0
+
+    @property
+    def public_url(self) -> str:
+        """The URL orchestrators call: ``CAPABILITY_URL`` or one built from host and port."""
+        if self.capability_url:
+            return self.capability_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied (validated again)."""
+        return validate(dataclasses.replace(self, **changes))
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its flag, env variable(s), parser and help text."""
+
+    name: str
+    flag: str
+    env: tuple[str, ...]
+    parse: Callable[[str], Any]
+    help: str
+    metavar: str | None = None
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _int(text: str) -> int:
+    return int(text.strip(), 10)
+
+
+def _float(text: str) -> float:
+    return float(text.strip())
+
+
+def _upper(text: str) -> str:
+    return text.strip().upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", "--host", ("HOST",), str, "address to listen on"),
+    Option("port", "--port", ("PORT",), _int, "HTTP port (1-65535)"),
+    Option("workspace", "--workspace", ("WORKSPACE",), Path, "ComfyUI workspace (models, custom_nodes); must exist"),
+    Option("log_level", "--log-level", ("LOG_LEVEL",), _upper, "log level: " + ", ".join(LOG_LEVELS)),
+    Option("capacity", "--capacity", ("CAPABILITY_CAPACITY",), _int, "concurrent streams and stream-like sessions (one-shot jobs not counted)"),
+    Option("engine", "--engine", ("COMFY_ENGINE",), str, "inference engine: auto (ComfyUI if importable), builtin, comfyui"),
+    Option("max_jobs", "--max-jobs", ("MAX_JOBS",), _int, "one-shot jobs in flight before 503"),
+    Option("max_body_bytes", "--max-body-bytes", ("MAX_BODY_BYTES",), _int, "largest accepted request body in bytes (413 beyond)"),
+    Option("max_image_side", "--max-image-side", ("MAX_IMAGE_SIDE",), _int, "largest width or height of a comfystream-image input"),
+    Option("token", "--token", ("CAPABILITY_TOKEN",), str, "Bearer token orchestrators must send (empty: none required)"),
+    Option("orch_urls", "--orch-url", ("ORCH_URL",), _csv, "orchestrator URL(s) to register with, comma separated"),
+    Option("orch_secret", "--orch-secret", ("ORCH_SECRET",), str, "orchestrator secret sent when registering"),
+    Option("capability_url", "--capability-url", ("CAPABILITY_URL",), str, "URL orchestrators call (default http://HOST:PORT)"),
+    Option("capability_names", "--capability-names", ("CAPABILITY_NAMES", "CAPABILITY_NAME"), _csv, "capabilities to register, comma separated (default: all implemented)"),
+    Option("capability_description", "--capability-description", ("CAPABILITY_DESCRIPTION",), str, "description sent when registering"),
+    Option("price_per_unit", "--price-per-unit", ("CAPABILITY_PRICE_PER_UNIT",), _int, "price numerator per unit (integer)"),
+    Option("price_scaling", "--price-scaling", ("CAPABILITY_PRICE_SCALING",), _int, "price denominator (integer >= 1)"),
+    Option("currency", "--currency", ("CAPABILITY_CURRENCY",), str, "price currency (wei, eth, or one the orchestrator has a feed for)"),
+    Option("register_interval_s", "--register-interval", ("REGISTER_INTERVAL",), _float, "seconds between re-registrations while idle"),
+    Option("register_retry_max_s", "--register-retry-max", ("REGISTER_RETRY_MAX",), _float, "longest backoff between registration retries, seconds"),
+    Option("session_retention_s", "--session-retention", ("SESSION_RETENTION",), _float, "seconds an ended session stays readable"),
+    Option("session_sweep_interval_s", "--session-sweep-interval", ("SESSION_SWEEP_INTERVAL",), _float, "seconds between session sweeps"),
+    Option("stream_start_timeout_s", "--stream-start-timeout", ("STREAM_START_TIMEOUT",), _float, "seconds /stream/start may take before answering"),
+    Option("control_silence_timeout_s", "--control-silence-timeout", ("CONTROL_SILENCE_TIMEOUT",), _float, "seconds of control-channel silence that end a stream"),
+    Option("events_interval_s", "--events-interval", ("EVENTS_INTERVAL",), _float, "seconds between status events on a stream's events channel"),
+    Option("heartbeat_interval_s", "--heartbeat-interval", ("HEARTBEAT_INTERVAL",), _float, "seconds between worker heartbeats"),
+    Option("heartbeat_timeout_s", "--heartbeat-timeout", ("HEARTBEAT_TIMEOUT",), _float, "seconds without a heartbeat before a worker counts as hung"),
+    Option("worker_start_timeout_s", "--worker-start-timeout", ("WORKER_START_TIMEOUT",), _float, "seconds a worker may take to report ready"),
+    Option("restart_backoff_initial_s", "--restart-backoff", ("RESTART_BACKOFF",), _float, "first delay before restarting a dead worker, seconds (doubles)"),
+    Option("restart_backoff_max_s", "--restart-backoff-max", ("RESTART_BACKOFF_MAX",), _float, "longest delay between worker restarts, seconds"),
+    Option("shutdown_timeout_s", "--shutdown-timeout", ("SHUTDOWN_TIMEOUT",), _float, "seconds workers get to stop before they are killed"),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser, options: Sequence[Option] = OPTIONS) -> None:
+    """Add one flag per option; the help shows its env variable and default."""
+    defaults = Settings()
+    for option in options:
+        default = getattr(defaults, option.name)
+        if option.name == "workspace":
+            default = "current directory"
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        env = " or ".join(option.env)
+        parser.add_argument(
+            option.flag,
+            dest=option.name,
+            default=None,
+            metavar=option.metavar or option.name.upper().removesuffix("_S"),
+            help=f"{option.help} [env {env}; default {shown!s}]",
+        )
+
+
+def load(
+    flags: Mapping[str, str | None],
+    environ: Mapping[str, str] | None = None,
+    options: Sequence[Option] = OPTIONS,
+) -> Settings:
+    """Build validated settings from flag values (strings or None) over the environment."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for option in options:
+        raw = flags.get(option.name)
+        source = option.flag
+        if raw is None:
+            for env in option.env:
+                if env in environ:
+                    raw, source = environ[env], env
+                    break
+        if raw is None:
+            continue
+        try:
+            values[option.name] = option.parse(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{source}: invalid value {raw!r} ({exc})") from None
+    return validate(Settings(**values))
+
+
+def validate(settings: Settings) -> Settings:
+    """Check ranges and relations between settings; raise ``SettingsError`` on the first problem."""
+    s = settings
+    if not 1 <= s.port <= 65535:
+        raise SettingsError(f"--port must be 1-65535, got {s.port}")
+    if s.capacity < 1:
+        raise SettingsError(f"--capacity must be at least 1, got {s.capacity}")
+    if s.max_jobs < 1:
+        raise SettingsError(f"--max-jobs must be at least 1, got {s.max_jobs}")
+    if s.max_body_bytes < 1024:
+        raise SettingsError(f"--max-body-bytes must be at least 1024, got {s.max_body_bytes}")
+    if s.max_image_side < 1:
+        raise SettingsError(f"--max-image-side must be at least 1, got {s.max_image_side}")
+    if s.log_level not in LOG_LEVELS:
+        raise SettingsError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}")
+    if s.engine not in ENGINES:
+        raise SettingsError(f"--engine must be one of {', '.join(ENGINES)}, got {s.engine!r}")
+    if not s.workspace.is_dir():
+        raise SettingsError(f"--workspace {str(s.workspace)!r} does not exist or is not a directory")
+    unknown = [name for name in s.capability_names if name not in ALL_CAPABILITIES]
+    if unknown:
+        raise SettingsError(
+            f"--capability-names: unknown capability {', '.join(unknown)} (known: {', '.join(ALL_CAPABILITIES)})"
+        )
+    if s.price_per_unit < 0:
+        raise SettingsError(f"--price-per-unit must be >= 0, got {s.price_per_unit}")
+    if s.price_scaling < 1:
+        raise SettingsError(f"--price-scaling must be >= 1, got {s.price_scaling}")
+    for url in (*s.orch_urls, *( [s.capability_url] if s.capability_url else [])):
+        if not url.startswith(("http://", "https://")):
+            raise SettingsError(f"URL must start with http:// or https://, got {url!r}")
+    for name in (
+        "register_interval_s",
+        "register_retry_max_s",
+        "session_retention_s",
+        "session_sweep_interval_s",
+        "stream_start_timeout_s",
+        "control_silence_timeout_s",
+        "events_interval_s",
+        "heartbeat_interval_s",
+        "heartbeat_timeout_s",
+        "worker_start_timeout_s",
+        "restart_backoff_initial_s",
+        "restart_backoff_max_s",
+        "shutdown_timeout_s",
+    ):
+        if getattr(s, name) <= 0:
+            flag = next(o.flag for o in OPTIONS if o.name == name)
+            raise SettingsError(f"{flag} must be > 0, got {getattr(s, name)}")
+    if s.heartbeat_timeout_s <= s.heartbeat_interval_s:
+        raise SettingsError("--heartbeat-timeout must be longer than --heartbeat-interval")
+    return dataclasses.replace(s, workspace=s.workspace.resolve())
