@@ -1,0 +1,189 @@
+"""Control messages between the parent and its workers.
+
+Every message is a tagged msgspec ``Struct``; the ``type`` field names it on the wire (msgpack).
+``Message`` is the union a channel accepts: anything else is rejected at the boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+WorkerName = Literal["ingest", "infer", "egress"]
+
+
+class _Base(msgspec.Struct, tag_field="type", forbid_unknown_fields=False, frozen=True):
+    """Common base: tagged by the class name, frozen so a message is never edited in flight."""
+
+
+# --- lifecycle -------------------------------------------------------------------------------
+
+
+class Ready(_Base, tag="ready"):
+    """A worker finished starting and accepts work."""
+
+    worker: str
+    pid: int
+    detail: dict[str, str] = {}
+
+
+class Heartbeat(_Base, tag="heartbeat"):
+    """Sent by a worker's event loop every interval; silence means the loop is stuck."""
+
+    worker: str
+    seq: int
+    monotonic_ns: int
+    active_streams: int = 0
+
+
+class Shutdown(_Base, tag="shutdown"):
+    """Parent asks a worker to stop everything and exit."""
+
+    reason: str = ""
+
+
+class WorkerError(_Base, tag="worker_error"):
+    """A worker reports an error that is not tied to a request (a stream, a job)."""
+
+    worker: str
+    message: str
+    stream_id: str = ""
+    fatal: bool = False
+
+
+# --- streams ---------------------------------------------------------------------------------
+
+
+class StreamStart(_Base, tag="stream_start"):
+    """Start the worker's part of a stream. ``config`` is worker-specific JSON-able data
+    (trickle URLs, ring specs as dicts, the workflow) validated by the worker."""
+
+    stream_id: str
+    config: dict[str, Any]
+
+
+class StreamUpdate(_Base, tag="stream_update"):
+    """Apply new parameters to a running stream (e.g. a new workflow)."""
+
+    stream_id: str
+    params: dict[str, Any]
+
+
+class StreamStop(_Base, tag="stream_stop"):
+    """Stop the worker's part of a stream and release what it holds."""
+
+    stream_id: str
+    reason: str = ""
+
+
+class StreamState(_Base, tag="stream_state"):
+    """A worker's part of a stream changed state (``ready``, ``processing``, ``ended``, ``failed``)."""
+
+    stream_id: str
+    worker: str
+    state: str
+    error: str = ""
+
+
+class StageLatency(msgspec.Struct, frozen=True):
+    """Percentiles of one stage's latency, in milliseconds."""
+
+    p50: float
+    p95: float
+    p99: float
+    count: int
+
+
+class StreamStats(_Base, tag="stream_stats"):
+    """Per-stream figures a worker measured over its last report interval."""
+
+    stream_id: str
+    worker: str
+    fps_in: float = 0.0
+    fps_out: float = 0.0
+    frames_in: int = 0
+    frames_out: int = 0
+    dropped: dict[str, int] = {}
+    stages: dict[str, StageLatency] = {}
+
+
+class StreamData(_Base, tag="stream_data"):
+    """Text output of a workflow for a stream's data channel (one JSON line)."""
+
+    stream_id: str
+    line: str
+
+
+# --- one-shot jobs ---------------------------------------------------------------------------
+
+
+class JobRequest(_Base, tag="job_request"):
+    """A one-shot job for a worker (e.g. ``comfystream-image`` runs in infer)."""
+
+    job_id: str
+    kind: str
+    payload: bytes
+    want_progress: bool = False
+
+
+class JobProgress(_Base, tag="job_progress"):
+    """Progress of a running job (e.g. one executed node)."""
+
+    job_id: str
+    data: dict[str, Any]
+
+
+class JobResult(_Base, tag="job_result"):
+    """The end of a job: ``status`` is an HTTP-like code (200 success, 4xx client error)."""
+
+    job_id: str
+    status: int
+    payload: bytes = b""
+    error: str = ""
+
+
+Message = (
+    Ready
+    | Heartbeat
+    | Shutdown
+    | WorkerError
+    | StreamStart
+    | StreamUpdate
+    | StreamStop
+    | StreamState
+    | StreamStats
+    | StreamData
+    | JobRequest
+    | JobProgress
+    | JobResult
+)
+
+MESSAGE_TYPES: tuple[type[msgspec.Struct], ...] = (
+    Ready,
+    Heartbeat,
+    Shutdown,
+    WorkerError,
+    StreamStart,
+    StreamUpdate,
+    StreamStop,
+    StreamState,
+    StreamStats,
+    StreamData,
+    JobRequest,
+    JobProgress,
+    JobResult,
+)
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Message)
+
+
+def encode(message: Message) -> bytes:
+    """Encode one message to msgpack."""
+    return _encoder.encode(message)
+
+
+def decode(data: bytes) -> Message:
+    """Decode and validate one message; raises ``msgspec.DecodeError``/``ValidationError``."""
+    return _decoder.decode(data)
