@@ -1,0 +1,67 @@
+"""The runner's one error format: ``{"error": "...", "status_code": N}`` with that HTTP status.
+
+``error_middleware`` turns every error into it: our own ``ApiError``, aiohttp's HTTP exceptions
+(unknown route, wrong method, body too large) and unexpected exceptions (500, logged). Routes
+whose protocol defines its own error bodies (trickle) are listed in ``passthrough_prefixes``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    """An error answered to the client as JSON with ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def json_error(status: int, message: str) -> web.Response:
+    """A JSON error response in the runner's format."""
+    return web.json_response({"error": message, "status_code": status}, status=status)
+
+
+def error_middleware(passthrough_prefixes: Iterable[str] = ()) -> web.middleware:
+    """Middleware that answers every error in the runner's JSON format."""
+    prefixes = tuple(passthrough_prefixes)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if prefixes and request.path.startswith(prefixes):
+            return await handler(request)
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return json_error(exc.status, exc.message)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            message = _http_message(exc, request)
+            return json_error(exc.status, message)
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return json_error(500, "internal server error")
+
+    return middleware
+
+
+def _http_message(exc: web.HTTPException, request: web.Request) -> str:
+    if isinstance(exc, web.HTTPNotFound):
+        return f"no route for {request.method} {request.path}"
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return f"method {request.method} not allowed on {request.path} (allowed: {allowed})"
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return f"request body too large (limit {request.app.get('max_body_bytes', 'unknown')} bytes)"
+    text = exc.text or exc.reason
+    return text.removeprefix(f"{exc.status}: ")

@@ -1,0 +1,1 @@
+"""HTTP route modules of the runner, one per area of the API."""
