@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from byoc import __version__
-from byoc.settings import Settings, SettingsError, add_arguments, load
+from byoc.settings import OPTIONS, Settings, SettingsError, add_arguments, load
 
 EXIT_USAGE = 2
 
@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="comfystream-byoc",
         description="Livepeer BYOC runner for real-time ComfyUI video processing.",
+        epilog=_environment_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -33,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_arguments(serve)
     return parser
+
+
+def _environment_epilog() -> str:
+    lines = ["settings (flag / environment variable; see 'COMMAND --help' for details):"]
+    lines += [f"  {o.flag:<28} {' or '.join(o.env)}" for o in OPTIONS]
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,9 +69,9 @@ def _configure_logging(settings: Settings) -> None:
 
 def _serve(settings: Settings) -> int:
     _configure_logging(settings)
-    from byoc.serve import serve
-
     import uvloop
+
+    from byoc.serve import serve
 
     try:
         uvloop.run(serve(settings))

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message, "status_code": status}, status=status)
 
 
-def error_middleware(passthrough_prefixes: Iterable[str] = ()) -> web.middleware:
+def error_middleware(passthrough_prefixes: Iterable[str] = ()) -> Middleware:
     """Middleware that answers every error in the runner's JSON format."""
     prefixes = tuple(passthrough_prefixes)
 
@@ -62,6 +63,8 @@ def _http_message(exc: web.HTTPException, request: web.Request) -> str:
         allowed = ", ".join(sorted(exc.allowed_methods))
         return f"method {request.method} not allowed on {request.path} (allowed: {allowed})"
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        return f"request body too large (limit {request.app.get('max_body_bytes', 'unknown')} bytes)"
+        return (
+            f"request body too large (limit {request.app.get('max_body_bytes', 'unknown')} bytes)"
+        )
     text = exc.text or exc.reason
     return text.removeprefix(f"{exc.status}: ")

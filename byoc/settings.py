@@ -122,35 +122,199 @@ def _upper(text: str) -> str:
 OPTIONS: tuple[Option, ...] = (
     Option("host", "--host", ("HOST",), str, "address to listen on"),
     Option("port", "--port", ("PORT",), _int, "HTTP port (1-65535)"),
-    Option("workspace", "--workspace", ("WORKSPACE",), Path, "ComfyUI workspace (models, custom_nodes); must exist"),
-    Option("log_level", "--log-level", ("LOG_LEVEL",), _upper, "log level: " + ", ".join(LOG_LEVELS)),
-    Option("capacity", "--capacity", ("CAPABILITY_CAPACITY",), _int, "concurrent streams and stream-like sessions (one-shot jobs not counted)"),
-    Option("engine", "--engine", ("COMFY_ENGINE",), str, "inference engine: auto (ComfyUI if importable), builtin, comfyui"),
+    Option(
+        "workspace",
+        "--workspace",
+        ("WORKSPACE",),
+        Path,
+        "ComfyUI workspace (models, custom_nodes); must exist",
+    ),
+    Option(
+        "log_level", "--log-level", ("LOG_LEVEL",), _upper, "log level: " + ", ".join(LOG_LEVELS)
+    ),
+    Option(
+        "capacity",
+        "--capacity",
+        ("CAPABILITY_CAPACITY",),
+        _int,
+        "concurrent streams and stream-like sessions (one-shot jobs not counted)",
+    ),
+    Option(
+        "engine",
+        "--engine",
+        ("COMFY_ENGINE",),
+        str,
+        "inference engine: auto (ComfyUI if importable), builtin, comfyui",
+    ),
     Option("max_jobs", "--max-jobs", ("MAX_JOBS",), _int, "one-shot jobs in flight before 503"),
-    Option("max_body_bytes", "--max-body-bytes", ("MAX_BODY_BYTES",), _int, "largest accepted request body in bytes (413 beyond)"),
-    Option("max_image_side", "--max-image-side", ("MAX_IMAGE_SIDE",), _int, "largest width or height of a comfystream-image input"),
-    Option("token", "--token", ("CAPABILITY_TOKEN",), str, "Bearer token orchestrators must send (empty: none required)"),
-    Option("orch_urls", "--orch-url", ("ORCH_URL",), _csv, "orchestrator URL(s) to register with, comma separated"),
-    Option("orch_secret", "--orch-secret", ("ORCH_SECRET",), str, "orchestrator secret sent when registering"),
-    Option("capability_url", "--capability-url", ("CAPABILITY_URL",), str, "URL orchestrators call (default http://HOST:PORT)"),
-    Option("capability_names", "--capability-names", ("CAPABILITY_NAMES", "CAPABILITY_NAME"), _csv, "capabilities to register, comma separated (default: all implemented)"),
-    Option("capability_description", "--capability-description", ("CAPABILITY_DESCRIPTION",), str, "description sent when registering"),
-    Option("price_per_unit", "--price-per-unit", ("CAPABILITY_PRICE_PER_UNIT",), _int, "price numerator per unit (integer)"),
-    Option("price_scaling", "--price-scaling", ("CAPABILITY_PRICE_SCALING",), _int, "price denominator (integer >= 1)"),
-    Option("currency", "--currency", ("CAPABILITY_CURRENCY",), str, "price currency (wei, eth, or one the orchestrator has a feed for)"),
-    Option("register_interval_s", "--register-interval", ("REGISTER_INTERVAL",), _float, "seconds between re-registrations while idle"),
-    Option("register_retry_max_s", "--register-retry-max", ("REGISTER_RETRY_MAX",), _float, "longest backoff between registration retries, seconds"),
-    Option("session_retention_s", "--session-retention", ("SESSION_RETENTION",), _float, "seconds an ended session stays readable"),
-    Option("session_sweep_interval_s", "--session-sweep-interval", ("SESSION_SWEEP_INTERVAL",), _float, "seconds between session sweeps"),
-    Option("stream_start_timeout_s", "--stream-start-timeout", ("STREAM_START_TIMEOUT",), _float, "seconds /stream/start may take before answering"),
-    Option("control_silence_timeout_s", "--control-silence-timeout", ("CONTROL_SILENCE_TIMEOUT",), _float, "seconds of control-channel silence that end a stream"),
-    Option("events_interval_s", "--events-interval", ("EVENTS_INTERVAL",), _float, "seconds between status events on a stream's events channel"),
-    Option("heartbeat_interval_s", "--heartbeat-interval", ("HEARTBEAT_INTERVAL",), _float, "seconds between worker heartbeats"),
-    Option("heartbeat_timeout_s", "--heartbeat-timeout", ("HEARTBEAT_TIMEOUT",), _float, "seconds without a heartbeat before a worker counts as hung"),
-    Option("worker_start_timeout_s", "--worker-start-timeout", ("WORKER_START_TIMEOUT",), _float, "seconds a worker may take to report ready"),
-    Option("restart_backoff_initial_s", "--restart-backoff", ("RESTART_BACKOFF",), _float, "first delay before restarting a dead worker, seconds (doubles)"),
-    Option("restart_backoff_max_s", "--restart-backoff-max", ("RESTART_BACKOFF_MAX",), _float, "longest delay between worker restarts, seconds"),
-    Option("shutdown_timeout_s", "--shutdown-timeout", ("SHUTDOWN_TIMEOUT",), _float, "seconds workers get to stop before they are killed"),
+    Option(
+        "max_body_bytes",
+        "--max-body-bytes",
+        ("MAX_BODY_BYTES",),
+        _int,
+        "largest accepted request body in bytes (413 beyond)",
+    ),
+    Option(
+        "max_image_side",
+        "--max-image-side",
+        ("MAX_IMAGE_SIDE",),
+        _int,
+        "largest width or height of a comfystream-image input",
+    ),
+    Option(
+        "token",
+        "--token",
+        ("CAPABILITY_TOKEN",),
+        str,
+        "Bearer token orchestrators must send (empty: none required)",
+    ),
+    Option(
+        "orch_urls",
+        "--orch-url",
+        ("ORCH_URL",),
+        _csv,
+        "orchestrator URL(s) to register with, comma separated",
+    ),
+    Option(
+        "orch_secret",
+        "--orch-secret",
+        ("ORCH_SECRET",),
+        str,
+        "orchestrator secret sent when registering",
+    ),
+    Option(
+        "capability_url",
+        "--capability-url",
+        ("CAPABILITY_URL",),
+        str,
+        "URL orchestrators call (default http://HOST:PORT)",
+    ),
+    Option(
+        "capability_names",
+        "--capability-names",
+        ("CAPABILITY_NAMES", "CAPABILITY_NAME"),
+        _csv,
+        "capabilities to register, comma separated (default: all implemented)",
+    ),
+    Option(
+        "capability_description",
+        "--capability-description",
+        ("CAPABILITY_DESCRIPTION",),
+        str,
+        "description sent when registering",
+    ),
+    Option(
+        "price_per_unit",
+        "--price-per-unit",
+        ("CAPABILITY_PRICE_PER_UNIT",),
+        _int,
+        "price numerator per unit (integer)",
+    ),
+    Option(
+        "price_scaling",
+        "--price-scaling",
+        ("CAPABILITY_PRICE_SCALING",),
+        _int,
+        "price denominator (integer >= 1)",
+    ),
+    Option(
+        "currency",
+        "--currency",
+        ("CAPABILITY_CURRENCY",),
+        str,
+        "price currency (wei, eth, or one the orchestrator has a feed for)",
+    ),
+    Option(
+        "register_interval_s",
+        "--register-interval",
+        ("REGISTER_INTERVAL",),
+        _float,
+        "seconds between re-registrations while idle",
+    ),
+    Option(
+        "register_retry_max_s",
+        "--register-retry-max",
+        ("REGISTER_RETRY_MAX",),
+        _float,
+        "longest backoff between registration retries, seconds",
+    ),
+    Option(
+        "session_retention_s",
+        "--session-retention",
+        ("SESSION_RETENTION",),
+        _float,
+        "seconds an ended session stays readable",
+    ),
+    Option(
+        "session_sweep_interval_s",
+        "--session-sweep-interval",
+        ("SESSION_SWEEP_INTERVAL",),
+        _float,
+        "seconds between session sweeps",
+    ),
+    Option(
+        "stream_start_timeout_s",
+        "--stream-start-timeout",
+        ("STREAM_START_TIMEOUT",),
+        _float,
+        "seconds /stream/start may take before answering",
+    ),
+    Option(
+        "control_silence_timeout_s",
+        "--control-silence-timeout",
+        ("CONTROL_SILENCE_TIMEOUT",),
+        _float,
+        "seconds of control-channel silence that end a stream",
+    ),
+    Option(
+        "events_interval_s",
+        "--events-interval",
+        ("EVENTS_INTERVAL",),
+        _float,
+        "seconds between status events on a stream's events channel",
+    ),
+    Option(
+        "heartbeat_interval_s",
+        "--heartbeat-interval",
+        ("HEARTBEAT_INTERVAL",),
+        _float,
+        "seconds between worker heartbeats",
+    ),
+    Option(
+        "heartbeat_timeout_s",
+        "--heartbeat-timeout",
+        ("HEARTBEAT_TIMEOUT",),
+        _float,
+        "seconds without a heartbeat before a worker counts as hung",
+    ),
+    Option(
+        "worker_start_timeout_s",
+        "--worker-start-timeout",
+        ("WORKER_START_TIMEOUT",),
+        _float,
+        "seconds a worker may take to report ready",
+    ),
+    Option(
+        "restart_backoff_initial_s",
+        "--restart-backoff",
+        ("RESTART_BACKOFF",),
+        _float,
+        "first delay before restarting a dead worker, seconds (doubles)",
+    ),
+    Option(
+        "restart_backoff_max_s",
+        "--restart-backoff-max",
+        ("RESTART_BACKOFF_MAX",),
+        _float,
+        "longest delay between worker restarts, seconds",
+    ),
+    Option(
+        "shutdown_timeout_s",
+        "--shutdown-timeout",
+        ("SHUTDOWN_TIMEOUT",),
+        _float,
+        "seconds workers get to stop before they are killed",
+    ),
 )
 
 
@@ -211,11 +375,15 @@ def validate(settings: Settings) -> Settings:
     if s.max_image_side < 1:
         raise SettingsError(f"--max-image-side must be at least 1, got {s.max_image_side}")
     if s.log_level not in LOG_LEVELS:
-        raise SettingsError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}")
+        raise SettingsError(
+            f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}"
+        )
     if s.engine not in ENGINES:
         raise SettingsError(f"--engine must be one of {', '.join(ENGINES)}, got {s.engine!r}")
     if not s.workspace.is_dir():
-        raise SettingsError(f"--workspace {str(s.workspace)!r} does not exist or is not a directory")
+        raise SettingsError(
+            f"--workspace {str(s.workspace)!r} does not exist or is not a directory"
+        )
     unknown = [name for name in s.capability_names if name not in ALL_CAPABILITIES]
     if unknown:
         raise SettingsError(
@@ -225,7 +393,7 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError(f"--price-per-unit must be >= 0, got {s.price_per_unit}")
     if s.price_scaling < 1:
         raise SettingsError(f"--price-scaling must be >= 1, got {s.price_scaling}")
-    for url in (*s.orch_urls, *( [s.capability_url] if s.capability_url else [])):
+    for url in (*s.orch_urls, *([s.capability_url] if s.capability_url else [])):
         if not url.startswith(("http://", "https://")):
             raise SettingsError(f"URL must start with http:// or https://, got {url!r}")
     for name in (

@@ -72,6 +72,7 @@ class WorkerHandle:
     last_exit: str = ""
     detail: dict[str, str] = field(default_factory=dict)
     ready_event: asyncio.Event = field(default_factory=asyncio.Event)
+    reap_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def pid(self) -> int | None:
@@ -105,7 +106,8 @@ class Supervisor:
         entries = dict(workers) if workers is not None else default_workers()
         options = worker_options or {}
         self.workers: dict[str, WorkerHandle] = {
-            name: WorkerHandle(name, entry, dict(options.get(name, {}))) for name, entry in entries.items()
+            name: WorkerHandle(name, entry, dict(options.get(name, {})))
+            for name, entry in entries.items()
         }
         self._context = multiprocessing.get_context("spawn")
         self._tasks: list[asyncio.Task[None]] = []
@@ -126,7 +128,9 @@ class Supervisor:
     async def start(self) -> None:
         """Spawn every worker and watch it; returns at once (use ``wait_ready`` to wait)."""
         for handle in self.workers.values():
-            self._tasks.append(asyncio.create_task(self._watch(handle), name=f"supervise-{handle.name}"))
+            self._tasks.append(
+                asyncio.create_task(self._watch(handle), name=f"supervise-{handle.name}")
+            )
 
     async def wait_ready(self, timeout: float | None = None) -> bool:
         """Wait until every worker has reported ready (at least once); False on timeout."""
@@ -217,7 +221,9 @@ class Supervisor:
         handle.state = WorkerState.STARTING
         handle.started_at = time.monotonic()
         try:
-            await asyncio.get_running_loop().run_in_executor(None, process.start)
+            # Started on the loop's own thread: Linux's parent-death signal, which the worker
+            # asks for, fires when the *thread* that forked it exits.
+            process.start()
         finally:
             child_sock.close()  # the child holds its own copy; ours would hide the child's exit
         handle.process = process
@@ -260,7 +266,12 @@ class Supervisor:
         handle.state = WorkerState.READY
         handle.detail = dict(message.detail)
         handle.ready_event.set()
-        log.info("worker %s ready (pid %d)%s", handle.name, message.pid, "" if first else " after restart")
+        log.info(
+            "worker %s ready (pid %d)%s",
+            handle.name,
+            message.pid,
+            "" if first else " after restart",
+        )
         if not first:
             for handler in self._restart_handlers:
                 result = handler(handle.name, handle.restarts)
@@ -274,7 +285,9 @@ class Supervisor:
                 if result is not None:
                     await result
             except Exception:
-                log.exception("handler failed for %s from worker %s", type(message).__name__, worker)
+                log.exception(
+                    "handler failed for %s from worker %s", type(message).__name__, worker
+                )
 
     async def _exit_description(self, handle: WorkerHandle) -> str:
         process = handle.process
@@ -291,6 +304,10 @@ class Supervisor:
 
     async def _reap(self, handle: WorkerHandle, grace_s: float) -> None:
         """Make sure the worker process is gone: wait, then SIGTERM, then SIGKILL."""
+        async with handle.reap_lock:  # stop() and the watcher may both reap the same process
+            await self._reap_locked(handle, grace_s)
+
+    async def _reap_locked(self, handle: WorkerHandle, grace_s: float) -> None:
         process = handle.process
         if process is None:
             return

@@ -54,7 +54,9 @@ class ControlChannel:
         """Send one message; raises ``ChannelClosed`` when the peer is gone."""
         data = encode(message)
         if len(data) > self.max_frame_bytes:
-            raise ValueError(f"message of {len(data)} bytes exceeds the {self.max_frame_bytes} limit")
+            raise ValueError(
+                f"message of {len(data)} bytes exceeds the {self.max_frame_bytes} limit"
+            )
         async with self._send_lock:
             if self._writer.is_closing():
                 raise ChannelClosed(f"channel to {self.peer} is closed")
@@ -72,7 +74,9 @@ class ControlChannel:
                 (length,) = _LENGTH.unpack(header)
                 if length > self.max_frame_bytes:
                     await self._discard(length)
-                    self._reject(f"frame of {length} bytes exceeds the {self.max_frame_bytes} limit")
+                    self._reject(
+                        f"frame of {length} bytes exceeds the {self.max_frame_bytes} limit"
+                    )
                     continue
                 data = await self._reader.readexactly(length)
             except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ipc.channel import ChannelClosed, ControlChannel
-from ipc.messages import Heartbeat, Message, Ready, Shutdown, WorkerError
+from ipc.messages import Heartbeat, Message, Probe, ProbeResult, Ready, Shutdown, WorkerError
 
 PROCESS_TITLE_PREFIX = "comfystream-byoc"
 _PR_SET_PDEATHSIG = 1
@@ -54,7 +54,9 @@ class WorkerContext:
         try:
             await self._channel.send(message)
         except ChannelClosed:
-            log.warning("%s: parent channel closed, message %s dropped", self.name, type(message).__name__)
+            log.warning(
+                "%s: parent channel closed, message %s dropped", self.name, type(message).__name__
+            )
 
 
 class WorkerService(Protocol):
@@ -133,6 +135,9 @@ async def _receive(
             if isinstance(message, Shutdown):
                 log.info("%s: shutdown requested (%s)", ctx.name, message.reason or "no reason")
                 break
+            if isinstance(message, Probe):
+                await ctx.send(_probe(ctx.name, message))
+                continue
             try:
                 await service.handle(message)
             except Exception as exc:
@@ -143,6 +148,12 @@ async def _receive(
         log.warning("%s: parent is gone, stopping", ctx.name)
     finally:
         stopping.set()
+
+
+def _probe(worker: str, probe: Probe) -> ProbeResult:
+    if probe.what == "modules":
+        return ProbeResult(worker=worker, what=probe.what, data=sorted(sys.modules))
+    return ProbeResult(worker=worker, what=probe.what, data=[])
 
 
 async def _heartbeat(ctx: WorkerContext, service: WorkerService, interval_s: float) -> None:

@@ -13,8 +13,8 @@ import msgspec
 WorkerName = Literal["ingest", "infer", "egress"]
 
 
-class _Base(msgspec.Struct, tag_field="type", forbid_unknown_fields=False, frozen=True):
-    """Common base: tagged by the class name, frozen so a message is never edited in flight."""
+class _Base(msgspec.Struct, tag_field="type"):
+    """Common base: every message carries its tag in the ``type`` field."""
 
 
 # --- lifecycle -------------------------------------------------------------------------------
@@ -52,6 +52,20 @@ class WorkerError(_Base, tag="worker_error"):
     fatal: bool = False
 
 
+class Probe(_Base, tag="probe"):
+    """Parent asks a worker for diagnostics; ``what`` is ``"modules"`` (imported modules)."""
+
+    what: str
+
+
+class ProbeResult(_Base, tag="probe_result"):
+    """A worker's answer to ``Probe``."""
+
+    worker: str
+    what: str
+    data: list[str]
+
+
 # --- streams ---------------------------------------------------------------------------------
 
 
@@ -86,7 +100,7 @@ class StreamState(_Base, tag="stream_state"):
     error: str = ""
 
 
-class StageLatency(msgspec.Struct, frozen=True):
+class StageLatency(msgspec.Struct):
     """Percentiles of one stage's latency, in milliseconds."""
 
     p50: float
@@ -148,6 +162,8 @@ Message = (
     | Heartbeat
     | Shutdown
     | WorkerError
+    | Probe
+    | ProbeResult
     | StreamStart
     | StreamUpdate
     | StreamStop
@@ -164,6 +180,8 @@ MESSAGE_TYPES: tuple[type[msgspec.Struct], ...] = (
     Heartbeat,
     Shutdown,
     WorkerError,
+    Probe,
+    ProbeResult,
     StreamStart,
     StreamUpdate,
     StreamStop,

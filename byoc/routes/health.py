@@ -10,7 +10,8 @@ from aiohttp import web
 from byoc.supervisor import Supervisor
 
 SUPERVISOR_KEY = web.AppKey("supervisor", Supervisor)
-ACTIVE_STREAMS_KEY = web.AppKey("active_streams", Callable[[], int])
+ActiveStreamsCounter = Callable[[], int]
+ACTIVE_STREAMS_KEY: web.AppKey[ActiveStreamsCounter] = web.AppKey("active_streams")
 
 
 async def health(request: web.Request) -> web.Response:
