@@ -1,0 +1,183 @@
+"""``comfystream-byoc serve`` as a real process: named workers, restarts seen in /health,
+Ctrl-C leaves nothing behind, and the parent never imports torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SCRIPT = Path(sys.executable).parent / "comfystream-byoc"
+FAST_ENV = {
+    "HEARTBEAT_INTERVAL": "0.2",
+    "HEARTBEAT_TIMEOUT": "2",
+    "RESTART_BACKOFF": "0.1",
+    "RESTART_BACKOFF_MAX": "0.5",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get_health(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+        assert response.status == 200
+        return dict(json.load(response))
+
+
+def wait_for(check: Any, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except (OSError, AssertionError) as exc:
+            last_error = exc
+        time.sleep(0.1)
+    raise AssertionError(f"timed out: {last_error}")
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def process_gone(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().split(")")[-1].split()[0] == "Z"
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(SCRIPT),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workspace",
+            str(tmp_path),
+        ],
+        env={**os.environ, **FAST_ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(lambda: get_health(port)["status"] == "healthy")
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+def test_health_shape_and_named_workers(runner: tuple[subprocess.Popen[bytes], int]) -> None:
+    proc, port = runner
+    health = get_health(port)
+    assert health["status"] == "healthy"
+    assert health["active_streams"] == 0
+    assert health["timestamp"].endswith("Z")
+    assert set(health["workers"]) == {"ingest", "infer", "egress"}
+    titles = {
+        Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        for pid in children_of(proc.pid)
+    }
+    assert {
+        "comfystream-byoc: ingest",
+        "comfystream-byoc: infer",
+        "comfystream-byoc: egress",
+    } <= titles
+
+
+@pytest.mark.parametrize("worker", ["ingest", "infer", "egress"])
+def test_kill_9_of_a_worker_shows_as_a_restart(
+    runner: tuple[subprocess.Popen[bytes], int], worker: str
+) -> None:
+    _, port = runner
+    old_pid = get_health(port)["workers"][worker]["pid"]
+    os.kill(old_pid, signal.SIGKILL)
+    health = wait_for(
+        lambda: (
+            (h := get_health(port))["workers"][worker]["restarts"] == 1
+            and h["workers"][worker]["state"] == "ready"
+            and h
+        )
+    )
+    assert health["workers"][worker]["pid"] != old_pid
+    assert health["status"] == "healthy"
+
+
+def test_ctrl_c_stops_everything_and_exits_0(runner: tuple[subprocess.Popen[bytes], int]) -> None:
+    proc, _ = runner
+    workers = children_of(proc.pid)
+    assert len(workers) >= 3
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(20) == 0
+    for pid in workers:
+        wait_for(lambda pid=pid: process_gone(pid), timeout=10)
+
+
+def test_sigterm_also_exits_0(runner: tuple[subprocess.Popen[bytes], int]) -> None:
+    proc, _ = runner
+    workers = children_of(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    for pid in workers:
+        wait_for(lambda pid=pid: process_gone(pid), timeout=10)
+
+
+PARENT_IMPORTS = """
+import asyncio, json, sys
+from byoc.serve import serve
+from byoc.settings import Settings
+
+async def main():
+    ready = asyncio.Event()
+    task = asyncio.create_task(serve(Settings(host="127.0.0.1", port={port}), ready=ready))
+    await ready.wait()
+    print(json.dumps(sorted(sys.modules)), flush=True)
+    import os, signal
+    os.kill(os.getpid(), signal.SIGINT)
+    await task
+
+asyncio.run(main())
+"""
+
+
+def test_parent_never_imports_torch() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", PARENT_IMPORTS.replace("{port}", str(free_port()))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    modules = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "torch" not in modules
+    assert "byoc.app" in modules

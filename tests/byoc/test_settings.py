@@ -1,0 +1,87 @@
+"""Settings: defaults, environment, flags over environment, and clear errors for bad values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from byoc.settings import OPTIONS, Settings, SettingsError, load
+
+
+def test_defaults_match_the_documented_ones(tmp_path: Path) -> None:
+    settings = load({}, environ={"WORKSPACE": str(tmp_path)})
+    assert settings.host == "0.0.0.0"
+    assert settings.port == 8889
+    assert settings.capacity == 4
+    assert settings.log_level == "INFO"
+    assert settings.engine == "auto"
+    assert settings.max_jobs == 32
+    assert settings.max_body_bytes == 10 * 1024 * 1024
+    assert settings.workspace == tmp_path.resolve()
+
+
+def test_environment_is_read_and_flags_win(tmp_path: Path) -> None:
+    env = {
+        "PORT": "9000",
+        "CAPABILITY_CAPACITY": "7",
+        "LOG_LEVEL": "debug",
+        "WORKSPACE": str(tmp_path),
+    }
+    assert load({}, environ=env).port == 9000
+    assert load({}, environ=env).capacity == 7
+    assert load({}, environ=env).log_level == "DEBUG"
+    settings = load({"port": "9100", "capacity": "2"}, environ=env)
+    assert (settings.port, settings.capacity) == (9100, 2)
+
+
+def test_lists_and_the_singular_capability_name_alias() -> None:
+    env = {"ORCH_URL": "https://a:8935, https://b:8935", "CAPABILITY_NAME": "text-reversal"}
+    settings = load({}, environ=env)
+    assert settings.orch_urls == ("https://a:8935", "https://b:8935")
+    assert settings.capability_names == ("text-reversal",)
+    both = {**env, "CAPABILITY_NAMES": "comfystream-image,text-reversal"}
+    assert load({}, environ=both).capability_names == ("comfystream-image", "text-reversal")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"port": "70000"}, "--port must be 1-65535"),
+        ({"port": "0"}, "--port must be 1-65535"),
+        ({"port": "eighty"}, "--port: invalid value 'eighty'"),
+        ({"capacity": "0"}, "--capacity must be at least 1"),
+        ({"workspace": "/definitely/not/here"}, "does not exist"),
+        ({"log_level": "chatty"}, "--log-level must be one of"),
+        ({"engine": "tensorrt"}, "--engine must be one of"),
+        ({"capability_names": "text-reversal,teleport"}, "unknown capability teleport"),
+        ({"orch_urls": "ftp://orch"}, "must start with http:// or https://"),
+        (
+            {"heartbeat_timeout_s": "0.5", "heartbeat_interval_s": "1"},
+            "--heartbeat-timeout must be longer",
+        ),
+        ({"events_interval_s": "-1"}, "--events-interval must be > 0"),
+    ],
+)
+def test_bad_values_raise_one_clear_error(flags: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load(flags, environ={})
+
+
+def test_bad_environment_value_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match="CAPABILITY_CAPACITY: invalid value"):
+        load({}, environ={"CAPABILITY_CAPACITY": "many"})
+
+
+def test_every_option_has_a_flag_env_and_a_settings_field() -> None:
+    fields = set(Settings.__dataclass_fields__)
+    for option in OPTIONS:
+        assert option.name in fields
+        assert option.flag.startswith("--")
+        assert option.env, option.name
+
+
+def test_public_url_defaults_to_host_and_port_without_trailing_slash() -> None:
+    assert load({"port": "9999"}, environ={}).public_url == "http://127.0.0.1:9999"
+    settings = load({"capability_url": "https://runner.example:8889/"}, environ={})
+    assert settings.public_url == "https://runner.example:8889"

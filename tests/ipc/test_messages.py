@@ -1,0 +1,75 @@
+"""Every control message type round-trips through msgpack; bad input is rejected at the boundary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+
+from ipc import messages as m
+
+SAMPLES: list[Any] = [
+    m.Ready(worker="infer", pid=123, detail={"engine": "builtin", "device": "cpu"}),
+    m.Heartbeat(worker="ingest", seq=7, monotonic_ns=123456789, active_streams=2),
+    m.Shutdown(reason="runner stopping"),
+    m.WorkerError(worker="egress", message="encoder failed", stream_id="s1", fatal=True),
+    m.Probe(what="modules"),
+    m.ProbeResult(worker="infer", what="modules", data=["numpy", "torch"]),
+    m.StreamStart(stream_id="s1", config={"subscribe_url": "http://o/ai/trickle/s1", "slots": 4}),
+    m.StreamUpdate(stream_id="s1", params={"prompts": [{"1": {"class_type": "ImageInvert"}}]}),
+    m.StreamStop(stream_id="s1", reason="stop requested"),
+    m.StreamState(stream_id="s1", worker="ingest", state="processing"),
+    m.StreamStats(
+        stream_id="s1",
+        worker="infer",
+        fps_in=29.9,
+        fps_out=29.8,
+        frames_in=300,
+        frames_out=299,
+        dropped={"ring_full": 1},
+        stages={"infer": m.StageLatency(p50=1.5, p95=2.0, p99=3.25, count=299)},
+    ),
+    m.StreamData(stream_id="s1", line='{"text": "hello"}'),
+    m.JobRequest(job_id="j1", kind="comfystream-image", payload=b"\x00\x01{}", want_progress=True),
+    m.JobProgress(job_id="j1", data={"node": "3", "index": 1, "total": 4}),
+    m.JobResult(job_id="j1", status=400, payload=b"", error="bad image"),
+]
+
+
+def test_samples_cover_every_message_type() -> None:
+    assert {type(s) for s in SAMPLES} == set(m.MESSAGE_TYPES)
+
+
+@pytest.mark.parametrize("message", SAMPLES, ids=lambda s: type(s).__name__)
+def test_round_trip(message: Any) -> None:
+    decoded = m.decode(m.encode(message))
+    assert type(decoded) is type(message)
+    assert decoded == message
+
+
+def test_tags_are_unique_and_on_the_wire() -> None:
+    tags = [t.__struct_config__.tag for t in m.MESSAGE_TYPES]
+    assert len(tags) == len(set(tags))
+    raw = msgspec.msgpack.decode(m.encode(m.Shutdown(reason="x")))
+    assert raw["type"] == "shutdown"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"type": "launch_missiles"},
+        {"type": "heartbeat", "worker": "ingest", "seq": "seven", "monotonic_ns": 1},
+        {"type": "ready", "pid": 1},
+        {"worker": "ingest"},
+        [1, 2, 3],
+    ],
+)
+def test_invalid_messages_are_rejected(payload: Any) -> None:
+    with pytest.raises(msgspec.ValidationError):
+        m.decode(msgspec.msgpack.encode(payload))
+
+
+def test_garbage_bytes_are_rejected() -> None:
+    with pytest.raises(msgspec.DecodeError):
+        m.decode(b"\xc1\xff\x00garbage")
