@@ -18,15 +18,15 @@ $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(VENV)/bin/pip install $(PIP_FLAGS) -c requirements/constraints.txt -e '.[test]'
 	touch $@
 
-$(VENV_COMFY)/.installed: pyproject.toml requirements/comfyui.txt
+$(VENV_COMFY)/.installed: pyproject.toml requirements/comfyui.txt requirements/comfyui-lock.txt
 	$(PYTHON) -m venv $(VENV_COMFY)
-	$(VENV_COMFY)/bin/pip install $(PIP_FLAGS) -r requirements/comfyui.txt
-	$(VENV_COMFY)/bin/pip install $(PIP_FLAGS) -c requirements/comfyui.txt --no-deps -e .
+	$(VENV_COMFY)/bin/pip install $(PIP_FLAGS) -r requirements/comfyui.txt -c requirements/comfyui-lock.txt
+	$(VENV_COMFY)/bin/pip install $(PIP_FLAGS) --no-deps -e .
 	touch $@
 
-$(VENV_PYTRICKLE)/.installed: requirements/pytrickle.txt
+$(VENV_PYTRICKLE)/.installed: requirements/pytrickle.txt requirements/pytrickle-lock.txt
 	$(PYTHON) -m venv $(VENV_PYTRICKLE)
-	$(VENV_PYTRICKLE)/bin/pip install $(PIP_FLAGS) --only-binary av -r requirements/pytrickle.txt
+	$(VENV_PYTRICKLE)/bin/pip install $(PIP_FLAGS) --only-binary av -r requirements/pytrickle.txt -c requirements/pytrickle-lock.txt
 	touch $@
 
 serve: $(VENV)/.installed
