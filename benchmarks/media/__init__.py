@@ -1,0 +1,1 @@
+"""Synthetic test media shared by the test suite and the benchmarks."""
