@@ -1,0 +1,361 @@
+"""Encoders for trickle output: H.264 (libx264, zero latency) and Opus, plus
+:class:`SegmentEncoder`, which turns frames into MPEG-TS segment bytes as they are encoded.
+
+Input timestamps are kept: a frame with pts ``p`` in time base ``tb`` leaves as a packet with
+pts ``round(p * tb * 90000)``. The cheapest video input is packed ``yuv420p`` planes (one copy
+into an ``av.VideoFrame``); ``rgb24`` costs a colour conversion (1-2 ms at 512x512 here).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+from av.video.frame import PictureType
+
+from egress.mux import TS_CLOCK, MuxChunk, SegmentMuxer
+
+log = logging.getLogger(__name__)
+
+TS_TIME_BASE = Fraction(1, TS_CLOCK)
+OPUS_RATE = 48_000
+OPUS_FRAME = 960  # 20 ms
+PRESETS = ("ultrafast", "superfast", "veryfast")
+
+
+def to_ts_clock(pts: int, time_base: Fraction) -> int:
+    """A timestamp rescaled to the 90 kHz clock (rounded to nearest)."""
+    if time_base == TS_TIME_BASE:
+        return pts
+    return round(pts * time_base * TS_CLOCK)
+
+
+def video_frame_from_array(image: np.ndarray, pixel_format: str) -> av.VideoFrame:
+    """Wrap a numpy picture: ``yuv420p`` packed planes ``(h * 3 // 2, w)`` or ``rgb24``
+    ``(h, w, 3)``; rgb24 is converted to yuv420p (the encoder's format)."""
+    if pixel_format == "yuv420p":
+        return av.VideoFrame.from_ndarray(image, format="yuv420p")
+    if pixel_format == "rgb24":
+        return av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+    raise ValueError(f"unsupported pixel format {pixel_format!r}")
+
+
+@dataclass
+class EncodeStats:
+    """Counters of one encoder."""
+
+    frames: int = 0
+    packets: int = 0
+    keyframes: int = 0
+    dropped_non_increasing_pts: int = 0
+
+
+class VideoEncoder:
+    """libx264 with ``tune=zerolatency``: no B-frames, no lookahead, one packet out per frame in.
+
+    ``preset`` ``ultrafast`` by default: at 512x512 it encodes in about half the time of
+    ``superfast`` for a somewhat larger stream (see ``benchmarks/trickle/decode_latency.py``).
+    Keyframes come only when asked for (``force_keyframe``), as IDR frames with SPS/PPS in
+    front, or after ``max_keyframe_interval`` seconds; scene-cut keyframes are off so segment
+    sizes stay predictable. ``crf`` sets constant quality; ``bit_rate`` (bits/s) switches to a
+    VBV-capped average bitrate instead.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        *,
+        preset: str = "ultrafast",
+        crf: int = 23,
+        bit_rate: int | None = None,
+        frame_rate: int = 30,
+        threads: int = 1,
+        max_keyframe_interval: float = 10.0,
+        label: str = "",
+    ) -> None:
+        if preset not in PRESETS:
+            raise ValueError(f"preset must be one of {PRESETS}")
+        if width % 2 or height % 2:
+            raise ValueError("width and height must be even")
+        self.width, self.height = width, height
+        self.label = label
+        self.stats = EncodeStats()
+        self._last_pts: int | None = None
+        ctx = av.CodecContext.create("libx264", "w")
+        ctx.width, ctx.height = width, height
+        ctx.pix_fmt = "yuv420p"
+        ctx.time_base = TS_TIME_BASE
+        ctx.framerate = Fraction(frame_rate)
+        ctx.gop_size = max(1, round(max_keyframe_interval * frame_rate))
+        ctx.max_b_frames = 0
+        ctx.thread_count = threads
+        options = {
+            "preset": preset,
+            "tune": "zerolatency",
+            "forced-idr": "1",
+            "sc_threshold": "0",
+        }
+        if bit_rate is None:
+            options["crf"] = str(crf)
+        else:
+            ctx.bit_rate = bit_rate
+            options["maxrate"] = str(bit_rate)
+            options["bufsize"] = str(bit_rate)
+        ctx.options = options
+        ctx.open()
+        self._ctx = ctx
+
+    def encode(
+        self,
+        image: av.VideoFrame | np.ndarray,
+        pts: int,
+        time_base: Fraction = TS_TIME_BASE,
+        *,
+        force_keyframe: bool = False,
+        pixel_format: str = "yuv420p",
+    ) -> list[av.Packet]:
+        """Encode one picture; returns its packet(s), pts/dts in 1/90000.
+
+        ``image`` is an ``av.VideoFrame`` (any format; converted when not yuv420p) or a numpy
+        array in ``pixel_format``. Frames whose pts does not increase are dropped (counted).
+        """
+        ts_pts = to_ts_clock(pts, time_base)
+        if self._last_pts is not None and ts_pts <= self._last_pts:
+            self.stats.dropped_non_increasing_pts += 1
+            return []
+        if isinstance(image, np.ndarray):
+            frame = video_frame_from_array(image, pixel_format)
+        elif image.format.name != "yuv420p":
+            frame = image.reformat(format="yuv420p")
+        else:
+            frame = image
+        if frame.width != self.width or frame.height != self.height:
+            raise ValueError(
+                f"frame is {frame.width}x{frame.height}, encoder is {self.width}x{self.height}"
+            )
+        frame.pts = ts_pts
+        frame.time_base = TS_TIME_BASE
+        frame.pict_type = PictureType.I if force_keyframe else PictureType.NONE
+        self._last_pts = ts_pts
+        self.stats.frames += 1
+        return self._count(self._ctx.encode(frame))
+
+    def flush(self) -> list[av.Packet]:
+        """Drain the encoder (nothing is held with zerolatency, but be exact)."""
+        return self._count(self._ctx.encode(None))
+
+    def _count(self, packets: list[av.Packet]) -> list[av.Packet]:
+        for packet in packets:
+            self.stats.packets += 1
+            if packet.is_keyframe:
+                self.stats.keyframes += 1
+        return packets
+
+
+class OpusEncoder:
+    """Opus at 48 kHz, 20 ms packets, from audio frames of any rate, format and layout.
+
+    Input timestamps are followed: when an input frame does not start where the previous one
+    ended (a gap or a jump), the resampler is drained and restarted at the new pts.
+    """
+
+    def __init__(self, *, channels: int = 2, bit_rate: int | None = None, label: str = "") -> None:
+        if channels not in (1, 2):
+            raise ValueError("channels must be 1 or 2")
+        self.channels = channels
+        self.label = label
+        self.stats = EncodeStats()
+        layout = "mono" if channels == 1 else "stereo"
+        ctx = av.CodecContext.create("libopus", "w")
+        ctx.sample_rate = OPUS_RATE
+        ctx.layout = layout
+        ctx.format = "flt"
+        ctx.time_base = Fraction(1, OPUS_RATE)
+        ctx.bit_rate = bit_rate or 48_000 * channels
+        ctx.open()
+        self._ctx = ctx
+        self._layout = layout
+        self._resampler: av.AudioResampler | None = None
+        self._expected: Fraction | None = None  # start time (s) of the next input frame
+
+    def _new_resampler(self) -> av.AudioResampler:
+        return av.AudioResampler(
+            format="flt", layout=self._layout, rate=OPUS_RATE, frame_size=OPUS_FRAME
+        )
+
+    def encode(self, frame: av.AudioFrame) -> list[av.Packet]:
+        """Encode one frame (with ``pts`` and ``time_base`` set); packets have pts in 1/48000."""
+        if frame.pts is None or frame.time_base is None:
+            raise ValueError("audio frames need pts and time_base")
+        start = frame.pts * frame.time_base
+        packets: list[av.Packet] = []
+        tolerance = Fraction(1, 50)
+        if self._resampler is None or (
+            self._expected is not None and abs(start - self._expected) > tolerance
+        ):
+            if self._resampler is not None:
+                packets.extend(self._drain_resampler())
+            self._resampler = self._new_resampler()
+        self._expected = start + Fraction(frame.samples, frame.sample_rate)
+        for chunk in self._resampler.resample(frame):
+            packets.extend(self._ctx.encode(chunk))
+        self.stats.frames += 1
+        self.stats.packets += len(packets)
+        return packets
+
+    def flush(self) -> list[av.Packet]:
+        """Encode what the resampler holds (padded) and drain the encoder."""
+        packets = self._drain_resampler() if self._resampler is not None else []
+        packets.extend(self._ctx.encode(None))
+        self.stats.packets += len(packets)
+        return packets
+
+    def _drain_resampler(self) -> list[av.Packet]:
+        assert self._resampler is not None
+        packets: list[av.Packet] = []
+        for chunk in self._resampler.resample(None):
+            if chunk.samples < OPUS_FRAME:
+                chunk = _pad_audio(chunk, OPUS_FRAME)
+            packets.extend(self._ctx.encode(chunk))
+        self._resampler = None
+        return packets
+
+
+def _pad_audio(frame: av.AudioFrame, samples: int) -> av.AudioFrame:
+    data = frame.to_ndarray()  # packed flt: (1, samples * channels)
+    channels = frame.layout.nb_channels
+    padded = np.zeros((1, samples * channels), dtype=data.dtype)
+    padded[:, : data.shape[1]] = data
+    out = av.AudioFrame.from_ndarray(padded, format=frame.format.name, layout=frame.layout.name)
+    out.sample_rate = frame.sample_rate
+    out.pts = frame.pts
+    out.time_base = frame.time_base
+    return out
+
+
+@dataclass
+class SegmentEncoderStats:
+    """Counters of a :class:`SegmentEncoder`."""
+
+    video_frames: int = 0
+    audio_frames: int = 0
+    encoder_restarts: int = 0  # the picture size changed
+
+
+class SegmentEncoder:
+    """Frames in, MPEG-TS segment bytes out, each frame's bytes returned as soon as encoded.
+
+    Video: every segment opens with a forced IDR frame at the first frame whose pts is
+    ``segment_seconds`` past the segment start. A change of picture size restarts the encoder
+    and opens a new segment. Audio (optional): Opus, ``audio_channels`` channels, from any
+    input audio (AAC decoded upstream, any rate).
+    """
+
+    def __init__(
+        self,
+        *,
+        segment_seconds: float = 1.0,
+        audio: bool = True,
+        audio_channels: int = 2,
+        preset: str = "ultrafast",
+        crf: int = 23,
+        bit_rate: int | None = None,
+        frame_rate: int = 30,
+        threads: int = 1,
+        label: str = "",
+    ) -> None:
+        self.label = label
+        self.stats = SegmentEncoderStats()
+        self.muxer = SegmentMuxer(
+            segment_seconds=segment_seconds,
+            audio_channels=audio_channels if audio else None,
+            label=label,
+        )
+        self.video_encoder: VideoEncoder | None = None
+        self.audio_encoder = OpusEncoder(channels=audio_channels, label=label) if audio else None
+        self._video_options = {
+            "preset": preset,
+            "crf": crf,
+            "bit_rate": bit_rate,
+            "frame_rate": frame_rate,
+            "threads": threads,
+        }
+
+    def video(
+        self,
+        image: av.VideoFrame | np.ndarray,
+        pts: int,
+        time_base: Fraction = TS_TIME_BASE,
+        *,
+        pixel_format: str = "yuv420p",
+    ) -> list[MuxChunk]:
+        """Encode and mux one picture; returns the TS bytes it produced."""
+        if isinstance(image, np.ndarray):
+            if pixel_format == "yuv420p":
+                height, width = image.shape[0] * 2 // 3, image.shape[1]
+            else:
+                height, width = image.shape[0], image.shape[1]
+        else:
+            width, height = image.width, image.height
+        chunks: list[MuxChunk] = []
+        encoder = self.video_encoder
+        restart = encoder is not None and (encoder.width, encoder.height) != (width, height)
+        if encoder is None or restart:
+            if encoder is not None:
+                chunks.extend(self._mux_video(encoder.flush()))
+                chunks.extend(self.muxer.close())
+                self.stats.encoder_restarts += 1
+            encoder = self.video_encoder = VideoEncoder(
+                width,
+                height,
+                label=self.label,
+                **self._video_options,  # type: ignore[arg-type]
+            )
+        ts_pts = to_ts_clock(pts, time_base)
+        force = self.muxer.segment_due(ts_pts)
+        packets = encoder.encode(
+            image, ts_pts, TS_TIME_BASE, force_keyframe=force, pixel_format=pixel_format
+        )
+        self.stats.video_frames += 1
+        chunks.extend(self._mux_video(packets))
+        return chunks
+
+    def audio(self, frame: av.AudioFrame) -> list[MuxChunk]:
+        """Encode and mux one audio frame (pts and time_base set)."""
+        if self.audio_encoder is None:
+            raise RuntimeError("this encoder was created without audio")
+        self.stats.audio_frames += 1
+        return self._mux_audio(self.audio_encoder.encode(frame))
+
+    def close(self) -> list[MuxChunk]:
+        """Drain the encoders and end the open segment."""
+        chunks: list[MuxChunk] = []
+        if self.video_encoder is not None:
+            chunks.extend(self._mux_video(self.video_encoder.flush()))
+        if self.audio_encoder is not None:
+            chunks.extend(self._mux_audio(self.audio_encoder.flush()))
+        chunks.extend(self.muxer.close())
+        return chunks
+
+    def _mux_video(self, packets: list[av.Packet]) -> list[MuxChunk]:
+        chunks: list[MuxChunk] = []
+        for packet in packets:
+            if packet.pts is None:
+                continue
+            chunks.extend(
+                self.muxer.write_video(bytes(packet), packet.pts, packet.dts, packet.is_keyframe)
+            )
+        return chunks
+
+    def _mux_audio(self, packets: list[av.Packet]) -> list[MuxChunk]:
+        chunks: list[MuxChunk] = []
+        for packet in packets:
+            if packet.pts is None:
+                continue
+            pts = to_ts_clock(packet.pts, packet.time_base or Fraction(1, OPUS_RATE))
+            chunks.extend(self.muxer.write_audio(bytes(packet), pts))
+        return chunks
