@@ -1,0 +1,18 @@
+"""Inference engines: the built-in torch executor and real ComfyUI, behind one interface."""
+
+from __future__ import annotations
+
+from infer.engine.base import Engine, PreparedWorkflow, ProgressCallback, RunResult
+from infer.engine.builtin import BuiltinEngine
+from infer.engine.select import ENGINE_CHOICES, comfyui_importable, select_engine
+
+__all__ = [
+    "ENGINE_CHOICES",
+    "BuiltinEngine",
+    "Engine",
+    "PreparedWorkflow",
+    "ProgressCallback",
+    "RunResult",
+    "comfyui_importable",
+    "select_engine",
+]
