@@ -3,9 +3,10 @@
 Pixel formats, as the frame ring stores them:
 
 - ``rgb24``: ``(H, W, 3)`` uint8, packed.
-- ``yuv420p``: the three planes back to back (I420: Y ``H*W``, then U and V ``H/2*W/2`` each),
-  any array shape with that many uint8 elements (PyAV's ``to_ndarray()`` gives ``(H*3/2, W)``);
-  a sequence of the three plane arrays is accepted too. Width and height must be even.
+- ``yuv420p``: the three planes back to back (Y ``H*W``, then U and V of ``ceil(H/2)*ceil(W/2)``
+  each), given as any uint8 array with that many elements (PyAV's ``to_ndarray()`` gives
+  ``(H*3/2, W)``, the ring's frame has a 1-D ``data``) or as a sequence of plane arrays.
+- ``nv12``: Y, then one interleaved UV plane; same rules.
 
 The uint8 data crosses to the device once and is converted there (colour conversion included);
 results come back as uint8 once. With CUDA, host staging buffers are pinned and reused, so the
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-PIXEL_FORMATS = ("rgb24", "yuv420p")
+PIXEL_FORMATS = ("rgb24", "yuv420p", "nv12")
 
 # (Kr, Kb) luma weights; YUV is limited ("TV") range, as H.264 decoders produce it.
 _COLORSPACES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
@@ -34,8 +35,8 @@ def frame_nbytes(width: int, height: int, pixel_format: str) -> int:
     """Bytes of one frame in ``pixel_format``."""
     if pixel_format == "rgb24":
         return width * height * 3
-    if pixel_format == "yuv420p":
-        return width * height * 3 // 2
+    if pixel_format in ("yuv420p", "nv12"):
+        return width * height + 2 * ((width + 1) // 2) * ((height + 1) // 2)
     raise ValueError(f"unsupported pixel format {pixel_format!r}; use one of {PIXEL_FORMATS}")
 
 
@@ -75,8 +76,6 @@ class FrameConverter:
         if width <= 0 or height <= 0:
             raise ValueError(f"bad frame size {width}x{height}")
         self.nbytes = frame_nbytes(width, height, pixel_format)
-        if pixel_format == "yuv420p" and (width % 2 or height % 2):
-            raise ValueError(f"yuv420p needs even width and height, got {width}x{height}")
         self.width = width
         self.height = height
         self.pixel_format = pixel_format
@@ -138,10 +137,16 @@ class FrameConverter:
 
     def _yuv_to_rgb(self, raw: torch.Tensor) -> torch.Tensor:
         b, h, w = raw.shape[0], self.height, self.width
-        ys, cs = h * w, (h // 2) * (w // 2)
+        ch, cw = (h + 1) // 2, (w + 1) // 2
+        ys = h * w
         y = raw[:, :ys].view(b, 1, h, w).float().sub_(16.0).div_(219.0)
-        uv = raw[:, ys : ys + 2 * cs].view(b, 2, h // 2, w // 2).float().sub_(128.0).div_(224.0)
-        uv = F.interpolate(uv, scale_factor=2, mode="nearest")
+        chroma = raw[:, ys:]
+        if self.pixel_format == "nv12":
+            uv8 = chroma.view(b, ch, cw, 2).permute(0, 3, 1, 2)
+        else:
+            uv8 = chroma.view(b, 2, ch, cw)
+        uv = uv8.float().sub_(128.0).div_(224.0)
+        uv = F.interpolate(uv, scale_factor=2, mode="nearest")[:, :, :h, :w]
         yuv = torch.cat([y, uv], dim=1)  # [B, 3, H, W]
         rgb = torch.einsum("ij,bjhw->bhwi", self._rgb_from_yuv, yuv)
         return rgb.clamp_(0.0, 1.0).contiguous()
@@ -151,7 +156,8 @@ class FrameConverter:
     def to_frames(
         self, images: torch.Tensor, out: Sequence[np.ndarray] | None = None
     ) -> list[np.ndarray]:
-        """Convert ``[B, H, W, C]`` floats to frames (any size; yuv420p needs even sides).
+        """Convert ``[B, H, W, C]`` floats to frames of their own size (rgb24: ``(H, W, 3)``;
+        4:2:0: ``(H*3/2, W)`` for even sides, 1-D otherwise).
 
         With ``out`` (e.g. ring slot views, one per image), frames are written there and those
         arrays are returned; otherwise new arrays are returned.
@@ -166,10 +172,8 @@ class FrameConverter:
             packed = _to_uint8(images).reshape(b, -1)
             shape: tuple[int, ...] = (h, w, 3)
         else:
-            if h % 2 or w % 2:
-                raise ValueError(f"yuv420p output needs even sides, got {w}x{h}")
             packed = self._rgb_to_yuv(images)
-            shape = (h * 3 // 2, w)
+            shape = (h * 3 // 2, w) if h % 2 == 0 and w % 2 == 0 else (packed.shape[1],)
         host = self._download(packed)
         frames: list[np.ndarray] = []
         for i in range(b):
@@ -190,8 +194,13 @@ class FrameConverter:
         rgb = images.to(self.device, torch.float32).clamp(0.0, 1.0)
         yuv = torch.einsum("ij,bhwj->bihw", self._yuv_from_rgb, rgb)  # [B, 3, H, W]
         y = yuv[:, 0].mul(219.0).add_(16.0 + 0.5).clamp_(0, 255).to(torch.uint8)
-        uv = F.avg_pool2d(yuv[:, 1:], 2).mul_(224.0).add_(128.0 + 0.5).clamp_(0, 255)
+        chroma = yuv[:, 1:]
+        if chroma.shape[2] % 2 or chroma.shape[3] % 2:  # odd sides: repeat the last row/column
+            chroma = F.pad(chroma, (0, chroma.shape[3] % 2, 0, chroma.shape[2] % 2), "replicate")
+        uv = F.avg_pool2d(chroma, 2).mul_(224.0).add_(128.0 + 0.5).clamp_(0, 255)
         uv8 = uv.to(torch.uint8)
+        if self.pixel_format == "nv12":
+            uv8 = uv8.permute(0, 2, 3, 1)
         return torch.cat([y.reshape(b, -1), uv8.reshape(b, -1)], dim=1)
 
     def _download(self, packed: torch.Tensor) -> np.ndarray:
