@@ -71,6 +71,7 @@ class EsPacket:
     flushed_early: bool = False  # completed by flush_pending() rather than by the stream itself
     source_pts: int | None = None
     discontinuity: bool = False  # set by a timeline: first packet after a timestamp jump
+    after_loss: bool = False  # a PES of this stream was dropped just before this one
 
 
 @dataclass
@@ -123,6 +124,13 @@ def _read_timestamp(b: bytes | bytearray | memoryview, i: int) -> int:
     )
 
 
+def _pop(items: set[int], item: int) -> bool:
+    if item in items:
+        items.discard(item)
+        return True
+    return False
+
+
 def h264_is_idr(data: bytes | bytearray) -> bool:
     """True when the first coded slice of an Annex B access unit is an IDR slice."""
     i = 0
@@ -156,6 +164,7 @@ class TsDemuxer:
         self._cc: dict[int, int] = {}
         self._pending: dict[int, _PendingPes] = {}
         self._released_early: set[int] = set()
+        self._lost: set[int] = set()  # PIDs whose next packet follows a dropped PES
 
     @property
     def segment(self) -> int:
@@ -363,6 +372,7 @@ class TsDemuxer:
             self.stats.pes_damaged += 1
         if pes.stream.kind == "video":
             self.stats.video_dropped += 1
+        self._lost.add(pes.stream.pid)
 
     def _finish(self, pes: _PendingPes, *, early: bool) -> EsPacket | None:
         data = pes.data
@@ -399,6 +409,7 @@ class TsDemuxer:
             segment=pes.segment,
             flushed_early=early,
             source_pts=pts,
+            after_loss=_pop(self._lost, stream.pid),
         )
 
     # ------------------------------------------------------------------ PSI layer
