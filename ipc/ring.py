@@ -1,0 +1,960 @@
+"""Shared-memory frame ring: one producer, one consumer, live-video policy, zero-copy reads.
+
+One ring per stream and direction. The parent creates it (``FrameRing.create``) and unlinks it;
+the producing and consuming workers map it (``FrameRing.attach``) and take the ``writer()`` and
+``reader()`` roles. Frames never travel through a pipe: the producer writes pixels into a slot and
+the consumer copies them out (``read()``) or reads them in place (``read(copy=False)``).
+
+Layout (all header fields little-endian int64)::
+
+    bytes 0-63      static: magic, version, slots, pixel format, max width/height, slot
+                    capacity, stage count (written once by the creator)
+    bytes 64-127    producer's line: write_seq (last published sequence), dropped, writer pid
+    bytes 128-191   consumer's line: read_seq (last sequence consumed), read count, pinned slot,
+                    reader pid
+    192 + i*192     slot i header: lock, seq, index, pts, time base num/den, width, height,
+                    pixel format, flags, payload bytes, stamps[NUM_STAGES]
+    page-aligned    slot i payload (capacity rounded up to 4 KiB)
+
+Every shared field has exactly one writing side, so no atomic read-modify-write is needed.
+
+Live policy. The producer never blocks. It writes each frame into the oldest slot that the consumer
+has not pinned: a free slot, else an already-read frame, else the oldest unread frame, which is then
+dropped and counted in ``dropped``. Sequence numbers start at 1 and grow by one per frame; the
+consumer reads in sequence order and ``Frame.missed`` tells it how many frames it lost just
+before this one. Once the consumer has caught up, ``written == read + dropped``.
+
+Torn reads. Each slot has a seqlock word: odd while the producer writes the slot, even (and larger)
+once the frame is published. The consumer only takes a slot whose lock was even and unchanged
+around its reading of the slot's sequence number, and then *pins* the slot before touching the
+pixels: it stores the slot index in ``pin``, issues a full memory barrier and checks that the lock
+has not moved. The producer, symmetrically, makes the lock odd, issues a full barrier and reads
+``pin``; if the consumer pinned that slot it restores the lock and picks another slot. This is the
+store-buffer (Dekker) handshake: with a full barrier on both sides at least one party sees the
+other's store, so either the consumer sees the odd lock and gives the slot up, or the producer sees
+the pin and never writes there. A pinned slot is therefore never written, which makes copying reads
+and zero-copy views safe without retries, and makes the drop count exact (a frame the consumer has
+pinned is never counted as dropped; one that was overwritten was never delivered).
+
+Memory ordering. Header words are written and read through a ``memoryview`` cast to int64: one
+aligned 8-byte ``mov`` each, so a word is never torn. Pixels are copied by numpy (memcpy). We rely
+on x86-64's TSO model: stores become visible in program order (pixels before the even lock, the
+lock before ``write_seq``) and loads are not reordered with older loads; glibc's memcpy ends its
+non-temporal-store path with ``sfence``, so large copies are ordered too. The one reordering TSO
+allows, a later load passing an earlier store, is what the pin handshake has to prevent: the full
+barrier is an uncontended ``threading.Lock`` acquire/release, which executes lock-prefixed
+instructions (full barriers on x86). Weakly ordered CPUs (aarch64) would need explicit
+acquire/release barriers around every header access; the ring warns there.
+
+Wake-ups. The consumer binds ``ipc.wakeup.WakeListener`` on ``"<name>.r"`` (which also makes it the
+only reader); the producer notifies it after each publish. ``wait()`` blocks in ``poll`` and
+``wait_async()`` in the event loop; neither spins. The writer holds ``"<name>.w"`` the same way, so
+a second writer is refused, and a role is freed by the kernel when its process dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import struct
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from ipc import pixfmt
+from ipc.frame import NUM_STAGES, Frame, Stage
+from ipc.pixfmt import PixelFormat
+from ipc.shm import PREFIX, Direction, Segment, ring_name, validate_name
+from ipc.wakeup import AddressInUse, WakeListener, WakeSender
+
+log = logging.getLogger(__name__)
+
+MAX_SLOTS = 64
+MIN_SLOTS = 2  # one slot may be pinned by the consumer; the producer always needs another
+MAGIC = int.from_bytes(b"CBYOCRNG", "little")
+VERSION = 1
+
+# Ring header, as int64 indices.
+_MAGIC, _VERSION, _SLOTS, _FORMAT, _MAX_W, _MAX_H, _CAPACITY, _STAGES = range(8)
+_WRITE_SEQ, _DROPPED, _WRITER_PID = 8, 9, 10  # producer's cache line
+_READ_SEQ, _READ_COUNT, _PIN, _READER_PID = 16, 17, 18, 19  # consumer's cache line
+_NO_PIN = -1
+
+SLOT_TABLE_OFFSET = 192
+SLOT_HEADER_SIZE = 192
+PAGE = 4096
+# Slot header, as int64 indices from the slot header's start.
+_S_LOCK, _S_SEQ, _S_FIELDS = 0, 1, 2
+_S_STAMPS = 11
+_FIELDS = struct.Struct("<9q")  # index, pts, tb num, tb den, width, height, format, flags, nbytes
+assert (_S_STAMPS + NUM_STAGES) * 8 <= SLOT_HEADER_SIZE
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_INT32_MAX = 2**31 - 1
+
+_FENCE_LOCK = threading.Lock()
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+
+
+def _full_fence() -> None:
+    # lock-prefixed instructions (the lock's CAS and release) are full barriers on x86;
+    # see the module docstring.
+    _FENCE_LOCK.acquire()
+    _FENCE_LOCK.release()
+
+
+class RingError(RuntimeError):
+    """A ring cannot be used as asked (mismatched spec, role taken, corrupt header)."""
+
+
+class RoleTaken(RingError):
+    """The ring already has a writer (or a reader)."""
+
+
+class FrameTooLarge(ValueError):
+    """A frame needs more bytes than the ring's slots hold."""
+
+
+def _check_int(label: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{label} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{label} must be between {low} and {high}, got {value}")
+    return int(value)
+
+
+class RingSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything needed to create or attach a ring; small enough to travel in control messages.
+
+    Slots hold frames up to ``max_width`` x ``max_height`` in ``pixel_format``; a frame may have
+    another size or format as long as its bytes fit.
+    """
+
+    name: str
+    slots: int
+    max_width: int
+    max_height: int
+    pixel_format: str
+
+    def __post_init__(self) -> None:
+        validate_name(self.name)
+        _check_int("slots", self.slots, MIN_SLOTS, MAX_SLOTS)
+        pixfmt.check_dimensions(self.max_width, self.max_height)
+        pixfmt.parse_pixel_format(self.pixel_format)
+
+    @property
+    def format(self) -> PixelFormat:
+        """``pixel_format`` as a ``PixelFormat``."""
+        return pixfmt.parse_pixel_format(self.pixel_format)
+
+    @property
+    def slot_capacity(self) -> int:
+        """Payload bytes per slot: one frame of the maximum size in the ring's format."""
+        return pixfmt.frame_nbytes(self.format, self.max_width, self.max_height)
+
+    @classmethod
+    def for_stream(
+        cls,
+        stream_id: str,
+        direction: Direction | str,
+        *,
+        slots: int,
+        max_width: int,
+        max_height: int,
+        pixel_format: str,
+        prefix: str = PREFIX,
+    ) -> RingSpec:
+        """A spec named after ``stream_id`` and ``direction``, owned by this process."""
+        return cls(
+            name=ring_name(stream_id, direction, prefix=prefix),
+            slots=slots,
+            max_width=max_width,
+            max_height=max_height,
+            pixel_format=pixel_format,
+        )
+
+
+class RingStats(msgspec.Struct, frozen=True, kw_only=True):
+    """Counters from a ring's shared header, readable by every process that maps it."""
+
+    written: int
+    """Frames published since the ring was created."""
+    read: int
+    """Frames delivered to a reader."""
+    dropped: int
+    """Unread frames the producer overwrote (ring full: consumer behind)."""
+
+    @property
+    def unread(self) -> int:
+        """Frames published and neither read nor dropped yet."""
+        return self.written - self.read - self.dropped
+
+
+@dataclass(frozen=True)
+class _Layout:
+    slots: int
+    capacity: int
+    stride: int
+    payload_offset: int
+    size: int
+
+    @classmethod
+    def of(cls, spec: RingSpec) -> _Layout:
+        capacity = spec.slot_capacity
+        stride = _round_up(capacity, PAGE)
+        payload_offset = _round_up(SLOT_TABLE_OFFSET + spec.slots * SLOT_HEADER_SIZE, PAGE)
+        return cls(
+            spec.slots, capacity, stride, payload_offset, payload_offset + spec.slots * stride
+        )
+
+    def header_index(self, slot: int) -> int:
+        return (SLOT_TABLE_OFFSET + slot * SLOT_HEADER_SIZE) // 8
+
+    def payload(self, slot: int) -> int:
+        return self.payload_offset + slot * self.stride
+
+
+def _round_up(value: int, step: int) -> int:
+    return (value + step - 1) // step * step
+
+
+class FrameRing:
+    """A mapped frame ring. Create it in the owning process, attach to it everywhere else.
+
+    ``with FrameRing.create(spec) as ring:`` unlinks the ring on exit; an attached ring only
+    unmaps. ``close()`` and ``unlink()`` are idempotent.
+    """
+
+    def __init__(self, spec: RingSpec, segment: Segment, layout: _Layout) -> None:
+        self.spec = spec
+        self._segment = segment
+        self._layout = layout
+        self._q: memoryview = segment.buf.cast("q")
+        self._bytes: np.ndarray | None = np.frombuffer(segment.buf, dtype=np.uint8)
+        self._stamps: np.ndarray | None = np.ndarray(
+            (layout.slots, NUM_STAGES),
+            dtype=np.int64,
+            buffer=segment.buf,
+            offset=SLOT_TABLE_OFFSET + _S_STAMPS * 8,
+            strides=(SLOT_HEADER_SIZE, 8),
+        )
+        self._roles: list[RingWriter | RingReader] = []
+        if not _X86:
+            log.warning(
+                "ring %s: memory ordering is only established for x86-64 (running on %s)",
+                spec.name,
+                platform.machine(),
+            )
+
+    @classmethod
+    def create(cls, spec: RingSpec) -> FrameRing:
+        """Create the ring's shared memory; this process owns it and must ``unlink()`` it."""
+        layout = _Layout.of(spec)
+        segment = Segment.create(spec.name, layout.size)
+        try:
+            q = segment.buf.cast("q")
+            try:
+                q[_VERSION] = VERSION
+                q[_SLOTS] = spec.slots
+                q[_FORMAT] = int(spec.format)
+                q[_MAX_W] = spec.max_width
+                q[_MAX_H] = spec.max_height
+                q[_CAPACITY] = layout.capacity
+                q[_STAGES] = NUM_STAGES
+                q[_PIN] = _NO_PIN
+                q[_MAGIC] = MAGIC  # last: a header with the magic is complete
+            finally:
+                q.release()
+            ring = cls(spec, segment, layout)
+        except BaseException:
+            segment.close()
+            segment.unlink()
+            raise
+        log.debug(
+            "ring %s created: %d slots of %d bytes (%dx%d %s)",
+            spec.name,
+            spec.slots,
+            layout.capacity,
+            spec.max_width,
+            spec.max_height,
+            spec.pixel_format,
+        )
+        return ring
+
+    @classmethod
+    def attach(cls, spec: RingSpec) -> FrameRing:
+        """Map an existing ring without owning it. Raises ``RingError`` if it differs from spec."""
+        layout = _Layout.of(spec)
+        segment = Segment.attach(spec.name)
+        try:
+            cls._check_header(spec, segment, layout)
+            return cls(spec, segment, layout)
+        except BaseException:
+            segment.close()
+            raise
+
+    @staticmethod
+    def _check_header(spec: RingSpec, segment: Segment, layout: _Layout) -> None:
+        if segment.size < SLOT_TABLE_OFFSET:
+            raise RingError(f"shared memory {spec.name!r} is too small to be a frame ring")
+        q = segment.buf.cast("q")
+        try:
+            if q[_MAGIC] != MAGIC or q[_VERSION] != VERSION:
+                raise RingError(f"shared memory {spec.name!r} is not a version {VERSION} ring")
+            found = (q[_SLOTS], q[_FORMAT], q[_MAX_W], q[_MAX_H], q[_STAGES])
+        finally:
+            q.release()
+        expected = (spec.slots, int(spec.format), spec.max_width, spec.max_height, NUM_STAGES)
+        if found != expected or segment.size != layout.size:
+            fmt = PixelFormat(found[1]) if found[1] in set(PixelFormat) else found[1]
+            raise RingError(
+                f"ring {spec.name!r} was created with {found[0]} slots of "
+                f"{found[2]}x{found[3]} {fmt} ({found[4]} stages), not as {spec}"
+            )
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def is_owner(self) -> bool:
+        return self._segment.is_owner
+
+    @property
+    def closed(self) -> bool:
+        return self._segment.closed
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the shared memory segment."""
+        return self._layout.size
+
+    def stats(self) -> RingStats:
+        """Current counters from the shared header."""
+        q = self._live_q()
+        return RingStats(written=q[_WRITE_SEQ], read=q[_READ_COUNT], dropped=q[_DROPPED])
+
+    def writer(self) -> RingWriter:
+        """Become the ring's producer. Raises ``RoleTaken`` if another writer is attached."""
+        writer = RingWriter(self)
+        self._roles.append(writer)
+        return writer
+
+    def reader(self) -> RingReader:
+        """Become the ring's consumer. Raises ``RoleTaken`` if another reader is attached."""
+        reader = RingReader(self)
+        self._roles.append(reader)
+        return reader
+
+    def close(self) -> None:
+        """Close this process's writer/reader and unmap the ring (idempotent)."""
+        if self._segment.closed:
+            return
+        for role in self._roles:
+            role.close()
+        self._roles.clear()
+        self._bytes = None
+        self._stamps = None
+        self._q.release()
+        self._segment.close()
+
+    def unlink(self) -> None:
+        """Remove the ring's shared memory (owner only; idempotent)."""
+        self._segment.unlink()
+
+    def __enter__(self) -> FrameRing:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+        if self.is_owner:
+            self.unlink()
+
+    def __repr__(self) -> str:
+        role = "owner" if self.is_owner else "attached"
+        return f"<FrameRing {self.name} {role}{' closed' if self.closed else ''}>"
+
+    def _live_q(self) -> memoryview:
+        if self._segment.closed:
+            raise ValueError(f"ring {self.name!r} is closed")
+        return self._q
+
+    def _payload_views(self) -> list[np.ndarray]:
+        assert self._bytes is not None
+        layout = self._layout
+        return [
+            self._bytes[layout.payload(i) : layout.payload(i) + layout.capacity]
+            for i in range(layout.slots)
+        ]
+
+
+def _claim_role(ring: FrameRing, key: str, role: str) -> WakeListener:
+    try:
+        return WakeListener(key)
+    except AddressInUse:
+        raise RoleTaken(f"ring {ring.name!r} already has a {role}") from None
+
+
+class RingWriter:
+    """The producing end of a ring (one per ring at a time). Never blocks."""
+
+    def __init__(self, ring: FrameRing) -> None:
+        q = ring._live_q()
+        self._ring = ring
+        self._role = _claim_role(ring, f"{ring.name}.w", "writer")
+        self._wake = WakeSender(f"{ring.name}.r")
+        self._q = q
+        self._layout = ring._layout
+        self._payloads = ring._payload_views()
+        self._stamps = ring._stamps
+        self._headers = [self._layout.header_index(i) for i in range(self._layout.slots)]
+        # Shadow copies of what only this writer changes: slot locks and sequences.
+        self._locks: list[int] = []
+        self._seqs: list[int] = []
+        for h in self._headers:
+            lock = q[h + _S_LOCK]
+            if lock & 1:  # a writer died mid-write: the slot holds no frame any more
+                q[h + _S_SEQ] = 0
+                lock += 1
+                q[h + _S_LOCK] = lock
+            self._locks.append(lock)
+            self._seqs.append(q[h + _S_SEQ])
+        self._next_seq = q[_WRITE_SEQ] + 1
+        self._dropped = q[_DROPPED]
+        q[_WRITER_PID] = os.getpid()
+        self._pending: Reservation | None = None
+        self._time_base: tuple[object, int, int] = (None, 0, 0)
+
+    @property
+    def ring(self) -> FrameRing:
+        return self._ring
+
+    @property
+    def closed(self) -> bool:
+        return self._role.closed
+
+    def write(
+        self,
+        image: np.ndarray | Sequence[np.ndarray],
+        *,
+        pts: int,
+        time_base: Fraction | tuple[int, int],
+        pixel_format: PixelFormat | str | None = None,
+        index: int | None = None,
+        flags: int = 0,
+        stamps: np.ndarray | Sequence[int] | Mapping[Stage, int] | None = None,
+        stamp: Stage | None = None,
+    ) -> int:
+        """Copy one frame into the ring and publish it; return its sequence number.
+
+        ``image`` is the frame's packed array (``(h, w, 3)`` rgb24, ``(h * 3 // 2, w)`` 4:2:0) or
+        its planes (any strides). ``pixel_format`` defaults to the ring's. ``stamps`` are carried
+        in the header (e.g. an input frame's ``stamps``); ``stamp`` additionally records that
+        stage at the moment of publishing. Raises ``FrameTooLarge`` if the frame does not fit.
+        """
+        fmt = (
+            self._ring.spec.format
+            if pixel_format is None
+            else pixfmt.parse_pixel_format(pixel_format)
+        )
+        width, height = pixfmt.geometry_of(fmt, image)
+        arrays = (image,) if isinstance(image, np.ndarray) else tuple(image)
+        for array in arrays:
+            if array.dtype != np.uint8:
+                raise ValueError(f"pixels must be uint8, got {array.dtype}")
+        with self.reserve(
+            width,
+            height,
+            pts=pts,
+            time_base=time_base,
+            pixel_format=fmt,
+            index=index,
+            flags=flags,
+            stamps=stamps,
+        ) as slot:
+            if isinstance(image, np.ndarray):
+                np.copyto(slot.data.reshape(image.shape), image)
+            else:
+                for target, plane in zip(slot.planes, arrays, strict=True):
+                    np.copyto(target, plane)
+            slot.stamp_on_commit = stamp
+        return slot.seq
+
+    def reserve(
+        self,
+        width: int,
+        height: int,
+        *,
+        pts: int,
+        time_base: Fraction | tuple[int, int],
+        pixel_format: PixelFormat | str | None = None,
+        index: int | None = None,
+        flags: int = 0,
+        stamps: np.ndarray | Sequence[int] | Mapping[Stage, int] | None = None,
+    ) -> Reservation:
+        """Take a slot to fill in place (no intermediate copy); publish it with ``commit()``.
+
+        Use as a context manager: the frame is committed when the block ends normally and
+        discarded when it raises. Only one reservation may be open at a time.
+        """
+        q = self._live()
+        if self._pending is not None:
+            raise RuntimeError(f"ring {self._ring.name!r}: a reservation is already open")
+        fmt = (
+            self._ring.spec.format
+            if pixel_format is None
+            else pixfmt.parse_pixel_format(pixel_format)
+        )
+        nbytes = pixfmt.frame_nbytes(fmt, width, height)
+        if nbytes > self._layout.capacity:
+            spec = self._ring.spec
+            raise FrameTooLarge(
+                f"a {width}x{height} {fmt} frame needs {nbytes} bytes; ring {spec.name!r} slots "
+                f"hold {self._layout.capacity} ({spec.max_width}x{spec.max_height} "
+                f"{spec.pixel_format})"
+            )
+        pts = _check_int("pts", pts, _INT64_MIN, _INT64_MAX)
+        tb_num, tb_den = self._time_base_of(time_base)
+        flags = _check_int("flags", flags, 0, 2**32 - 1)
+        seq = self._next_seq
+        index = seq - 1 if index is None else _check_int("index", index, _INT64_MIN, _INT64_MAX)
+        stamp_values = _stamp_array(stamps)
+
+        slot, base_lock = self._claim_slot()
+        h = self._headers[slot]
+        q[h + _S_SEQ] = seq  # one 8-byte store: readers never see a torn sequence number
+        _FIELDS.pack_into(
+            self._ring._segment.buf,
+            (h + _S_FIELDS) * 8,
+            index,
+            pts,
+            tb_num,
+            tb_den,
+            width,
+            height,
+            int(fmt),
+            flags,
+            nbytes,
+        )
+        assert self._stamps is not None
+        self._stamps[slot] = stamp_values
+        data = self._payloads[slot][:nbytes]
+        reservation = Reservation(self, slot, seq, base_lock, fmt, width, height, data)
+        self._pending = reservation
+        return reservation
+
+    def _claim_slot(self) -> tuple[int, int]:
+        """Make the oldest unpinned slot odd (being written); count a drop if it was unread."""
+        q = self._q
+        while True:
+            pinned = q[_PIN]
+            slot = min(
+                (s for s in range(self._layout.slots) if s != pinned), key=self._seqs.__getitem__
+            )
+            h = self._headers[slot]
+            base = self._locks[slot]
+            q[h + _S_LOCK] = base + 1
+            _full_fence()  # the odd lock must be visible before we look at the pin
+            if q[_PIN] == slot:
+                q[h + _S_LOCK] = base  # the reader pinned it meanwhile: leave it alone
+                continue
+            old = self._seqs[slot]
+            if old and old > q[_READ_SEQ]:
+                self._dropped += 1
+                q[_DROPPED] = self._dropped
+            return slot, base
+
+    def _publish(self, reservation: Reservation, stamp: Stage | None) -> int:
+        q = self._q
+        slot = reservation.slot
+        h = self._headers[slot]
+        if stamp is not None:
+            assert self._stamps is not None
+            self._stamps[slot, stamp] = time.monotonic_ns()
+        lock = reservation.base_lock + 2
+        q[h + _S_LOCK] = lock  # TSO: pixels and header are visible before the even lock
+        self._locks[slot] = lock
+        self._seqs[slot] = reservation.seq
+        q[_WRITE_SEQ] = reservation.seq
+        self._next_seq = reservation.seq + 1
+        self._pending = None
+        self._wake.notify()
+        return reservation.seq
+
+    def _discard(self, reservation: Reservation) -> None:
+        q = self._q
+        slot = reservation.slot
+        h = self._headers[slot]
+        q[h + _S_SEQ] = 0  # the slot is empty now; its sequence number will be reused
+        lock = reservation.base_lock + 2
+        q[h + _S_LOCK] = lock
+        self._locks[slot] = lock
+        self._seqs[slot] = 0
+        self._pending = None
+
+    def _time_base_of(self, time_base: Fraction | tuple[int, int]) -> tuple[int, int]:
+        cached, num, den = self._time_base
+        if time_base is cached or time_base == cached:
+            return num, den
+        if isinstance(time_base, Fraction):
+            num, den = time_base.numerator, time_base.denominator
+        elif isinstance(time_base, tuple) and len(time_base) == 2:
+            num, den = time_base
+        else:
+            raise ValueError(f"time_base must be a Fraction or (num, den), got {time_base!r}")
+        num = _check_int("time base numerator", num, 1, _INT32_MAX)
+        den = _check_int("time base denominator", den, 1, _INT32_MAX)
+        self._time_base = (time_base, num, den)
+        return num, den
+
+    def _live(self) -> memoryview:
+        if self._role.closed:
+            raise ValueError(f"writer of ring {self._ring.name!r} is closed")
+        return self._ring._live_q()
+
+    def close(self) -> None:
+        """Give up the writer role (idempotent). An open reservation is discarded."""
+        if self._role.closed:
+            return
+        if self._pending is not None and not self._ring.closed:
+            self._discard(self._pending)
+        self._pending = None
+        if not self._ring.closed:
+            self._q[_WRITER_PID] = 0
+        self._payloads = []
+        self._stamps = None
+        self._wake.close()
+        self._role.close()
+
+    def __enter__(self) -> RingWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Reservation:
+    """A slot being filled in place by the writer. Commit publishes it; abort discards it."""
+
+    def __init__(
+        self,
+        writer: RingWriter,
+        slot: int,
+        seq: int,
+        base_lock: int,
+        pixel_format: PixelFormat,
+        width: int,
+        height: int,
+        data: np.ndarray,
+    ) -> None:
+        self._writer: RingWriter | None = writer
+        self.slot = slot
+        self.seq = seq
+        """Sequence number the frame gets when committed."""
+        self.base_lock = base_lock
+        self.pixel_format = pixel_format
+        self.width = width
+        self.height = height
+        self.data = data
+        """The slot's bytes for this frame (1-D uint8, writable until commit/abort)."""
+        self.planes = pixfmt.plane_views(data, pixel_format, width, height)
+        """Writable views of each plane."""
+        self.stamp_on_commit: Stage | None = None
+        """Stage to stamp with the commit time when the ``with`` block commits."""
+
+    @property
+    def array(self) -> np.ndarray:
+        """The writable pixels as one array (see ``Frame.array``)."""
+        shape = pixfmt.packed_shape(self.pixel_format, self.width, self.height)
+        if shape is None:
+            raise ValueError(
+                f"a {self.width}x{self.height} {self.pixel_format} frame has no single-array form"
+            )
+        return self.data.reshape(shape)
+
+    def commit(self, *, stamp: Stage | None = None) -> int:
+        """Publish the frame (optionally stamping ``stamp`` now); return its sequence number."""
+        writer = self._take()
+        return writer._publish(self, stamp if stamp is not None else self.stamp_on_commit)
+
+    def abort(self) -> None:
+        """Discard the frame; the slot becomes empty (idempotent after commit/abort)."""
+        if self._writer is not None:
+            self._take()._discard(self)
+
+    def _take(self) -> RingWriter:
+        writer, self._writer = self._writer, None
+        if writer is None:
+            raise RuntimeError("reservation already committed or aborted")
+        writer._live()
+        return writer
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        if self._writer is None:
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class RingReader:
+    """The consuming end of a ring (one per ring at a time)."""
+
+    def __init__(self, ring: FrameRing) -> None:
+        q = ring._live_q()
+        self._ring = ring
+        self._wake = _claim_role(ring, f"{ring.name}.r", "reader")
+        self._q = q
+        self._layout = ring._layout
+        self._payloads = ring._payload_views()
+        self._stamps = ring._stamps
+        self._headers = [self._layout.header_index(i) for i in range(self._layout.slots)]
+        # Only one reader exists (the role is held), so a pin left by a killed one is stale.
+        q[_PIN] = _NO_PIN
+        self._read_seq = q[_READ_SEQ]
+        self._read_count = q[_READ_COUNT]
+        q[_READER_PID] = os.getpid()
+        self._held: Frame | None = None
+        self._time_bases: dict[tuple[int, int], Fraction] = {}
+        self.missed = 0
+        """Frames this reader lost to the live policy (sum of ``Frame.missed``)."""
+
+    @property
+    def ring(self) -> FrameRing:
+        return self._ring
+
+    @property
+    def closed(self) -> bool:
+        return self._wake.closed
+
+    @property
+    def last_seq(self) -> int:
+        """Sequence number of the last frame consumed (0 before the first)."""
+        return self._read_seq
+
+    def fileno(self) -> int:
+        """Descriptor that becomes readable when the producer publishes (for custom loops)."""
+        return self._wake.fileno()
+
+    def read(self, *, copy: bool = True, stamp: Stage | None = None) -> Frame | None:
+        """The next frame in sequence order, or ``None`` if none is ready. Never blocks.
+
+        ``copy=True`` returns a frame that owns its pixels. ``copy=False`` returns a zero-copy,
+        read-only view that pins its slot until ``frame.release()``; no other frame can be read
+        while a view is held. ``stamp`` records that stage (now) in the returned frame's stamps.
+        """
+        self._live()
+        if self._held is not None:
+            raise RuntimeError(
+                f"ring {self._ring.name!r}: release the frame view (seq {self._held.seq}) "
+                "before reading another frame"
+            )
+        claimed = self._claim()
+        if claimed is None:
+            return None
+        slot, seq = claimed
+        q = self._q
+        try:
+            index, pts, tb_num, tb_den, width, height, code, flags, nbytes = _FIELDS.unpack_from(
+                self._ring._segment.buf, (self._headers[slot] + _S_FIELDS) * 8
+            )
+            fmt = PixelFormat(code)
+            if nbytes != pixfmt.frame_nbytes(fmt, width, height) or nbytes > self._layout.capacity:
+                raise ValueError(f"{width}x{height} {fmt} in {nbytes} bytes")
+        except ValueError as exc:
+            q[_PIN] = _NO_PIN
+            raise RingError(
+                f"ring {self._ring.name!r}: corrupt header in slot {slot}: {exc}"
+            ) from exc
+        assert self._stamps is not None
+        stamps = self._stamps[slot].copy()
+        source = self._payloads[slot][:nbytes]
+        data = source.copy() if copy else source
+        missed = seq - self._read_seq - 1
+        # Consumed: recorded before the pin is dropped, so a writer that sees the slot unpinned
+        # also sees read_seq >= seq and does not count the frame as dropped.
+        self._read_seq = seq
+        self._read_count += 1
+        self.missed += missed
+        q[_READ_SEQ] = seq
+        q[_READ_COUNT] = self._read_count
+        release = None
+        if copy:
+            q[_PIN] = _NO_PIN
+        else:
+            data.flags.writeable = False
+            release = self._release_view
+        if stamp is not None:
+            stamps[stamp] = time.monotonic_ns()
+        frame = Frame(
+            seq=seq,
+            index=index,
+            pts=pts,
+            time_base=self._fraction(tb_num, tb_den),
+            width=width,
+            height=height,
+            pixel_format=fmt,
+            flags=flags,
+            stamps=stamps,
+            data=data,
+            planes=pixfmt.plane_views(data, fmt, width, height),
+            missed=missed,
+            release=release,
+        )
+        if not copy:
+            self._held = frame
+        return frame
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a frame is ready to read or ``timeout`` seconds pass; return whether one is.
+
+        Sleeps in ``poll`` on the wake-up socket: no CPU is used while the ring is idle.
+        """
+        self._live()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._wake.drain()  # before looking, so a publish during the look still wakes us
+            if self._locate() is not None:
+                return True
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            if not self._wake.wait(remaining):
+                return self._locate() is not None
+
+    async def wait_async(self, timeout: float | None = None) -> bool:
+        """Like ``wait`` but suspends the coroutine (event loop ``add_reader``), never blocks."""
+        self._live()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._wake.drain()
+            if self._locate() is not None:
+                return True
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            if not await self._wake.wait_async(remaining):
+                return self._locate() is not None
+
+    async def read_async(
+        self, *, copy: bool = True, stamp: Stage | None = None, timeout: float | None = None
+    ) -> Frame | None:
+        """Wait (in the event loop) for the next frame and read it; ``None`` on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            frame = self.read(copy=copy, stamp=stamp)
+            if frame is not None:
+                return frame
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            await self.wait_async(remaining)
+
+    def _locate(self) -> tuple[int, int, int] | None:
+        """Find the next frame to read: ``(slot, seq, lock)`` of the lowest unread sequence.
+
+        Only frames up to ``write_seq`` (loaded first) count: every one of them was published
+        before that load, so each is either visible now or was overwritten (and counted as
+        dropped). A slot being written whose old sequence is below the best candidate makes us
+        wait instead of skipping it: the writer may be about to give it back (pin handshake).
+        """
+        q = self._q
+        written = q[_WRITE_SEQ]
+        after = self._read_seq
+        if written <= after:
+            return None
+        best: tuple[int, int, int] | None = None
+        lowest_busy = None
+        for slot, h in enumerate(self._headers):
+            lock = q[h + _S_LOCK]
+            seq = q[h + _S_SEQ]
+            stable = not lock & 1 and q[h + _S_LOCK] == lock
+            if not after < seq <= written:
+                continue
+            if not stable:
+                if lowest_busy is None or seq < lowest_busy:
+                    lowest_busy = seq
+            elif best is None or seq < best[1]:
+                best = (slot, seq, lock)
+        if best is None or (lowest_busy is not None and lowest_busy < best[1]):
+            return None
+        return best
+
+    def _claim(self) -> tuple[int, int] | None:
+        """Pin the next frame's slot; return ``(slot, seq)`` or ``None`` if nothing is ready."""
+        q = self._q
+        while True:
+            found = self._locate()
+            if found is None:
+                return None
+            slot, seq, lock = found
+            h = self._headers[slot]
+            q[_PIN] = slot
+            _full_fence()  # the pin must be visible before we re-check the lock
+            if q[h + _S_LOCK] == lock and q[h + _S_SEQ] == seq:
+                return slot, seq
+            q[_PIN] = _NO_PIN  # overwritten under us: that frame is dropped, look again
+
+    def _release_view(self) -> None:
+        self._held = None
+        if not self._wake.closed and not self._ring.closed:
+            self._q[_PIN] = _NO_PIN
+
+    def _fraction(self, num: int, den: int) -> Fraction:
+        key = (num, den)
+        fraction = self._time_bases.get(key)
+        if fraction is None:
+            if len(self._time_bases) > 16:
+                self._time_bases.clear()
+            fraction = self._time_bases[key] = Fraction(num, den)
+        return fraction
+
+    def _live(self) -> memoryview:
+        if self._wake.closed:
+            raise ValueError(f"reader of ring {self._ring.name!r} is closed")
+        return self._ring._live_q()
+
+    def close(self) -> None:
+        """Give up the reader role (idempotent); a held view is released first."""
+        if self._wake.closed:
+            return
+        if self._held is not None:
+            self._held.release()
+        if not self._ring.closed:
+            self._q[_READER_PID] = 0
+        self._payloads = []
+        self._stamps = None
+        self._wake.close()
+
+    def __enter__(self) -> RingReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _stamp_array(stamps: np.ndarray | Sequence[int] | Mapping[Stage, int] | None) -> Any:
+    if stamps is None:
+        return 0
+    if isinstance(stamps, Mapping):
+        values = np.zeros(NUM_STAGES, dtype=np.int64)
+        for stage, value in stamps.items():
+            values[Stage(stage)] = value
+        return values
+    values = np.asarray(stamps, dtype=np.int64)
+    if values.shape != (NUM_STAGES,):
+        raise ValueError(
+            f"stamps must have {NUM_STAGES} values (one per Stage), got {values.shape}"
+        )
+    return values
