@@ -15,6 +15,8 @@ from aiohttp.typedefs import Middleware
 
 log = logging.getLogger(__name__)
 
+MAX_BODY_BYTES_KEY: web.AppKey[int] = web.AppKey("max_body_bytes", int)
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -64,7 +66,7 @@ def _http_message(exc: web.HTTPException, request: web.Request) -> str:
         return f"method {request.method} not allowed on {request.path} (allowed: {allowed})"
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return (
-            f"request body too large (limit {request.app.get('max_body_bytes', 'unknown')} bytes)"
+            f"request body too large (limit {request.app.get(MAX_BODY_BYTES_KEY, 'unknown')} bytes)"
         )
     text = exc.text or exc.reason
     return text.removeprefix(f"{exc.status}: ")

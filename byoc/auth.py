@@ -1,0 +1,48 @@
+"""The worker token: with ``--token`` set, orchestrators must send ``Authorization: Bearer <token>``.
+
+go-livepeer sends it on every job and stream request when the capability was registered with a
+token, and evicts the capability when the worker answers 401, so a runner whose token changed
+is dropped until it registers again (the registration service re-registers at once on a 401).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from byoc.errors import json_error
+
+# Routes open without the token: liveness checks must work for load balancers and humans.
+PUBLIC_PATHS = frozenset({"/health"})
+
+
+def token_matches(header: str | None, token: str) -> bool:
+    """True when ``header`` is exactly ``Bearer <token>`` (constant-time compare)."""
+    if not header or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header[len("Bearer ") :].encode(), token.encode())
+
+
+def auth_middleware(
+    token: str, on_rejected: Callable[[], Awaitable[None] | None] | None = None
+) -> Middleware:
+    """401 JSON for every routed request without the right Bearer token (when one is set)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not token or request.match_info.http_exception is not None:
+            return await handler(request)  # no token configured, or 404/405 answered as such
+        if request.path in PUBLIC_PATHS:
+            return await handler(request)
+        if token_matches(request.headers.get("Authorization"), token):
+            return await handler(request)
+        if on_rejected is not None:
+            result = on_rejected()
+            if result is not None:
+                await result
+        return json_error(401, "missing or wrong Authorization Bearer token")
+
+    return middleware

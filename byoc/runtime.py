@@ -1,0 +1,35 @@
+"""Everything the parent's HTTP handlers share, in one object stored on the aiohttp app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from byoc.jobs import WorkerJobs
+from byoc.sessions import JobSlots, SessionTable
+from byoc.settings import Settings
+from byoc.streams import StreamManager
+from byoc.supervisor import Supervisor
+
+
+@dataclass
+class Runtime:
+    """The parent's shared state: settings, workers, sessions, jobs and streams."""
+
+    settings: Settings
+    supervisor: Supervisor
+    sessions: SessionTable
+    job_slots: JobSlots
+    worker_jobs: WorkerJobs
+    streams: StreamManager
+    # Called when a request was refused for a wrong token: the orchestrator evicts us for it.
+    token_rejected: list[Callable[[], None]] = field(default_factory=list)
+
+    def busy(self) -> bool:
+        """A stream or a job is live (re-registering now would reset the orchestrator's load)."""
+        return self.sessions.live_count() > 0 or self.job_slots.in_flight > 0
+
+
+RUNTIME_KEY: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
