@@ -1,0 +1,464 @@
+"""Live streams in the parent: per stream, the control subscription, the status events and the
+media pipeline's lifecycle, all tied to the stream's session.
+
+For every stream the parent
+
+- subscribes ``control_url``: ``{"keep":"alive"}`` only proves the channel is alive; any other
+  JSON object is applied like a ``/stream/params`` body;
+- publishes a status event to ``events_url`` at once, then every ``events_interval_s`` and on
+  every state or parameter change (format in ``byoc.stream_events``);
+- ends the stream when control answers 404 or ``Lp-Trickle-Closed``, when control stays silent
+  for ``control_silence_timeout_s``, when the events channel is gone, when a worker reports its
+  input ended or failed, on ``/stream/stop``, on ``DELETE /byoc/session/{id}``, when a new start
+  replaces it, and when the runner shuts down. Every end path goes through
+  ``StreamController.end``: the media pipeline is stopped, the subscriptions closed, a final
+  event published, and the session reaches a terminal state (which frees its capacity slot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from byoc.livepeer.trickle import (
+    ChannelClosedError,
+    JsonSegmentPublisher,
+    SegmentReadError,
+    SegmentTooLargeError,
+    SubscribeError,
+    TrickleError,
+    TricklePublisher,
+    TrickleSubscriber,
+)
+from byoc.livepeer.trickle.constants import CONTENT_TYPE_JSON, KEEPALIVE_MESSAGE
+from byoc.media import MediaPipeline, ParamsRejected, StreamSpec
+from byoc.sessions import CapacityError, Session, SessionState, SessionTable
+from byoc.settings import Settings
+from byoc.stream_events import StreamFigures, status_event
+from byoc.stream_params import check_params
+from ipc.messages import Message, StreamState, StreamStats, WorkerError
+
+log = logging.getLogger(__name__)
+
+MAX_CONTROL_MESSAGE_BYTES = 1024 * 1024
+EVENT_SEND_TIMEOUT_S = 5.0
+FINAL_EVENT_TIMEOUT_S = 2.0
+
+
+class StreamNotFound(LookupError):
+    """No live stream with that id."""
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    """What ``/stream/start`` answers: the session, and an error status when the start failed."""
+
+    session: Session
+    error_status: int = 0
+    error: str = ""
+
+
+class StreamController:
+    """One live stream: its session, control subscription, events and media pipeline."""
+
+    def __init__(
+        self,
+        manager: StreamManager,
+        session: Session,
+        spec: StreamSpec,
+    ) -> None:
+        self.manager = manager
+        self.session = session
+        self.spec = spec
+        self.id = session.id
+        self.figures = StreamFigures()
+        self.last_control_at = time.monotonic()
+        self._settings = manager.settings
+        self._wake = asyncio.Event()
+        self._params_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._setup: asyncio.Task[None] | None = None
+        self._ended: asyncio.Future[None] | None = None
+        self._media_started = False
+        self._events = JsonSegmentPublisher(
+            TricklePublisher(
+                spec.events_url,
+                CONTENT_TYPE_JSON,
+                session=manager.http,
+                verify_tls=False,
+                delete_on_close=False,  # the orchestrator owns its channels
+            )
+        )
+        session.listeners.append(self._on_state_change)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task[None]:
+        """Start events, control and the media set-up; return the set-up task."""
+        self._tasks = [
+            asyncio.create_task(self._events_loop(), name=f"stream-events-{self.id}"),
+            asyncio.create_task(self._control_loop(), name=f"stream-control-{self.id}"),
+            asyncio.create_task(self._silence_watch(), name=f"stream-silence-{self.id}"),
+        ]
+        self._setup = asyncio.create_task(self._set_up(), name=f"stream-setup-{self.id}")
+        return self._setup
+
+    @property
+    def ended(self) -> bool:
+        return self._ended is not None
+
+    def tasks_alive(self) -> bool:
+        """False when a background task of this live stream died (a bug or a lost resource)."""
+        return all(not t.done() for t in self._tasks)
+
+    async def end(self, state: SessionState, reason: str, *, error: str | None = None) -> None:
+        """End the stream (idempotent; concurrent callers wait for the first one to finish)."""
+        if self._ended is not None:
+            await asyncio.shield(self._ended)
+            return
+        self._ended = asyncio.get_running_loop().create_future()
+        try:
+            log.info("stream %s: ending (%s)", self.id, reason)
+            current = asyncio.current_task()
+            tasks = [t for t in (*self._tasks, self._setup) if t is not None and t is not current]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._media_started or self._setup is not None:
+                try:
+                    await self.manager.pipeline.stop(self.id, reason)
+                except Exception:
+                    log.exception("stream %s: media pipeline stop failed", self.id)
+            self.session.transition(state, error=error)
+            await self._send_final_event()
+            await self._events.close()
+        finally:
+            self.manager._forget(self)
+            self._ended.set_result(None)
+
+    # --- params ----------------------------------------------------------------------------
+
+    async def update_params(self, raw: Any, *, source: str) -> dict[str, Any]:
+        """Check and apply a params update; raise ``ParamsRejected`` for a 400."""
+        params = check_params(raw, max_side=self._settings.max_image_side)
+        async with self._params_lock:
+            if self.ended:
+                raise StreamNotFound(self.id)
+            await self.manager.pipeline.update(self.id, params)
+            self.session.params = {**self.session.params, **params}
+        log.info(
+            "stream %s: params updated from %s (%s)", self.id, source, ", ".join(params) or "empty"
+        )
+        self._wake.set()
+        return self.session.params
+
+    # --- worker reports --------------------------------------------------------------------
+
+    def on_stream_state(self, message: StreamState) -> None:
+        state = message.state
+        if state == "processing":
+            if self.session.state is SessionState.STARTING:
+                self.session.transition(SessionState.READY)
+            if self.session.state is SessionState.READY:
+                self.session.transition(SessionState.PROCESSING)
+        elif state == "connected" and self.session.state is SessionState.STARTING:
+            self.session.transition(SessionState.CONNECTED)
+        elif state == "ended":
+            self._end_soon(SessionState.STOPPED, f"{message.worker}: input ended")
+        elif state == "completed":
+            self._end_soon(SessionState.COMPLETED, f"{message.worker}: input finished")
+        elif state == "failed":
+            error = message.error or f"{message.worker} failed"
+            self._end_soon(SessionState.FAILED, error, error=error)
+
+    def on_stats(self, message: StreamStats) -> None:
+        self.figures.update(message)
+
+    def on_error(self, message: WorkerError) -> None:
+        self.session.error = f"{message.worker}: {message.message}"
+        self._wake.set()
+
+    def on_worker_restart(self, worker: str) -> None:
+        self.session.restarts += 1
+        self._wake.set()
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _end_soon(self, state: SessionState, reason: str, *, error: str | None = None) -> None:
+        if self._ended is None:
+            self.manager._spawn(self.end(state, reason, error=error), name=f"stream-end-{self.id}")
+
+    def _on_state_change(self, session: Session) -> None:
+        self._wake.set()
+
+    async def _set_up(self) -> None:
+        self._media_started = True
+        await self.manager.pipeline.start(self.spec)
+        if self.session.state is SessionState.STARTING:
+            self.session.transition(SessionState.READY)
+
+    def event(self) -> dict[str, Any]:
+        return status_event(
+            stream_id=self.id,
+            state=self.session.state.value,
+            params=self.session.params,
+            figures=self.figures,
+            restarts=self.session.restarts,
+            last_error=self.session.error,
+        )
+
+    async def _send_event(self) -> None:
+        await asyncio.wait_for(self._events.send(self.event()), EVENT_SEND_TIMEOUT_S)
+
+    async def _events_loop(self) -> None:
+        interval = self._settings.events_interval_s
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await self._send_event()
+                except asyncio.TimeoutError:
+                    log.warning(
+                        "stream %s: status event not sent within %.0fs",
+                        self.id,
+                        EVENT_SEND_TIMEOUT_S,
+                    )
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), interval)
+        except ChannelClosedError:
+            self._end_soon(SessionState.STOPPED, "events channel closed")
+        except TrickleError as exc:
+            self._end_soon(SessionState.STOPPED, f"events channel unusable: {exc}")
+
+    async def _send_final_event(self) -> None:
+        try:
+            await asyncio.wait_for(self._events.send(self.event()), FINAL_EVENT_TIMEOUT_S)
+        except (asyncio.TimeoutError, TrickleError, aiohttp.ClientError, OSError) as exc:
+            log.info("stream %s: final event not sent (%s)", self.id, type(exc).__name__)
+
+    async def _control_loop(self) -> None:
+        subscriber = TrickleSubscriber(
+            self.spec.control_url, session=self.manager.http, verify_tls=False
+        )
+        try:
+            async for segment in subscriber:
+                self.last_control_at = time.monotonic()
+                try:
+                    data = await segment.read_all(MAX_CONTROL_MESSAGE_BYTES)
+                except (SegmentReadError, SegmentTooLargeError) as exc:
+                    log.warning("stream %s: control segment dropped: %s", self.id, exc)
+                    continue
+                self.last_control_at = time.monotonic()
+                await self._on_control(data)
+        except SubscribeError as exc:
+            self._end_soon(SessionState.STOPPED, f"control channel unreachable: {exc}")
+            return
+        finally:
+            await subscriber.close()
+        self._end_soon(SessionState.STOPPED, "control channel closed")
+
+    async def _on_control(self, data: bytes) -> None:
+        if not data.strip():
+            return
+        try:
+            message = json.loads(data)
+        except ValueError:
+            log.warning("stream %s: control message is not JSON, ignored", self.id)
+            return
+        if message == KEEPALIVE_MESSAGE:
+            return
+        if not isinstance(message, dict):
+            log.warning("stream %s: control message is not a JSON object, ignored", self.id)
+            return
+        try:
+            await self.update_params(message, source="control channel")
+        except ParamsRejected as exc:
+            log.warning("stream %s: control params rejected: %s", self.id, exc)
+            self.session.error = f"params rejected: {exc}"
+            self._wake.set()
+        except StreamNotFound:
+            return
+
+    async def _silence_watch(self) -> None:
+        limit = self._settings.control_silence_timeout_s
+        while True:
+            silent = time.monotonic() - self.last_control_at
+            if silent >= limit:
+                self._end_soon(SessionState.STOPPED, f"control channel silent for {limit:g}s")
+                return
+            await asyncio.sleep(min(limit - silent, max(limit / 4, 0.05)))
+
+
+class StreamManager:
+    """All live streams of the runner, keyed by stream id (the orchestrator's)."""
+
+    def __init__(self, settings: Settings, sessions: SessionTable, pipeline: MediaPipeline) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.pipeline = pipeline
+        self.controllers: dict[str, StreamController] = {}
+        self._http: aiohttp.ClientSession | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._start_locks: dict[str, asyncio.Lock] = {}
+
+    def _start_lock(self, stream_id: str) -> asyncio.Lock:
+        lock = self._start_locks.get(stream_id)
+        if lock is None:
+            lock = self._start_locks[stream_id] = asyncio.Lock()
+        return lock
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """One client session for every trickle request of every stream."""
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0),
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
+        return self._http
+
+    def live(self) -> list[StreamController]:
+        return list(self.controllers.values())
+
+    async def start(self, spec: StreamSpec) -> StartOutcome:
+        """Admit and start a stream; answers within ``stream_start_timeout_s``.
+
+        Raises ``CapacityError`` when full (running streams untouched). A start for an id that
+        is live replaces that stream: the old one is ended before the new one starts.
+        """
+        lock = self._start_lock(spec.stream_id)
+        try:
+            async with lock:
+                setup, controller, session = await self._admit_and_start(spec)
+        finally:
+            if not lock.locked() and spec.stream_id not in self.controllers:
+                self._start_locks.pop(spec.stream_id, None)
+        done, _ = await asyncio.wait({setup}, timeout=self.settings.stream_start_timeout_s)
+        if setup in done and setup.exception() is not None:
+            exc = setup.exception()
+            status = 400 if isinstance(exc, ParamsRejected) else 500
+            message = str(exc) or type(exc).__name__
+            await controller.end(SessionState.FAILED, f"set-up failed: {message}", error=message)
+            return StartOutcome(session, status, message)
+        if setup not in done:
+            log.info("stream %s: set-up continues in the background", spec.stream_id)
+            setup.add_done_callback(lambda task: self._after_setup(controller, task))
+        return StartOutcome(session)
+
+    async def _admit_and_start(
+        self, spec: StreamSpec
+    ) -> tuple[asyncio.Task[None], StreamController, Session]:
+        old = self.controllers.get(spec.stream_id)
+        existing = self.sessions.get(spec.stream_id)
+        replacing = old is not None or (existing is not None and existing.live)
+        session = self.sessions.admit_stream(spec.capability, spec.stream_id, replacing=replacing)
+        session.params = dict(spec.params)
+        controller = StreamController(self, session, spec)
+        if old is not None:
+            # The old session left the table (replaced under the same id); end it everywhere
+            # before the new one starts, so the pipeline never holds two under one id.
+            self.controllers.pop(spec.stream_id, None)
+            await old.end(SessionState.STOPPED, "replaced by a new start")
+        self.controllers[spec.stream_id] = controller
+        setup = controller.start()
+        return setup, controller, session
+
+    def _after_setup(self, controller: StreamController, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        message = str(task.exception()) or type(task.exception()).__name__
+        controller._end_soon(SessionState.FAILED, f"set-up failed: {message}", error=message)
+
+    async def stop(self, stream_id: str, reason: str) -> bool:
+        """End a live stream; False when there is none with that id (not an error)."""
+        controller = self.controllers.get(stream_id)
+        if controller is None:
+            session = self.sessions.get(stream_id)
+            if session is not None and session.live:  # a live job: mark it ended
+                session.transition(SessionState.STOPPED, error=None)
+            return False
+        await controller.end(SessionState.STOPPED, reason)
+        return True
+
+    async def update(self, stream_id: str, raw: Any) -> dict[str, Any]:
+        controller = self.controllers.get(stream_id)
+        if controller is None:
+            raise StreamNotFound(stream_id)
+        return await controller.update_params(raw, source="/stream/params")
+
+    def get(self, stream_id: str) -> StreamController | None:
+        return self.controllers.get(stream_id)
+
+    # --- worker messages -------------------------------------------------------------------
+
+    def on_worker_message(self, worker: str, message: Message) -> None:
+        """Route stream messages from workers to their stream."""
+        if isinstance(message, (StreamState, StreamStats, WorkerError)):
+            controller = self.controllers.get(message.stream_id) if message.stream_id else None
+            if controller is None:
+                return
+            if isinstance(message, StreamState):
+                controller.on_stream_state(message)
+            elif isinstance(message, StreamStats):
+                controller.on_stats(message)
+            else:
+                controller.on_error(message)
+
+    def on_worker_restart(self, worker: str, restarts: int) -> None:
+        for controller in self.live():
+            controller.on_worker_restart(worker)
+
+    # --- housekeeping ----------------------------------------------------------------------
+
+    async def sweep(self) -> list[str]:
+        """End streams whose media path or own tasks are gone; drop expired sessions."""
+        ended = []
+        for controller in self.live():
+            if controller.ended:
+                continue
+            if not self.pipeline.alive(controller.id):
+                ended.append(controller.id)
+                await controller.end(
+                    SessionState.FAILED, "media path gone", error="media path gone"
+                )
+            elif not controller.tasks_alive():
+                ended.append(controller.id)
+                await controller.end(
+                    SessionState.FAILED, "stream tasks died", error="stream tasks died"
+                )
+        self.sessions.sweep()
+        return ended
+
+    async def close(self, reason: str = "runner shutting down") -> None:
+        """End every stream and release the HTTP client."""
+        await asyncio.gather(
+            *(c.end(SessionState.STOPPED, reason) for c in self.live()), return_exceptions=True
+        )
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def _forget(self, controller: StreamController) -> None:
+        if self.controllers.get(controller.id) is controller:
+            del self.controllers[controller.id]
+        lock = self._start_locks.get(controller.id)
+        if lock is not None and not lock.locked() and controller.id not in self.controllers:
+            del self._start_locks[controller.id]
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+__all__ = ["CapacityError", "StartOutcome", "StreamController", "StreamManager", "StreamNotFound"]
