@@ -4,22 +4,34 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from byoc.errors import error_middleware
-from byoc.routes import health
+from byoc.auth import auth_middleware
+from byoc.errors import MAX_BODY_BYTES_KEY, error_middleware
+from byoc.routes import health, jobs, sessions, streams
+from byoc.runtime import RUNTIME_KEY, Runtime
 from byoc.settings import Settings
-from byoc.supervisor import Supervisor
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 
 
-def create_app(settings: Settings, supervisor: Supervisor) -> web.Application:
-    """Build the runner's HTTP application around a (started or not) supervisor."""
+def create_app(runtime: Runtime) -> web.Application:
+    """Build the runner's HTTP application around the parent's shared state."""
+    settings = runtime.settings
+
+    def token_rejected() -> None:
+        for callback in runtime.token_rejected:
+            callback()
+
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[error_middleware()],
+        middlewares=[error_middleware(), auth_middleware(settings.token, token_rejected)],
     )
     app[SETTINGS_KEY] = settings
-    app["max_body_bytes"] = settings.max_body_bytes
-    app[health.SUPERVISOR_KEY] = supervisor
+    app[RUNTIME_KEY] = runtime
+    app[MAX_BODY_BYTES_KEY] = settings.max_body_bytes
+    app[health.SUPERVISOR_KEY] = runtime.supervisor
+    app[health.ACTIVE_STREAMS_KEY] = runtime.sessions.live_count
     health.add_routes(app)
+    jobs.add_routes(app)
+    streams.add_routes(app)
+    sessions.add_routes(app)
     return app

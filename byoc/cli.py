@@ -34,7 +34,75 @@ def build_parser() -> argparse.ArgumentParser:
         "shown; a flag wins over the environment.",
     )
     add_arguments(serve)
+    register = commands.add_parser(
+        "register",
+        help="register the capabilities with the orchestrator(s) once and exit (0 on success)",
+        description="Register every capability (or CAPABILITY_NAMES) with every ORCH_URL once, as "
+        "'serve' does at start-up, then exit: 0 when all succeeded, 1 otherwise. Takes the same "
+        "flags and environment variables as 'serve'.",
+    )
+    add_arguments(register)
+    register.add_argument(
+        "--attempts",
+        type=int,
+        default=1,
+        help="tries per orchestrator while it is unreachable, 2 s apart (default 1)",
+    )
+    orchestrator = commands.add_parser(
+        "orchestrator",
+        help="run the local orchestrator stand-in (registration, job proxy, streams, trickle)",
+        description="A small local stand-in for a go-livepeer orchestrator, faithful to its BYOC "
+        "code: /capability/register|unregister, /process/request/..., /ai/stream/start|update|stop "
+        "and a trickle server at /ai/trickle/.",
+    )
+    _add_orchestrator_arguments(orchestrator)
     return parser
+
+
+def _env_default(name: str, default: str) -> str:
+    import os
+
+    return os.environ.get(name, default)
+
+
+def _add_orchestrator_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host",
+        default=_env_default("ORCHESTRATOR_HOST", "0.0.0.0"),
+        help="address to listen on [env ORCHESTRATOR_HOST; default 0.0.0.0]",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(_env_default("ORCHESTRATOR_PORT", "8890")),
+        help="port [env ORCHESTRATOR_PORT; default 8890]",
+    )
+    parser.add_argument(
+        "--secret",
+        default=_env_default("ORCH_SECRET", ""),
+        help="secret runners must send to register (empty: anyone) [env ORCH_SECRET]",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        default=_env_default("ORCHESTRATOR_TLS", "") not in ("", "0", "false", "no", "off"),
+        help="serve HTTPS with a generated self-signed certificate, as orchestrators do "
+        "[env ORCHESTRATOR_TLS]",
+    )
+    parser.add_argument(
+        "--keepalive-interval",
+        type=float,
+        default=float(_env_default("KEEPALIVE_INTERVAL", "10")),
+        help="seconds between control-channel keepalives of each stream "
+        "[env KEEPALIVE_INTERVAL; default 10]",
+    )
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        default=_env_default("LOG_LEVEL", "INFO").upper(),
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="log level [env LOG_LEVEL; default INFO]",
+    )
 
 
 def _environment_epilog() -> str:
@@ -49,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    if args.command == "orchestrator":
+        return _orchestrator(args)
     try:
         settings = load(vars(args))
     except SettingsError as exc:
@@ -56,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "serve":
         return _serve(settings)
+    if args.command == "register":
+        return _register(settings, attempts=max(1, args.attempts))
     parser.error(f"unknown command {args.command}")
     return EXIT_USAGE
 
@@ -76,6 +148,54 @@ def _serve(settings: Settings) -> int:
     try:
         uvloop.run(serve(settings))
     except OSError as exc:  # e.g. the port is taken
+        print(f"comfystream-byoc: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _register(settings: Settings, *, attempts: int) -> int:
+    _configure_logging(settings)
+    if not settings.orch_urls:
+        print(
+            "comfystream-byoc: error: no orchestrator: set ORCH_URL or --orch-url", file=sys.stderr
+        )
+        return EXIT_USAGE
+    import asyncio
+
+    from byoc.registration import register_once
+
+    failures = asyncio.run(register_once(settings, attempts=attempts))
+    for line in failures:
+        print(f"comfystream-byoc: error: {line}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _orchestrator(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s [orchestrator %(process)d] %(name)s: %(message)s",
+    )
+    if not 0 < args.port < 65536:
+        print(f"comfystream-byoc: error: --port must be 1-65535, got {args.port}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.keepalive_interval <= 0:
+        print("comfystream-byoc: error: --keepalive-interval must be > 0", file=sys.stderr)
+        return EXIT_USAGE
+    import uvloop
+
+    from byoc.livepeer.orchestrator.run import run_orchestrator
+
+    try:
+        uvloop.run(
+            run_orchestrator(
+                host=args.host,
+                port=args.port,
+                secret=args.secret,
+                tls=args.tls,
+                keepalive_interval_s=args.keepalive_interval,
+            )
+        )
+    except OSError as exc:
         print(f"comfystream-byoc: error: {exc}", file=sys.stderr)
         return 1
     return 0

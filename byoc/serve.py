@@ -1,48 +1,162 @@
-"""``comfystream-byoc serve``: the parent process — HTTP API, supervisor and clean shutdown."""
+"""``comfystream-byoc serve``: the parent process — HTTP API, supervisor, sessions, streams,
+registration — started in order and stopped cleanly on SIGINT/SIGTERM.
+
+With ``--with-orchestrator`` the local orchestrator stand-in runs in the same event loop on
+``--orchestrator-port``, and the runner registers with it (unless ``--orch-url`` names others).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import Mapping
 
 from aiohttp import web
 
 from byoc.app import create_app
+from byoc.jobs import WorkerJobs
+from byoc.media import MediaPipeline, NoMediaPipeline
+from byoc.registration import RegistrationService, build_capabilities
+from byoc.runtime import Runtime
+from byoc.sessions import JobSlots, SessionTable
 from byoc.settings import Settings
-from byoc.supervisor import Supervisor
+from byoc.streams import StreamManager
+from byoc.supervisor import Supervisor, WorkerEntry
 
 log = logging.getLogger(__name__)
 
 
-async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
-    """Run the runner until SIGINT or SIGTERM, then stop the workers and release everything."""
-    stop = asyncio.Event()
+class Runner:
+    """The parent's parts: workers, HTTP API, session sweep and orchestrator registration."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        workers: Mapping[str, WorkerEntry] | None = None,
+        media: MediaPipeline | None = None,
+    ) -> None:
+        self.settings = settings
+        self.supervisor = Supervisor(
+            settings,
+            workers=workers,
+            worker_options={
+                "infer": {"engine": settings.engine, "workspace": str(settings.workspace)},
+            },
+        )
+        sessions = SessionTable(settings.capacity, settings.session_retention_s)
+        streams = StreamManager(settings, sessions, media or NoMediaPipeline())
+        self.supervisor.on_message(streams.on_worker_message)
+        self.supervisor.on_restart(streams.on_worker_restart)
+        self.runtime = Runtime(
+            settings=settings,
+            supervisor=self.supervisor,
+            sessions=sessions,
+            job_slots=JobSlots(settings.max_jobs),
+            worker_jobs=WorkerJobs(self.supervisor),
+            streams=streams,
+        )
+        self.registration: RegistrationService | None = None
+        self.url = ""  # http://host:port once started
+        self._app_runner: web.AppRunner | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Listen, start the workers, the sweep and the registration; returns when listening."""
+        settings = self.settings
+        app_runner = web.AppRunner(
+            create_app(self.runtime),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=settings.shutdown_timeout_s,
+        )
+        await app_runner.setup()
+        try:
+            site = web.TCPSite(app_runner, settings.host, settings.port)
+            await site.start()
+        except BaseException:
+            await app_runner.cleanup()
+            raise
+        self._app_runner = app_runner
+        port = app_runner.addresses[0][1]
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        self.url = f"http://{host}:{port}"
+        log.info("listening on http://%s:%d", settings.host, port)
+        await self.supervisor.start()
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="session-sweep")
+        public_url = settings.capability_url.rstrip("/") or self.url
+        self.registration = RegistrationService(
+            settings, build_capabilities(settings, public_url), self.runtime.busy
+        )
+        self.runtime.token_rejected.append(self.registration.evicted)
+        self.registration.start()
+
+    async def stop(self) -> None:
+        """Unregister, end every stream, stop serving, stop the workers."""
+        if self.registration is not None:
+            await self.registration.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self.runtime.streams.close()
+        if self._app_runner is not None:
+            await self._app_runner.cleanup()
+            self._app_runner = None
+        await self.runtime.streams.close()  # a start that raced the shutdown
+        await self.supervisor.stop()
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.session_sweep_interval_s)
+            try:
+                await self.runtime.streams.sweep()
+            except Exception:
+                log.exception("session sweep failed")
+
+
+async def serve(
+    settings: Settings,
+    ready: asyncio.Event | None = None,
+    *,
+    stop: asyncio.Event | None = None,
+    workers: Mapping[str, WorkerEntry] | None = None,
+    media: MediaPipeline | None = None,
+    started: list[Runner] | None = None,
+) -> None:
+    """Run the runner until SIGINT, SIGTERM or ``stop``, then release everything.
+
+    ``started`` (tests) receives the ``Runner`` once it listens, e.g. to read its URL.
+    """
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-
-    supervisor = Supervisor(
-        settings,
-        worker_options={
-            "infer": {"engine": settings.engine, "workspace": str(settings.workspace)},
-        },
-    )
-    app = create_app(settings, supervisor)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
+    orchestrator = None
+    runner: Runner | None = None
     try:
-        site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
-        log.info("listening on http://%s:%d", settings.host, settings.port)
-        await supervisor.start()
+        if settings.with_orchestrator:
+            from byoc.livepeer.orchestrator import LocalOrchestrator
+
+            orchestrator = LocalOrchestrator(secret=settings.orch_secret)
+            await orchestrator.start(settings.host, settings.orchestrator_port)
+            if not settings.orch_urls:
+                settings = settings.replace(orch_urls=(orchestrator.url,))
+        runner = Runner(settings, workers=workers, media=media)
+        await runner.start()
+        if started is not None:
+            started.append(runner)
         if ready is not None:
             ready.set()
         await stop.wait()
         log.info("shutting down")
     finally:
-        await runner.cleanup()
-        await supervisor.stop()
+        if runner is not None:
+            await runner.stop()
+        if orchestrator is not None:
+            await orchestrator.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     log.info("stopped")

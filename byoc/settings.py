@@ -55,6 +55,11 @@ class Settings:
     currency: str = "wei"
     register_interval_s: float = 30.0
     register_retry_max_s: float = 30.0
+    register_rejected_retry_s: float = 60.0
+    job_timeout_s: float = 120.0
+    # development: the local orchestrator stand-in beside the runner
+    with_orchestrator: bool = False
+    orchestrator_port: int = 8890
     # sessions and streams
     session_retention_s: float = 600.0
     session_sweep_interval_s: float = 300.0
@@ -92,6 +97,7 @@ class Option:
     parse: Callable[[str], Any]
     help: str
     metavar: str | None = None
+    switch: bool = False  # a flag without a value (``--with-orchestrator``); env takes 1/0
 
 
 def _bool(text: str) -> bool:
@@ -239,6 +245,35 @@ OPTIONS: tuple[Option, ...] = (
         "longest backoff between registration retries, seconds",
     ),
     Option(
+        "register_rejected_retry_s",
+        "--register-rejected-retry",
+        ("REGISTER_REJECTED_RETRY",),
+        _float,
+        "seconds between registration attempts an orchestrator refused (e.g. wrong secret)",
+    ),
+    Option(
+        "job_timeout_s",
+        "--job-timeout",
+        ("JOB_TIMEOUT",),
+        _float,
+        "longest a worker job may take before 504 (a Livepeer header's timeout_seconds may lower it)",
+    ),
+    Option(
+        "with_orchestrator",
+        "--with-orchestrator",
+        ("WITH_ORCHESTRATOR",),
+        _bool,
+        "also run the local orchestrator stand-in and register with it (development)",
+        switch=True,
+    ),
+    Option(
+        "orchestrator_port",
+        "--orchestrator-port",
+        ("ORCHESTRATOR_PORT",),
+        _int,
+        "port of the local orchestrator stand-in started by --with-orchestrator",
+    ),
+    Option(
         "session_retention_s",
         "--session-retention",
         ("SESSION_RETENTION",),
@@ -327,6 +362,16 @@ def add_arguments(parser: argparse.ArgumentParser, options: Sequence[Option] = O
             default = "current directory"
         shown = ",".join(default) if isinstance(default, tuple) else default
         env = " or ".join(option.env)
+        if option.switch:
+            parser.add_argument(
+                option.flag,
+                dest=option.name,
+                default=None,
+                action="store_const",
+                const="true",
+                help=f"{option.help} [env {env}; default {'on' if default else 'off'}]",
+            )
+            continue
         parser.add_argument(
             option.flag,
             dest=option.name,
@@ -366,6 +411,10 @@ def validate(settings: Settings) -> Settings:
     s = settings
     if not 1 <= s.port <= 65535:
         raise SettingsError(f"--port must be 1-65535, got {s.port}")
+    if not 1 <= s.orchestrator_port <= 65535:
+        raise SettingsError(f"--orchestrator-port must be 1-65535, got {s.orchestrator_port}")
+    if s.with_orchestrator and s.orchestrator_port == s.port:
+        raise SettingsError("--orchestrator-port must differ from --port")
     if s.capacity < 1:
         raise SettingsError(f"--capacity must be at least 1, got {s.capacity}")
     if s.max_jobs < 1:
@@ -399,6 +448,8 @@ def validate(settings: Settings) -> Settings:
     for name in (
         "register_interval_s",
         "register_retry_max_s",
+        "register_rejected_retry_s",
+        "job_timeout_s",
         "session_retention_s",
         "session_sweep_interval_s",
         "stream_start_timeout_s",
