@@ -133,7 +133,7 @@ def decode_image(data: Any, limits: ImageJobLimits) -> np.ndarray:
     upright: Image.Image = ImageOps.exif_transpose(image) or image
     if upright.mode == "I":  # 16/32-bit greyscale, scaled as ComfyUI's LoadImage does
         upright = upright.point(lambda v: v * (1 / 255))
-    return np.asarray(upright.convert("RGB"), dtype=np.uint8)
+    return np.array(upright.convert("RGB"), dtype=np.uint8)  # writable: torch shares it
 
 
 def encode_png(pixels: np.ndarray) -> bytes:

@@ -15,6 +15,7 @@ copies are asynchronous DMA. Float to uint8 rounds to nearest, so a passthrough 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,11 @@ import torch
 import torch.nn.functional as F
 
 PIXEL_FORMATS = ("rgb24", "yuv420p", "nv12")
+
+# Ring frames are read-only views; the tensors made over them are only ever read.
+warnings.filterwarnings(
+    "ignore", message="The given NumPy array is not writable", category=UserWarning, module=__name__
+)
 
 # (Kr, Kb) luma weights; YUV is limited ("TV") range, as H.264 decoders produce it.
 _COLORSPACES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}

@@ -25,7 +25,7 @@ from infer.engine.base import (
 )
 from infer.errors import NodeExecutionError, WorkflowError, WorkflowProblem
 from infer.exchange import EXCHANGE
-from infer.nodes import BATCH_INDEPENDENT, BUILTIN_NODES
+from infer.nodes import BUILTIN_NODES, is_batch_independent
 from infer.nodes.device import using_device
 from infer.workflow import RUN_ID_INPUT, NodeRegistry, ValidatedWorkflow, is_link
 from infer.workflow.validate import input_specs
@@ -54,7 +54,9 @@ class BuiltinPrepared(PreparedWorkflow):
         constant_steps: list[_Step],
         frame_steps: list[_Step],
     ) -> None:
-        batchable = workflow.class_types <= BATCH_INDEPENDENT and not workflow.text_outputs
+        batchable = not workflow.text_outputs and all(
+            is_batch_independent(name, engine.registry[name]) for name in workflow.class_types
+        )
         super().__init__(workflow, engine, batchable=batchable)
         self.constant_steps = constant_steps
         self.frame_steps = frame_steps

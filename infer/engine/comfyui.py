@@ -32,7 +32,7 @@ from infer.errors import (
     WorkflowProblem,
 )
 from infer.exchange import EXCHANGE
-from infer.nodes import BATCH_INDEPENDENT, COMFYUI_COMPATIBLE_NODES, IO_NODES, PROJECT_NODES
+from infer.nodes import COMFYUI_COMPATIBLE_NODES, IO_NODES, PROJECT_NODES, is_batch_independent
 from infer.workflow import RUN_ID_INPUT, NodeRegistry, Prompt, ValidatedWorkflow
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,9 @@ class ComfyUIPrepared(PreparedWorkflow):
     """A workflow validated by us and by ComfyUI; each run sends a fresh copy of ``prompt``."""
 
     def __init__(self, workflow: ValidatedWorkflow, engine: ComfyUIEngine) -> None:
-        batchable = workflow.class_types <= BATCH_INDEPENDENT and not workflow.text_outputs
+        batchable = not workflow.text_outputs and all(
+            is_batch_independent(name, engine.registry[name]) for name in workflow.class_types
+        )
         super().__init__(workflow, engine, batchable=batchable)
         self.io_nodes = tuple(
             nid for nid, node in workflow.prompt.items() if node["class_type"] in IO_NODES

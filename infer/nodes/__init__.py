@@ -82,10 +82,18 @@ BATCH_INDEPENDENT: frozenset[str] = frozenset(
     }
 )
 
+
+def is_batch_independent(class_type: str, cls: type) -> bool:
+    """Whether a node class may see frames of several streams in one batch (a class can say
+    so itself with ``BATCH_INDEPENDENT = True``)."""
+    return class_type in BATCH_INDEPENDENT or bool(getattr(cls, "BATCH_INDEPENDENT", False))
+
+
 __all__ = [
     "BATCH_INDEPENDENT",
     "BUILTIN_NODES",
     "COMFYUI_COMPATIBLE_NODES",
     "IO_NODES",
     "PROJECT_NODES",
+    "is_batch_independent",
 ]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infer.errors import WorkflowError, WorkflowProblem
-from infer.workflow.rewrite import FRAME_INPUT, FRAME_OUTPUT, RUN_ID_INPUT, TEXT_OUTPUT
+from infer.workflow.rewrite import FRAME_INPUT, FRAME_OUTPUT, TEXT_OUTPUT
 from infer.workflow.source import Prompt
 
 NodeRegistry = Mapping[str, type]
@@ -277,8 +277,6 @@ def _check_link(
             f"input '{name}' expects {expected} but node {src_id} "
             f"({prompt[src_id]['class_type']}) output {index} is {returns[index]}",
         )
-    if name == RUN_ID_INPUT:
-        return "bad_link", f"input '{RUN_ID_INPUT}' is set by the engine and cannot be linked"
     return None
 
 
