@@ -99,6 +99,9 @@ assert (_S_STAMPS + NUM_STAGES) * 8 <= SLOT_HEADER_SIZE
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _INT32_MAX = 2**31 - 1
 
+_EMPTY = np.zeros(0, dtype=np.uint8)
+_EMPTY.flags.writeable = False
+
 _FENCE_LOCK = threading.Lock()
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
 
@@ -440,6 +443,11 @@ class RingWriter:
     def closed(self) -> bool:
         return self._role.closed
 
+    @property
+    def next_seq(self) -> int:
+        """Sequence number the next committed frame will get."""
+        return self._next_seq
+
     def write(
         self,
         image: np.ndarray | Sequence[np.ndarray],
@@ -663,9 +671,9 @@ class Reservation:
         self.width = width
         self.height = height
         self.data = data
-        """The slot's bytes for this frame (1-D uint8, writable until commit/abort)."""
-        self.planes = pixfmt.plane_views(data, pixel_format, width, height)
-        """Writable views of each plane."""
+        """The slot's bytes for this frame (1-D uint8, writable; emptied by commit/abort)."""
+        self.planes: tuple[np.ndarray, ...] = pixfmt.plane_views(data, pixel_format, width, height)
+        """Writable views of each plane (``()`` after commit/abort)."""
         self.stamp_on_commit: Stage | None = None
         """Stage to stamp with the commit time when the ``with`` block commits."""
 
@@ -694,6 +702,9 @@ class Reservation:
         if writer is None:
             raise RuntimeError("reservation already committed or aborted")
         writer._live()
+        # The slot is no longer ours to write: drop the views so they cannot be used by mistake.
+        self.data = _EMPTY
+        self.planes = ()
         return writer
 
     def __enter__(self) -> Reservation:
