@@ -63,7 +63,7 @@ class WorkerJobs:
         job_id: str = "",
     ) -> PendingJob:
         """Send a job; raise ``WorkerUnavailable`` if the worker cannot take it now."""
-        if not self._supervisor.is_ready(worker):
+        if not self._ready(worker):
             raise WorkerUnavailable(f"the {worker} worker is not ready")
         job = PendingJob(job_id or secrets.token_hex(16), worker)
         self._pending[job.job_id] = job
@@ -97,7 +97,7 @@ class WorkerJobs:
             try:
                 return await asyncio.wait_for(job.queue.get(), min(remaining, LIVENESS_POLL_S))
             except asyncio.TimeoutError:
-                if not job.done and not self._supervisor.is_ready(job.worker):
+                if not job.done and not self._ready(job.worker):
                     self.fail_worker(
                         job.worker, f"the {job.worker} worker stopped while running the job"
                     )
@@ -113,6 +113,12 @@ class WorkerJobs:
             yield event
             if isinstance(event, JobResult):
                 return
+
+    def _ready(self, worker: str) -> bool:
+        try:
+            return self._supervisor.is_ready(worker)
+        except KeyError:  # no such worker in this runner
+            return False
 
     def forget(self, job: PendingJob) -> None:
         """Stop routing messages to ``job`` (it ended, timed out, or its client went away)."""

@@ -2,7 +2,8 @@
 
 The raw JSON body goes to the infer worker as ``JobRequest(kind="comfystream-image")``. The
 worker's ``JobResult`` (status 200: ``{"image": <base64 PNG>, "width", "height", "elapsed_ms"}``)
-becomes the response: JSON by default, PNG bytes for ``Accept: image/png``. With
+becomes the response: JSON by default, PNG bytes for ``Accept: image/png`` (or a body key
+``"accept": "image/png"``, since go-livepeer does not forward ``Accept``). With
 ``Accept: text/event-stream`` the answer is Server-Sent Events, every line under 64 KiB so
 go-livepeer's line relay passes it:
 
@@ -43,10 +44,15 @@ DISCONNECT_POLL_S = 1.0
 
 
 async def run(
-    request: web.Request, runtime: Runtime, capability: str, body: bytes, timeout_s: float
+    request: web.Request,
+    runtime: Runtime,
+    capability: str,
+    body: bytes,
+    timeout_s: float,
+    *,
+    accept: str = "",
 ) -> web.StreamResponse:
-    """Run one image job in the infer worker and answer in the format the client accepts."""
-    accept = request.headers.get("Accept", "")
+    """Run one image job in the infer worker and answer in the ``accept``-ed format."""
     want_sse = "text/event-stream" in accept
     session = runtime.sessions.add_job(capability)
     try:

@@ -86,11 +86,19 @@ async def not_implemented(ctx: JobContext) -> web.StreamResponse:
 
 
 async def comfystream_image(ctx: JobContext) -> web.StreamResponse:
-    parse_json_object(ctx.body)  # the infer worker checks the contents; the parent the shape
+    """Run in the infer worker (which checks the image and workflow; the parent the shape).
+
+    The answer format follows ``Accept`` or, for clients behind go-livepeer (which does not
+    forward ``Accept``), a body key ``"accept"`` with the same media types.
+    """
+    data = parse_json_object(ctx.body)
+    accept = ctx.request.headers.get("Accept", "")
+    if isinstance(data.get("accept"), str):
+        accept = data["accept"]
     _acquire_job_slot(ctx.runtime)
     try:
         return await image_job.run(
-            ctx.request, ctx.runtime, ctx.capability, ctx.body, ctx.timeout_s
+            ctx.request, ctx.runtime, ctx.capability, ctx.body, ctx.timeout_s, accept=accept
         )
     finally:
         ctx.runtime.job_slots.release()
