@@ -43,6 +43,11 @@ class Segment:
         """Open and still without a byte (pre-created for a reader, or a writer sent nothing)."""
         return not self.closed and self.size == 0
 
+    @property
+    def readers_waiting(self) -> int:
+        """Readers currently parked waiting for bytes."""
+        return len(self._waiters)
+
     def append(self, data: bytes) -> None:
         """Append one chunk and wake the readers. Ignored once the segment is closed."""
         if self.closed or not data:

@@ -13,8 +13,8 @@ Errors are plain text, as go-livepeer's ``http.Error`` writes them; applications
 routes must leave them out of their own error format (see :meth:`TrickleServer.is_trickle_path`).
 
 Choices where go-livepeer has none or crashes: seqs below -2 (or below -1 on POST) get 400; a
-segment above ``max_segment_bytes`` is closed at the last chunk within the cap and the POST gets
-413; a publisher that disconnects mid-segment closes it (readers get the bytes so far, then EOF),
+segment reaching ``max_segment_bytes`` is cut there (readers get exactly that many bytes) and the
+POST gets 413; a publisher that disconnects mid-segment closes it (readers get the bytes so far, then EOF),
 one that disconnects before its first byte leaves it open for a retry; a POST to a seq that
 already holds bytes replaces that segment instead of appending to it; waiting readers whose
 client went away are released within ``disconnect_poll`` seconds.
@@ -62,8 +62,12 @@ log = logging.getLogger(__name__)
 _TEXT = "text/plain; charset=utf-8"
 
 
-class _WriterStopped(Exception):
-    """Raised into a POST body reader when its segment closes or another writer takes over."""
+class _WriterStopped(asyncio.TimeoutError):
+    """Raised into a POST body reader when its segment closes or another writer takes over.
+
+    A TimeoutError so that aiohttp, which after the handler drains ("lingers" on) an unread
+    request body and tolerates only timeouts there, simply closes the connection.
+    """
 
 
 def normalize_prefix(prefix: str) -> str:
@@ -318,6 +322,8 @@ class TrickleServer:
                 if total == 0:
                     channel.note_first_byte(segment)
                 if total + len(chunk) > self.max_segment_bytes:
+                    segment.append(chunk[: self.max_segment_bytes - total])
+                    segment.detach_writer(stop_writer)  # let aiohttp drain the rest quietly
                     segment.close()
                     log.warning(
                         "trickle %s/%d over %d bytes: truncated",
@@ -332,7 +338,10 @@ class TrickleServer:
             # The segment was closed (channel deleted, seq aborted, replaced or evicted) or a
             # retried POST took over this idle one: answer like go-livepeer's closed preconnect.
             return self._post_done(channel, segment, close=True)
-        except Exception as exc:  # client gone mid-body (connection reset, truncated chunking)
+        except BaseException as exc:
+            # Client gone mid-body (connection reset, broken chunking, or the handler cancelled
+            # on disconnect). Readers keep the bytes so far; before the first byte the segment
+            # stays open for a retried POST.
             if total > 0:
                 segment.close()
             log.info(
@@ -342,6 +351,8 @@ class TrickleServer:
                 total,
                 exc,
             )
+            if not isinstance(exc, Exception):
+                raise
             return _error(500, ERR_SERVER_ERROR, close=True)
         finally:
             segment.detach_writer(stop_writer)
