@@ -143,8 +143,6 @@ def geometry_of(fmt: PixelFormat, image: np.ndarray | Sequence[np.ndarray]) -> t
                     f"width and height, got {shape}; pass the planes for odd sizes"
                 )
             height, width = int(shape[0]) * 2 // 3, int(shape[1])
-            if height % 2:
-                raise ValueError(f"a packed {fmt} image needs an even height, got shape {shape}")
         check_dimensions(width, height)
         return width, height
     planes = tuple(image)
