@@ -158,6 +158,7 @@ class TsDemuxer:
         self.video: ElementaryStream | None = None
         self.audio: ElementaryStream | None = None
         self._segment = 0
+        self._segment_bytes = 0  # bytes fed since the segment began
         self._tail = b""  # bytes of an incomplete TS packet
         self._pmt_pids: set[int] = set()
         self._sections: dict[int, bytearray] = {}
@@ -176,6 +177,7 @@ class TsDemuxer:
     def feed(self, data: bytes | bytearray | memoryview) -> list[EsPacket]:
         """Parse more input; returns the packets it completed."""
         out: list[EsPacket] = []
+        self._segment_bytes += len(data)
         if self._tail:
             buf = self._tail + bytes(data)
             self._tail = b""
@@ -218,8 +220,12 @@ class TsDemuxer:
 
         A PES cut short by the segment end (declared length not reached, or a partial TS
         packet left over) is dropped and counted; an open PES without a declared length is
-        complete now and is returned. Continuity counters restart.
+        complete now and is returned. Continuity counters restart. Does nothing while no byte
+        arrived since the last boundary, so it may be called at the start of every segment.
         """
+        if not self._segment_bytes:
+            return []
+        self._segment_bytes = 0
         out: list[EsPacket] = []
         truncated_pid = None
         if self._tail:
