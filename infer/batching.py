@@ -14,6 +14,7 @@ from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from infer.errors import InferError
 from infer.pipeline import ActiveWorkflow, FrameResult
@@ -55,8 +56,9 @@ def process_frames(
         )
         groups.setdefault(key, []).append(i)
     results: list[FrameResult | None] = [None] * len(requests)
-    for members in groups.values():
-        _run_group(members, requests, actives, out, results)
+    with torch.inference_mode():
+        for members in groups.values():
+            _run_group(members, requests, actives, out, results)
     final = [r for r in results if r is not None]
     assert len(final) == len(requests)
     for (pipeline, _), result in zip(requests, final, strict=True):
@@ -85,8 +87,10 @@ def _run_group(
             output = output[:1]
         if output is None:
             pixels = [_passthrough(f, t) for f, t in zip(frames, targets, strict=True)]
+            size = (lead.converter.width, lead.converter.height)
         else:
             pixels = lead.converter.to_frames(output, out=_all_or_none(targets))
+            size = (int(output.shape[2]), int(output.shape[1]))
     except Exception as exc:
         if len(members) > 1:
             for i in members:
@@ -95,6 +99,8 @@ def _run_group(
         frame, target = frames[0], targets[0]
         results[members[0]] = FrameResult(
             frame=_passthrough(frame, target),
+            width=lead.converter.width,
+            height=lead.converter.height,
             failed=True,
             error=str(exc) if isinstance(exc, InferError) else f"{type(exc).__name__}: {exc}",
             infer_start_ns=started,
@@ -105,7 +111,12 @@ def _run_group(
     texts = result.texts if len(members) == 1 else []
     for i, pixel in zip(members, pixels, strict=True):
         results[i] = FrameResult(
-            frame=pixel, texts=list(texts), infer_start_ns=started, infer_end_ns=ended
+            frame=pixel,
+            width=size[0],
+            height=size[1],
+            texts=list(texts),
+            infer_start_ns=started,
+            infer_end_ns=ended,
         )
 
 

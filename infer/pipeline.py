@@ -34,6 +34,9 @@ class FrameResult:
 
     frame: np.ndarray
     """Output pixels in the stream's pixel format (the input itself when ``failed``)."""
+    width: int
+    height: int
+    """Size of ``frame`` (4:2:0 frames of odd size are 1-D, so the shape does not say it)."""
     texts: list[str] = field(default_factory=list)
     """Text outputs produced for this frame (for the data channel)."""
     failed: bool = False
