@@ -1,0 +1,1 @@
+"""Inference engine benchmark: ``python -m benchmarks.infer [--quick]``."""
