@@ -56,8 +56,12 @@ class EncodeStats:
 class VideoEncoder:
     """libx264 with ``tune=zerolatency``: no B-frames, no lookahead, one packet out per frame in.
 
-    ``preset`` ``ultrafast`` by default: at 512x512 it encodes in about half the time of
-    ``superfast`` for a somewhat larger stream (see ``benchmarks/trickle/decode_latency.py``).
+    ``preset`` is ``superfast`` by default: at 512x512 and the same CRF it costs 0.6-1.6 ms
+    more per frame than ``ultrafast`` (p50 1.5-2.5 vs 0.9 ms on a 2-core VM) for half the
+    bytes (0.54 vs 1.06 Mbit/s on the test clip; ``benchmarks/trickle/decode_latency.py``).
+    Both are small next to a 33 ms frame budget, while the output goes over the network to the
+    orchestrator for every stream. Pass ``preset="ultrafast"`` when CPU is the scarcer resource.
+    One thread: sliced threads did not help at this size.
     Keyframes come only when asked for (``force_keyframe``), as IDR frames with SPS/PPS in
     front, or after ``max_keyframe_interval`` seconds; scene-cut keyframes are off so segment
     sizes stay predictable. ``crf`` sets constant quality; ``bit_rate`` (bits/s) switches to a
@@ -69,7 +73,7 @@ class VideoEncoder:
         width: int,
         height: int,
         *,
-        preset: str = "ultrafast",
+        preset: str = "superfast",
         crf: int = 23,
         bit_rate: int | None = None,
         frame_rate: int = 30,
@@ -261,7 +265,7 @@ class SegmentEncoder:
         segment_seconds: float = 1.0,
         audio: bool = True,
         audio_channels: int = 2,
-        preset: str = "ultrafast",
+        preset: str = "superfast",
         crf: int = 23,
         bit_rate: int | None = None,
         frame_rate: int = 30,
