@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from ipc.ring import RingSpec
+
 WorkerName = Literal["ingest", "infer", "egress"]
 
 
@@ -69,12 +71,49 @@ class ProbeResult(_Base, tag="probe_result"):
 # --- streams ---------------------------------------------------------------------------------
 
 
+class IngestConfig(msgspec.Struct, tag="ingest", kw_only=True):
+    """The ingest worker's part of a stream: read ``subscribe_url``, decode into ``ring``."""
+
+    subscribe_url: str
+    ring: RingSpec
+    verify_tls: bool = False
+    audio: bool = True
+    """Forward the input's audio packets (``StreamAudio``) towards egress."""
+    stats_interval_s: float = 1.0
+
+
+class InferConfig(msgspec.Struct, tag="infer", kw_only=True):
+    """The infer worker's part: run ``workflow`` on frames of ``in_ring``, write ``out_ring``."""
+
+    in_ring: RingSpec
+    out_ring: RingSpec
+    workflow: str = ""
+    """API-format workflow(s) as JSON text; empty means passthrough."""
+    width: int = 0
+    height: int = 0
+    """Output size (both or neither, 0 = the input's size)."""
+    stats_interval_s: float = 1.0
+
+
+class EgressConfig(msgspec.Struct, tag="egress", kw_only=True):
+    """The egress worker's part: encode frames of ``ring``, publish MPEG-TS to ``publish_url``."""
+
+    ring: RingSpec
+    publish_url: str
+    verify_tls: bool = False
+    segment_seconds: float = 1.0
+    audio: bool = True
+    stats_interval_s: float = 1.0
+
+
+StreamConfig = IngestConfig | InferConfig | EgressConfig
+
+
 class StreamStart(_Base, tag="stream_start"):
-    """Start the worker's part of a stream. ``config`` is worker-specific JSON-able data
-    (trickle URLs, ring specs as dicts, the workflow) validated by the worker."""
+    """Start (or, after a worker restart, resume) the worker's part of a stream."""
 
     stream_id: str
-    config: dict[str, Any]
+    config: StreamConfig
 
 
 class StreamUpdate(_Base, tag="stream_update"):
@@ -120,6 +159,22 @@ class StreamStats(_Base, tag="stream_stats"):
     frames_out: int = 0
     dropped: dict[str, int] = {}
     stages: dict[str, StageLatency] = {}
+
+
+class StreamAudio(_Base, tag="stream_audio"):
+    """One encoded audio packet of a stream's input (ingest -> parent -> egress).
+
+    Audio does not go through inference: it is carried beside the video and muxed again by pts.
+    """
+
+    stream_id: str
+    codec: str
+    """``aac`` (ADTS) or ``opus``."""
+    pts: int
+    """In 90 kHz units, on the same timeline as the stream's video frames."""
+    data: bytes
+    sample_rate: int = 48000
+    channels: int = 2
 
 
 class StreamData(_Base, tag="stream_data"):
@@ -169,6 +224,7 @@ Message = (
     | StreamStop
     | StreamState
     | StreamStats
+    | StreamAudio
     | StreamData
     | JobRequest
     | JobProgress
@@ -187,6 +243,7 @@ MESSAGE_TYPES: tuple[type[msgspec.Struct], ...] = (
     StreamStop,
     StreamState,
     StreamStats,
+    StreamAudio,
     StreamData,
     JobRequest,
     JobProgress,

@@ -8,6 +8,11 @@ import msgspec
 import pytest
 
 from ipc import messages as m
+from ipc.ring import RingSpec
+
+RING = RingSpec(
+    name="cbyoc-1-abc-in", slots=4, max_width=512, max_height=512, pixel_format="yuv420p"
+)
 
 SAMPLES: list[Any] = [
     m.Ready(worker="infer", pid=123, detail={"engine": "builtin", "device": "cpu"}),
@@ -16,7 +21,17 @@ SAMPLES: list[Any] = [
     m.WorkerError(worker="egress", message="encoder failed", stream_id="s1", fatal=True),
     m.Probe(what="modules"),
     m.ProbeResult(worker="infer", what="modules", data=["numpy", "torch"]),
-    m.StreamStart(stream_id="s1", config={"subscribe_url": "http://o/ai/trickle/s1", "slots": 4}),
+    m.StreamStart(
+        stream_id="s1", config=m.IngestConfig(subscribe_url="http://o/ai/trickle/s1", ring=RING)
+    ),
+    m.StreamStart(
+        stream_id="s1",
+        config=m.InferConfig(in_ring=RING, out_ring=RING, workflow="{}", width=256, height=256),
+    ),
+    m.StreamStart(
+        stream_id="s1",
+        config=m.EgressConfig(ring=RING, publish_url="http://o/ai/trickle/s1-out", audio=False),
+    ),
     m.StreamUpdate(stream_id="s1", params={"prompts": [{"1": {"class_type": "ImageInvert"}}]}),
     m.StreamStop(stream_id="s1", reason="stop requested"),
     m.StreamState(stream_id="s1", worker="ingest", state="processing"),
@@ -30,6 +45,7 @@ SAMPLES: list[Any] = [
         dropped={"ring_full": 1},
         stages={"infer": m.StageLatency(p50=1.5, p95=2.0, p99=3.25, count=299)},
     ),
+    m.StreamAudio(stream_id="s1", codec="opus", pts=90000, data=b"\xfc\x00", channels=1),
     m.StreamData(stream_id="s1", line='{"text": "hello"}'),
     m.JobRequest(job_id="j1", kind="comfystream-image", payload=b"\x00\x01{}", want_progress=True),
     m.JobProgress(job_id="j1", data={"node": "3", "index": 1, "total": 4}),
@@ -68,6 +84,13 @@ def test_tags_are_unique_and_on_the_wire() -> None:
 def test_invalid_messages_are_rejected(payload: Any) -> None:
     with pytest.raises(msgspec.ValidationError):
         m.decode(msgspec.msgpack.encode(payload))
+
+
+def test_a_stream_start_with_an_invalid_ring_is_rejected() -> None:
+    raw = msgspec.msgpack.decode(m.encode(SAMPLES[6]))
+    raw["config"]["ring"]["slots"] = 0
+    with pytest.raises(msgspec.ValidationError, match="slots"):
+        m.decode(msgspec.msgpack.encode(raw))
 
 
 def test_garbage_bytes_are_rejected() -> None:
