@@ -72,10 +72,12 @@ class ProbeResult(_Base, tag="probe_result"):
 
 
 class IngestConfig(msgspec.Struct, tag="ingest", kw_only=True):
-    """The ingest worker's part of a stream: read ``subscribe_url``, decode into ``ring``."""
+    """The ingest worker's part of a stream: decode ``subscribe_url`` (live trickle input) or
+    ``source_path`` (an uploaded clip, read at its own frame rate) into ``ring``."""
 
-    subscribe_url: str
     ring: RingSpec
+    subscribe_url: str = ""
+    source_path: str = ""
     verify_tls: bool = False
     audio: bool = True
     """Forward the input's audio packets (``StreamAudio``) towards egress."""
@@ -96,10 +98,12 @@ class InferConfig(msgspec.Struct, tag="infer", kw_only=True):
 
 
 class EgressConfig(msgspec.Struct, tag="egress", kw_only=True):
-    """The egress worker's part: encode frames of ``ring``, publish MPEG-TS to ``publish_url``."""
+    """The egress worker's part: encode frames of ``ring`` and publish MPEG-TS segments to
+    ``publish_url`` and/or write an MP4 file to ``output_path`` (a processed clip)."""
 
     ring: RingSpec
-    publish_url: str
+    publish_url: str = ""
+    output_path: str = ""
     verify_tls: bool = False
     segment_seconds: float = 1.0
     audio: bool = True
