@@ -35,6 +35,8 @@ def process_frames(
     """Run each ``(pipeline, frame)``; results in request order, counted in each pipeline.
 
     ``out`` optionally gives a destination array per request (``None`` entries allowed).
+    Call it from one thread at a time (the worker's inference thread); ``update``/``resize``
+    of the pipelines may run in other threads meanwhile.
     """
     actives = [
         pipeline.active for pipeline, _ in requests

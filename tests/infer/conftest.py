@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from infer.engine.base import RunResult
 from infer.engine.builtin import BuiltinEngine
 
 
@@ -40,6 +41,12 @@ def image_batch(batch: int, width: int, height: int, seed: int = 0) -> torch.Ten
     """A deterministic random ``[B, H, W, 3]`` float image batch in [0, 1]."""
     generator = torch.Generator().manual_seed(seed)
     return torch.rand((batch, height, width, 3), generator=generator)
+
+
+def images_of(result: RunResult) -> torch.Tensor:
+    """The frame output of a run (which must have one)."""
+    assert result.images is not None, "the run produced no frame output"
+    return result.images
 
 
 @pytest.fixture

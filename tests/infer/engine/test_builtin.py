@@ -11,7 +11,7 @@ from infer.engine.builtin import BuiltinEngine
 from infer.errors import NodeExecutionError, WorkflowError
 from infer.nodes import BUILTIN_NODES
 from infer.nodes.image import EmptyImage
-from tests.infer.conftest import INVERT, chain, image_batch
+from tests.infer.conftest import INVERT, chain, image_batch, images_of
 
 COMPOSITE = {
     "1": {"class_type": "LoadTensor", "inputs": {}},
@@ -71,7 +71,7 @@ def test_invert_runs_and_reports_progress_per_node(engine: BuiltinEngine) -> Non
     x = image_batch(1, 8, 6)
     seen: list[tuple[str, str, int, int]] = []
     result = engine.run(prepared, x, progress=lambda *a: seen.append(a))
-    assert torch.equal(result.images, 1.0 - x)
+    assert torch.equal(images_of(result), 1.0 - x)
     assert seen == [
         ("1", "ByocLoadFrame", 1, 3),
         ("2", "ImageInvert", 2, 3),
@@ -89,8 +89,8 @@ def test_frame_independent_nodes_run_once_per_prepared_workflow() -> None:
     assert results[0].executed == 5 and results[2].executed == 3  # constants not re-executed
     for seed, result in enumerate(results):
         x = image_batch(1, 8, 6, seed=seed)
-        assert torch.all(result.images[0, 1:5, 2:6] == torch.tensor([1.0, 0.0, 0.0]))
-        assert torch.equal(result.images[0, 0], x[0, 0])  # outside the pasted square: the frame
+        assert torch.all(images_of(result)[0, 1:5, 2:6] == torch.tensor([1.0, 0.0, 0.0]))
+        assert torch.equal(images_of(result)[0, 0], x[0, 0])  # outside the pasted square: the frame
     engine.run(engine.prepare(COMPOSITE), image_batch(1, 8, 6))
     assert CountingEmptyImage.calls == 2  # a new prepared workflow computes its own
 
@@ -99,8 +99,8 @@ def test_a_batch_gives_the_same_pixels_as_one_by_one(engine: BuiltinEngine) -> N
     workflow = chain(("ImageBlur", {"blur_radius": 2, "sigma": 0.8}), ("ImageInvert", {}))
     prepared = engine.prepare(workflow)
     batch = image_batch(4, 16, 12)
-    together = engine.run(prepared, batch).images
-    alone = torch.cat([engine.run(prepared, batch[i : i + 1]).images for i in range(4)])
+    together = images_of(engine.run(prepared, batch))
+    alone = torch.cat([images_of(engine.run(prepared, batch[i : i + 1])) for i in range(4)])
     assert torch.allclose(together, alone, atol=1e-6)
 
 
@@ -174,7 +174,7 @@ def test_cuda_engine_matches_cpu() -> None:
     }
     workflow["5"] = {"class_type": "SaveTensor", "inputs": {"images": ["6", 0]}}
     x = image_batch(2, 32, 24)
-    on_gpu = gpu.run(gpu.prepare(workflow), x.cuda()).images
+    on_gpu = images_of(gpu.run(gpu.prepare(workflow), x.cuda()))
     assert on_gpu.device.type == "cuda"
-    on_cpu = cpu.run(cpu.prepare(workflow), x).images
+    on_cpu = images_of(cpu.run(cpu.prepare(workflow), x))
     assert torch.allclose(on_gpu.cpu(), on_cpu, atol=1e-5)

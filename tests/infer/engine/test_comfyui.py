@@ -26,7 +26,7 @@ from infer.errors import EngineUnavailableError, NodeExecutionError, WorkflowErr
 from infer.image_job import run_image_job
 from infer.nodes import COMFYUI_COMPATIBLE_NODES
 from infer.pipeline import StreamPipeline
-from tests.infer.conftest import INVERT, chain, image_batch, rgb_frame
+from tests.infer.conftest import INVERT, chain, image_batch, images_of, rgb_frame
 
 pytestmark = pytest.mark.comfyui
 
@@ -168,8 +168,8 @@ def test_every_node_both_engines_have_is_compared(comfy: Engine) -> None:
 @pytest.mark.parametrize("case", sorted(PARITY))
 def test_builtin_matches_comfyui(case: str, comfy: Engine, builtin: BuiltinEngine) -> None:
     images = image_batch(2, 24, 18, seed=len(case))
-    reference = comfy.run(comfy.prepare(PARITY[case]), images).images
-    ours = builtin.run(builtin.prepare(PARITY[case]), images).images
+    reference = images_of(comfy.run(comfy.prepare(PARITY[case]), images))
+    ours = images_of(builtin.run(builtin.prepare(PARITY[case]), images))
     assert reference is not None and ours is not None
     assert ours.shape == reference.shape
     assert torch.allclose(ours, reference.to(ours.device), rtol=0, atol=1e-5), (
@@ -195,7 +195,7 @@ def test_comfyui_nodes_beyond_ours_run_on_frames(case: str, comfy: Engine) -> No
     inputs, class_type, _ = COMFY_ONLY[case]
     workflow = chain((class_type, inputs))
     images = image_batch(1, 32, 24, seed=3)
-    through_adapter = comfy.run(comfy.prepare(workflow), images).images
+    through_adapter = images_of(comfy.run(comfy.prepare(workflow), images))
     node = comfy.registry[class_type]()
     with torch.inference_mode():
         direct = getattr(node, node.FUNCTION)(image=images.clone(), **inputs)[0]
@@ -232,7 +232,7 @@ def test_each_run_sees_its_own_frame(comfy: Engine) -> None:
     prepared = comfy.prepare(INVERT)
     for seed in range(4):  # the same prepared prompt again and again (ComfyUI mutates prompts)
         x = image_batch(1, 16, 16, seed=seed)
-        assert torch.equal(comfy.run(prepared, x).images, 1.0 - x)
+        assert torch.equal(images_of(comfy.run(prepared, x)), 1.0 - x)
 
 
 def test_frame_independent_nodes_are_cached_between_runs(comfy: Engine) -> None:
@@ -251,7 +251,7 @@ def test_an_erroring_node_surfaces_as_an_error(comfy: Engine) -> None:
     assert "index 3 is out of bounds" in str(info.value)
     # The engine keeps working after a failed run.
     x = image_batch(1, 8, 8)
-    assert torch.equal(comfy.run(comfy.prepare(INVERT), x).images, 1.0 - x)
+    assert torch.equal(images_of(comfy.run(comfy.prepare(INVERT), x)), 1.0 - x)
 
 
 class _ReturnsNone:
@@ -333,7 +333,9 @@ def test_workspace_files_are_comfyuis_inputs(comfy: Engine) -> None:
         "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
     }
     result = comfy.run(comfy.prepare(workflow), image_batch(1, 12, 8))
-    assert torch.allclose(result.images[0, 4, 6], torch.tensor([10, 200, 30]) / 255.0, atol=1e-6)
+    assert torch.allclose(
+        images_of(result)[0, 4, 6], torch.tensor([10, 200, 30]) / 255.0, atol=1e-6
+    )
 
 
 def test_text_output_and_batched_streams(comfy: Engine) -> None:

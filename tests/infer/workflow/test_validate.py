@@ -201,4 +201,6 @@ def test_all_problems_come_in_one_error() -> None:
         "no_output",
     }
     body = error.to_dict()
-    assert body["status_code"] == 400 and len(body["problems"]) == len(error.problems)
+    problems = body["problems"]
+    assert body["status_code"] == 400 and isinstance(problems, list)
+    assert len(problems) == len(error.problems)
