@@ -114,10 +114,14 @@ StreamConfig = IngestConfig | InferConfig | EgressConfig
 
 
 class StreamStart(_Base, tag="stream_start"):
-    """Start (or, after a worker restart, resume) the worker's part of a stream."""
+    """Start (or, after a worker restart, resume) the worker's part of a stream.
+
+    With a ``request_id`` the worker answers with a ``StreamReply`` once its part is set up (infer:
+    the workflow validated and warmed up) or failed."""
 
     stream_id: str
     config: StreamConfig
+    request_id: str = ""
 
 
 class StreamUpdate(_Base, tag="stream_update"):
@@ -125,6 +129,21 @@ class StreamUpdate(_Base, tag="stream_update"):
 
     stream_id: str
     params: dict[str, Any]
+    request_id: str = ""
+    """When set, the worker answers with a ``StreamReply`` (applied, or rejected and why)."""
+
+
+class StreamReply(_Base, tag="stream_reply"):
+    """A worker's answer to a ``StreamStart``/``StreamUpdate`` that carried a ``request_id``.
+
+    ``status`` is HTTP-like: 200 applied, 400 the parameters were rejected (the old ones stay),
+    500 the worker failed."""
+
+    stream_id: str
+    worker: str
+    request_id: str
+    status: int
+    error: str = ""
 
 
 class StreamStop(_Base, tag="stream_stop"):
@@ -225,6 +244,7 @@ Message = (
     | ProbeResult
     | StreamStart
     | StreamUpdate
+    | StreamReply
     | StreamStop
     | StreamState
     | StreamStats
@@ -244,6 +264,7 @@ MESSAGE_TYPES: tuple[type[msgspec.Struct], ...] = (
     ProbeResult,
     StreamStart,
     StreamUpdate,
+    StreamReply,
     StreamStop,
     StreamState,
     StreamStats,

@@ -33,6 +33,7 @@ SAMPLES: list[Any] = [
         config=m.EgressConfig(ring=RING, publish_url="http://o/ai/trickle/s1-out", audio=False),
     ),
     m.StreamUpdate(stream_id="s1", params={"prompts": [{"1": {"class_type": "ImageInvert"}}]}),
+    m.StreamReply(stream_id="s1", worker="infer", request_id="r1", status=400, error="bad node"),
     m.StreamStop(stream_id="s1", reason="stop requested"),
     m.StreamState(stream_id="s1", worker="ingest", state="processing"),
     m.StreamStats(
