@@ -182,8 +182,19 @@ class Channel:
         return seg
 
     def note_first_byte(self, seg: Segment) -> None:
-        """A segment started (first byte, or an empty POST ended): advance the write head."""
-        self.next_write = seg.seq + 1
+        """A segment started (first byte, or an empty POST ended): move the write head.
+
+        The head moves back when a publisher restarted from a lower seq. Finished segments
+        ahead of it are then left over from the previous run; unlike go-livepeer we drop them
+        (their current readers finish), so readers sent to the new head wait for new data
+        instead of being served an old segment that happens to carry the same seq.
+        """
+        new_head = seg.seq + 1
+        if new_head < self.next_write:
+            for slot, old in enumerate(self._ring):
+                if old is not None and old.seq >= new_head and old.closed:
+                    self._ring[slot] = None
+        self.next_write = new_head
         self.write_time = time.monotonic()
 
     def reset_before(self, seq: int) -> int:

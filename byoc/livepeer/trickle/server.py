@@ -16,8 +16,10 @@ Choices where go-livepeer has none or crashes: seqs below -2 (or below -1 on POS
 segment reaching ``max_segment_bytes`` is cut there (readers get exactly that many bytes) and the
 POST gets 413; a publisher that disconnects mid-segment closes it (readers get the bytes so far, then EOF),
 one that disconnects before its first byte leaves it open for a retry; a POST to a seq that
-already holds bytes replaces that segment instead of appending to it; waiting readers whose
-client went away are released within ``disconnect_poll`` seconds.
+already holds bytes replaces that segment instead of appending to it; when a publisher restarts
+from a lower seq, finished segments ahead of it are dropped rather than served again under their
+reused seq; waiting readers whose client went away are released within ``disconnect_poll``
+seconds.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -99,3 +100,118 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> No
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(0.01)
+
+
+class TcpProxy:
+    """A loopback TCP relay in front of a server: counts connections and can cut one of them
+    once it carried more than a given number of bytes (upstream: client to server)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.accepted = 0
+        self.cut_upstream_after: int | None = None
+        self.cut_downstream_after: int | None = None
+        self.cuts_left = 1
+        self.cuts = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    def url(self, server_url: str) -> str:
+        """``server_url`` with the port replaced by the proxy's."""
+        return server_url.replace(f":{self.target_port}/", f":{self.port}/", 1)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.create_task(self._relay(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+
+        def cut() -> None:
+            self.cuts += 1
+            writer.transport.abort()
+            up_writer.transport.abort()
+
+        async def pipe(
+            src: asyncio.StreamReader, dst: asyncio.StreamWriter, limit: int | None
+        ) -> None:
+            carried = 0
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    if limit is not None and self.cuts_left > 0 and carried + len(data) > limit:
+                        self.cuts_left -= 1
+                        dst.write(data[: limit - carried])
+                        await dst.drain()
+                        cut()
+                        return
+                    carried += len(data)
+                    dst.write(data)
+                    await dst.drain()
+
+        pipes = [
+            asyncio.create_task(pipe(reader, up_writer, self.cut_upstream_after)),
+            asyncio.create_task(pipe(up_reader, writer, self.cut_downstream_after)),
+        ]
+        try:
+            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in pipes:
+                task.cancel()
+            await asyncio.gather(*pipes, return_exceptions=True)
+            writer.transport.abort()
+            up_writer.transport.abort()
+
+
+@pytest.fixture
+async def proxy_factory() -> AsyncIterator[Callable[[int], Awaitable[TcpProxy]]]:
+    proxies: list[TcpProxy] = []
+
+    async def make(target_port: int) -> TcpProxy:
+        proxy = TcpProxy(target_port)
+        await proxy.start()
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        await proxy.close()
+
+
+@contextlib.contextmanager
+def reserved_port() -> Iterator[int]:
+    """A loopback port that is bound but not listening (connections are refused) until the
+    context ends; then a server can take it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+def port_of(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None
+    return port

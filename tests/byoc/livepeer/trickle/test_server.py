@@ -535,3 +535,26 @@ async def test_server_close_ends_waiters(make_server: ServerFactory):
         assert resp.headers[HEADER_CLOSED] == "terminated" and body == b""
         with pytest.raises(aiohttp.ClientConnectionError):
             await get(http, url)
+
+
+async def test_restart_from_lower_seq_drops_stale_segments(
+    server: TrickleServer, http: aiohttp.ClientSession
+):
+    """Ours, not go-livepeer: old finished segments ahead of a restarted publisher are not
+    served again under their reused seq."""
+    server.create_channel("c")
+    url = server.channel_url("c")
+    for seq in range(8):
+        await post(http, url + f"/{seq}", b"old%d" % seq)
+    await post(http, url + "/0", b"new0")  # a publisher restarted at seq 0
+    resp, body = await get(http, url + "/next")
+    assert body == b"1"
+    resp, body = await get(http, url + "/4")  # go-livepeer would serve "old4" here
+    assert (resp.status, resp.headers[HEADER_LATEST]) == (STATUS_SEQ_UNAVAILABLE, "1")
+    for seq in (1, 2, 3):
+        await post(http, url + f"/{seq}", b"new%d" % seq)
+    reader = asyncio.create_task(get(http, url + "/-1"))
+    await wait_until(lambda: waiting(server, "c", 4) == 1)
+    await post(http, url + "/4", b"new4")
+    resp, body = await reader
+    assert (resp.status, body) == (200, b"new4")
