@@ -91,7 +91,6 @@ class StreamController:
             TricklePublisher(
                 spec.events_url,
                 CONTENT_TYPE_JSON,
-                session=manager.http,
                 verify_tls=False,
                 delete_on_close=False,  # the orchestrator owns its channels
             )
@@ -128,9 +127,7 @@ class StreamController:
             log.info("stream %s: ending (%s)", self.id, reason)
             current = asyncio.current_task()
             tasks = [t for t in (*self._tasks, self._setup) if t is not None and t is not current]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancel_and_wait(tasks)
             if self._media_started or self._setup is not None:
                 try:
                     await self.manager.pipeline.stop(self.id, reason)
@@ -220,7 +217,7 @@ class StreamController:
     async def _events_loop(self) -> None:
         interval = self._settings.events_interval_s
         try:
-            while True:
+            while self._ended is None:  # also ends if a cancellation got swallowed below us
                 self._wake.clear()
                 try:
                     await self._send_event()
@@ -244,9 +241,7 @@ class StreamController:
             log.info("stream %s: final event not sent (%s)", self.id, type(exc).__name__)
 
     async def _control_loop(self) -> None:
-        subscriber = TrickleSubscriber(
-            self.spec.control_url, session=self.manager.http, verify_tls=False
-        )
+        subscriber = TrickleSubscriber(self.spec.control_url, verify_tls=False)
         try:
             async for segment in subscriber:
                 self.last_control_at = time.monotonic()
@@ -296,6 +291,24 @@ class StreamController:
             await asyncio.sleep(min(limit - silent, max(limit / 4, 0.05)))
 
 
+async def _cancel_and_wait(tasks: list[asyncio.Task[None]], rounds: int = 10) -> None:
+    """Cancel ``tasks`` and wait for them; cancel again any that swallowed the cancellation."""
+    pending = [t for t in tasks if not t.done()]
+    for _ in range(rounds):
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=1.0)
+        pending = [t for t in pending if not t.done()]
+        for task in pending:
+            log.warning(
+                "task %s still runs after a cancellation; cancelling again", task.get_name()
+            )
+    for task in pending:
+        log.error("task %s does not stop", task.get_name())
+
+
 class StreamManager:
     """All live streams of the runner, keyed by stream id (the orchestrator's)."""
 
@@ -304,7 +317,6 @@ class StreamManager:
         self.sessions = sessions
         self.pipeline = pipeline
         self.controllers: dict[str, StreamController] = {}
-        self._http: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._start_locks: dict[str, asyncio.Lock] = {}
 
@@ -313,16 +325,6 @@ class StreamManager:
         if lock is None:
             lock = self._start_locks[stream_id] = asyncio.Lock()
         return lock
-
-    @property
-    def http(self) -> aiohttp.ClientSession:
-        """One client session for every trickle request of every stream."""
-        if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0),
-                timeout=aiohttp.ClientTimeout(total=None),
-            )
-        return self._http
 
     def live(self) -> list[StreamController]:
         return list(self.controllers.values())
@@ -341,6 +343,8 @@ class StreamManager:
             if not lock.locked() and spec.stream_id not in self.controllers:
                 self._start_locks.pop(spec.stream_id, None)
         done, _ = await asyncio.wait({setup}, timeout=self.settings.stream_start_timeout_s)
+        if setup.cancelled():  # a newer start for the same id replaced it already
+            return StartOutcome(session)
         if setup in done and setup.exception() is not None:
             exc = setup.exception()
             status = 400 if isinstance(exc, ParamsRejected) else 500
@@ -437,16 +441,13 @@ class StreamManager:
         return ended
 
     async def close(self, reason: str = "runner shutting down") -> None:
-        """End every stream and release the HTTP client."""
+        """End every stream (each closes its own trickle clients)."""
         await asyncio.gather(
             *(c.end(SessionState.STOPPED, reason) for c in self.live()), return_exceptions=True
         )
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
 
     def _forget(self, controller: StreamController) -> None:
         if self.controllers.get(controller.id) is controller:
