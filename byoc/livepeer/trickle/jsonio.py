@@ -222,7 +222,13 @@ async def read_json_lines(
                 while (nl := buf.find(b"\n")) >= 0:
                     line = bytes(buf[:nl])
                     del buf[: nl + 1]
-                    if discarding:
+                    if discarding or len(line) > max_line_bytes:
+                        if not discarding:
+                            log.warning(
+                                "trickle jsonl %s: line over %d bytes",
+                                segment.label,
+                                max_line_bytes,
+                            )
                         discarding = False
                         continue
                     obj = _parse_line(line, segment.label)
@@ -237,7 +243,7 @@ async def read_json_lines(
         except SegmentReadError as exc:
             log.warning("trickle jsonl %s: %s", segment.label, exc)
             continue
-        if not discarding:
+        if not discarding and len(buf) <= max_line_bytes:
             obj = _parse_line(bytes(buf), segment.label)
             if obj is not _SKIP:
                 yield obj
