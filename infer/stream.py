@@ -1,0 +1,228 @@
+"""One stream in the infer worker: its rings, its pipeline and its figures.
+
+The worker's scheduler asks each stream for its newest unread frame (older ones are skipped:
+latest frame wins when inference is behind), runs the frames of all ready streams as one call on
+the inference thread, and hands each result back here to be written to the stream's output ring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from infer.engine.base import Engine
+from infer.pipeline import FrameResult, StreamPipeline
+from infer.ring_io import write_result
+from infer.workflow import PASSTHROUGH_WORKFLOW, workflow_from_params
+from infer.workflow.source import Prompt
+from ipc.frame import Frame, Stage
+from ipc.messages import InferConfig, StageLatency, StreamData, StreamStats
+from ipc.ring import FrameRing, RingReader, RingWriter
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIZE = 512
+"""Warm-up size until the first frame tells the real one."""
+_INPUT_NODES = ("LoadTensor", "LoadImage", "PrimaryInputLoadImage")
+_LATENCY_WINDOW = 1024
+
+
+def stream_workflow(params: dict[str, Any], width: int = 0, height: int = 0) -> Prompt:
+    """The workflow of a stream's parameters (passthrough when they name none), with the input
+    scaled to ``width`` x ``height`` (centre crop to keep the aspect ratio) when both are set."""
+    prompt = workflow_from_params(params, default=PASSTHROUGH_WORKFLOW)
+    if width and height:
+        prompt = _scale_input(prompt, width, height)
+    return prompt
+
+
+def _scale_input(prompt: Prompt, width: int, height: int) -> Prompt:
+    inputs = [nid for nid, node in prompt.items() if node["class_type"] in _INPUT_NODES]
+    scaled: Prompt = {}
+    for nid in inputs:
+        scale_id = f"{nid}.fit"
+        scaled[scale_id] = {
+            "class_type": "ImageScale",
+            "inputs": {
+                "image": [nid, 0],
+                "upscale_method": "bilinear",
+                "width": width,
+                "height": height,
+                "crop": "center",
+            },
+        }
+    for nid, node in prompt.items():
+        node_inputs = {
+            name: [f"{value[0]}.fit", value[1]]
+            if isinstance(value, list) and len(value) == 2 and value[0] in inputs
+            else value
+            for name, value in node["inputs"].items()
+        }
+        scaled[nid] = {**node, "inputs": node_inputs}
+    return scaled
+
+
+class _Latencies:
+    """A bounded window of per-frame stage durations (ms), summarised once per report."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, collections.deque[float]] = {}
+
+    def add(self, stage: str, start_ns: int, end_ns: int) -> None:
+        if start_ns and end_ns >= start_ns:
+            window = self._values.setdefault(stage, collections.deque(maxlen=_LATENCY_WINDOW))
+            window.append((end_ns - start_ns) / 1e6)
+
+    def summary(self) -> dict[str, StageLatency]:
+        out = {}
+        for stage, window in self._values.items():
+            if window:
+                p50, p95, p99 = np.percentile(np.fromiter(window, float), [50, 95, 99])
+                out[stage] = StageLatency(
+                    p50=float(p50), p95=float(p95), p99=float(p99), count=len(window)
+                )
+            window.clear()
+        return out
+
+
+class InferStream:
+    """The infer worker's state for one stream."""
+
+    def __init__(self, stream_id: str, config: InferConfig, engine: Engine) -> None:
+        self.stream_id = stream_id
+        self.config = config
+        self.params: dict[str, Any] = {}
+        if config.workflow:
+            self.params["workflow"] = json.loads(config.workflow)
+        self.pipeline = StreamPipeline(
+            engine,
+            stream_id,
+            config.width or DEFAULT_SIZE,
+            config.height or DEFAULT_SIZE,
+            pixel_format=config.in_ring.pixel_format,
+        )
+        self.in_ring: FrameRing | None = None
+        self.out_ring: FrameRing | None = None
+        self.reader: RingReader | None = None
+        self.writer: RingWriter | None = None
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.waiter: asyncio.Task[None] | None = None
+        self.frames_in = 0
+        self.frames_out = 0
+        self.skipped = 0
+        self._window_start = time.monotonic()
+        self._window_in = 0
+        self._window_out = 0
+        self._latencies = _Latencies()
+
+    # -- set-up (inference-side calls are blocking: run them off the event loop) ----------------
+
+    def prepare(self) -> None:
+        """Validate and warm up the stream's workflow (raises ``WorkflowError``)."""
+        self.pipeline.start(stream_workflow(self.params, self.config.width, self.config.height))
+
+    def update(self, params: dict[str, Any]) -> None:
+        """Apply new parameters: a new workflow and/or a new output size, warmed up aside."""
+        merged = {**self.params, **params}
+        width = int(params.get("width", self.config.width) or 0)
+        height = int(params.get("height", self.config.height) or 0)
+        if bool(width) != bool(height):
+            raise ValueError("width and height must be given together")
+        self.pipeline.update(stream_workflow(merged, width, height))
+        self.params = merged
+        self.config = InferConfig(
+            in_ring=self.config.in_ring,
+            out_ring=self.config.out_ring,
+            workflow=self.config.workflow,
+            width=width,
+            height=height,
+            stats_interval_s=self.config.stats_interval_s,
+        )
+
+    def attach(self) -> None:
+        """Map the stream's rings (created by the parent) and take their reader/writer roles."""
+        self.in_ring = FrameRing.attach(self.config.in_ring)
+        self.out_ring = FrameRing.attach(self.config.out_ring)
+        self.reader = self.in_ring.reader()
+        self.writer = self.out_ring.writer()
+
+    # -- frames -----------------------------------------------------------------------------
+
+    def take_latest(self) -> Frame | None:
+        """The newest unread input frame as a zero-copy view; older unread ones are skipped."""
+        assert self.reader is not None and self.in_ring is not None
+        frame = self.reader.read(copy=False, stamp=Stage.INFER_READ)
+        while frame is not None and self.in_ring.stats().unread > 0:
+            frame.release()  # a newer frame is waiting: latest frame wins
+            self.skipped += 1
+            frame = self.reader.read(copy=False, stamp=Stage.INFER_READ)
+        return frame
+
+    def needs_resize(self, frame: Frame) -> bool:
+        return (frame.width, frame.height) != self.pipeline.size
+
+    def deliver(self, frame: Frame, result: FrameResult) -> list[StreamData]:
+        """Write the result to the output ring, release the input view, count; return text
+        outputs for the data channel."""
+        assert self.writer is not None
+        try:
+            write_result(self.writer, frame, result)
+        finally:
+            frame.release()
+        self.frames_in += 1
+        self.frames_out += 1
+        self._window_in += 1
+        self._window_out += 1
+        stamps = frame.stamps
+        self._latencies.add(
+            "ingest_to_infer", int(stamps[Stage.INGEST_WRITTEN]), int(stamps[Stage.INFER_READ])
+        )
+        self._latencies.add("infer", result.infer_start_ns, result.infer_end_ns)
+        return [
+            StreamData(
+                stream_id=self.stream_id,
+                line=json.dumps(
+                    {"type": "text", "text": text, "pts": frame.pts, "frame": frame.index}
+                ),
+            )
+            for text in result.texts
+        ]
+
+    def stats(self) -> StreamStats:
+        """Figures since the last call."""
+        now = time.monotonic()
+        elapsed = max(now - self._window_start, 1e-6)
+        dropped = {
+            "infer_behind": self.skipped,
+            "workflow_error": self.pipeline.stats.frames_failed,
+        }
+        if self.in_ring is not None and not self.in_ring.closed:
+            dropped["input_ring_overwrite"] = self.in_ring.stats().dropped
+        stats = StreamStats(
+            stream_id=self.stream_id,
+            worker="infer",
+            fps_in=self._window_in / elapsed,
+            fps_out=self._window_out / elapsed,
+            frames_in=self.frames_in,
+            frames_out=self.frames_out,
+            dropped=dropped,
+            stages=self._latencies.summary(),
+        )
+        self._window_start, self._window_in, self._window_out = now, 0, 0
+        return stats
+
+    def close(self) -> None:
+        """Detach from the rings (the parent unlinks them) and forget the workflow."""
+        if self.waiter is not None:
+            self.waiter.cancel()
+        for ring in (self.in_ring, self.out_ring):
+            if ring is not None:
+                ring.close()
+        self.pipeline.close()
