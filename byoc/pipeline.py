@@ -1,0 +1,321 @@
+"""The media path of streams across the worker processes (the parent's side).
+
+For each stream the parent creates two frame rings (ingest -> infer, infer -> egress), tells each
+worker its part with a typed ``StreamStart``, and relays what crosses between workers without a
+ring: audio packets (ingest -> egress) and text outputs (infer -> the stream's data channel). It
+never touches pixels. Workflow problems come back from the infer worker as a ``StreamReply`` and
+reach the HTTP caller as 400s. After a worker restart the streams' parts are sent to it again; the
+rings, owned here, outlive any worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from byoc.livepeer.trickle import JsonLinesPublisher, TricklePublisher
+from byoc.livepeer.trickle.constants import CONTENT_TYPE_JSONL
+from byoc.media import ParamsRejected, StreamSpec
+from byoc.settings import Settings
+from byoc.supervisor import Supervisor
+from ipc.channel import ChannelClosed
+from ipc.messages import (
+    EgressConfig,
+    InferConfig,
+    IngestConfig,
+    Message,
+    StreamAudio,
+    StreamConfig,
+    StreamData,
+    StreamReply,
+    StreamStart,
+    StreamStop,
+    StreamUpdate,
+)
+from ipc.ring import FrameRing, RingSpec
+from ipc.shm import Direction
+
+log = logging.getLogger(__name__)
+
+RING_PIXEL_FORMAT = "yuv420p"
+"""Decoders produce it and encoders take it, so only infer converts (on the GPU when there is
+one)."""
+
+
+@dataclass
+class MediaStream:
+    """The parent's record of one stream's media path."""
+
+    spec: StreamSpec
+    rings: list[FrameRing]
+    configs: dict[str, StreamConfig]
+    params: dict[str, Any]
+    data: JsonLinesPublisher | None = None
+    data_task: asyncio.Task[None] | None = None
+    data_queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(256))
+    data_dropped: int = 0
+
+
+def _size(params: dict[str, Any]) -> tuple[int, int]:
+    """Output size from params: both ``width`` and ``height`` or neither (0, 0)."""
+    width, height = params.get("width"), params.get("height")
+    if width is None and height is None:
+        return 0, 0
+    if width is None or height is None:
+        raise ParamsRejected("params.width and params.height must be given together")
+    try:
+        w, h = int(width), int(height)
+    except (TypeError, ValueError):
+        raise ParamsRejected("params.width and params.height must be integers") from None
+    if not (16 <= w <= 4096 and 16 <= h <= 4096) or isinstance(width, bool):
+        raise ParamsRejected("params.width and params.height must be between 16 and 4096")
+    return w, h
+
+
+def _workflow_text(params: dict[str, Any]) -> str:
+    for key in ("prompts", "workflow"):
+        value = params.get(key)
+        if value not in (None, ""):
+            return value if isinstance(value, str) else json.dumps(value)
+    return ""
+
+
+class WorkerMediaPipeline:
+    """``MediaPipeline`` over the ingest, infer and egress worker processes."""
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        settings: Settings,
+        *,
+        ring_slots: int = 4,
+        max_width: int = 1920,
+        max_height: int = 1080,
+        reply_timeout_s: float = 60.0,
+        stats_interval_s: float = 1.0,
+    ) -> None:
+        self.supervisor = supervisor
+        self.settings = settings
+        self.ring_slots = ring_slots
+        self.max_width = max_width
+        self.max_height = max_height
+        self.reply_timeout_s = reply_timeout_s
+        self.stats_interval_s = stats_interval_s
+        self.streams: dict[str, MediaStream] = {}
+        self._replies: dict[str, asyncio.Future[StreamReply]] = {}
+        supervisor.on_message(self.on_worker_message)
+        supervisor.on_restart(self.on_worker_restart)
+
+    # -- MediaPipeline --------------------------------------------------------------------------
+
+    async def start(self, spec: StreamSpec) -> None:
+        params = dict(spec.params)
+        width, height = _size(params)
+        if not spec.subscribe_url and not spec.publish_url:
+            log.info("stream %s: no media channels, control plane only", spec.stream_id)
+        rings = self._create_rings(spec.stream_id, width, height)
+        configs: dict[str, StreamConfig] = {
+            "infer": InferConfig(
+                in_ring=rings[0].spec,
+                out_ring=rings[1].spec,
+                workflow=_workflow_text(params),
+                width=width,
+                height=height,
+                stats_interval_s=self.stats_interval_s,
+            )
+        }
+        if spec.publish_url:
+            configs["egress"] = EgressConfig(
+                ring=rings[1].spec,
+                publish_url=spec.publish_url,
+                stats_interval_s=self.stats_interval_s,
+            )
+        if spec.subscribe_url:
+            configs["ingest"] = IngestConfig(
+                ring=rings[0].spec,
+                subscribe_url=spec.subscribe_url,
+                audio="egress" in configs,
+                stats_interval_s=self.stats_interval_s,
+            )
+        stream = MediaStream(spec=spec, rings=rings, configs=configs, params=params)
+        self.streams[spec.stream_id] = stream
+        try:
+            await self._request("infer", spec.stream_id, configs["infer"])
+            for worker in ("egress", "ingest"):  # the consumer first, so no frame waits
+                if worker in configs:
+                    await self._send(
+                        worker, StreamStart(stream_id=spec.stream_id, config=configs[worker])
+                    )
+            if spec.data_url:
+                stream.data = JsonLinesPublisher(
+                    TricklePublisher(spec.data_url, CONTENT_TYPE_JSONL, verify_tls=False)
+                )
+                stream.data_task = asyncio.create_task(
+                    self._publish_data(stream), name=f"data-{spec.stream_id}"
+                )
+        except BaseException:
+            await self.stop(spec.stream_id, "set-up failed")
+            raise
+        log.info("stream %s: media path started (%s)", spec.stream_id, ", ".join(sorted(configs)))
+
+    async def update(self, stream_id: str, params: dict[str, Any]) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            return
+        media_keys = {"prompts", "workflow", "width", "height"}
+        if not media_keys & params.keys():
+            stream.params.update(params)
+            return
+        merged = {**stream.params, **params}
+        _size(merged)  # both or neither, in range
+        request_id = secrets.token_hex(8)
+        reply = await self._ask(
+            "infer",
+            StreamUpdate(stream_id=stream_id, params=params, request_id=request_id),
+            request_id,
+        )
+        self._check(reply)
+        stream.params = merged
+        infer = stream.configs["infer"]
+        assert isinstance(infer, InferConfig)
+        width, height = _size(merged)
+        stream.configs["infer"] = InferConfig(
+            in_ring=infer.in_ring,
+            out_ring=infer.out_ring,
+            workflow=_workflow_text(merged),
+            width=width,
+            height=height,
+            stats_interval_s=infer.stats_interval_s,
+        )
+
+    async def stop(self, stream_id: str, reason: str) -> None:
+        stream = self.streams.pop(stream_id, None)
+        if stream is None:
+            return
+        for worker in stream.configs:
+            with contextlib.suppress(ChannelClosed, OSError):
+                await self.supervisor.send(worker, StreamStop(stream_id=stream_id, reason=reason))
+        if stream.data_task is not None:
+            stream.data_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stream.data_task
+        if stream.data is not None:
+            with contextlib.suppress(Exception):
+                await stream.data.close()
+        for ring in stream.rings:
+            ring.close()
+            ring.unlink()
+        log.info("stream %s: media path stopped (%s)", stream_id, reason)
+
+    def alive(self, stream_id: str) -> bool:
+        stream = self.streams.get(stream_id)
+        return stream is not None and not any(ring.closed for ring in stream.rings)
+
+    async def close(self) -> None:
+        """Stop every stream's media path (runner shutdown)."""
+        for stream_id in list(self.streams):
+            await self.stop(stream_id, "runner shutting down")
+
+    # -- worker messages ------------------------------------------------------------------------
+
+    async def on_worker_message(self, worker: str, message: Message) -> None:
+        if isinstance(message, StreamReply):
+            future = self._replies.pop(message.request_id, None)
+            if future is not None and not future.done():
+                future.set_result(message)
+        elif isinstance(message, StreamAudio):
+            stream = self.streams.get(message.stream_id)
+            if stream is not None and "egress" in stream.configs:
+                with contextlib.suppress(ChannelClosed, OSError):
+                    await self.supervisor.send("egress", message)
+        elif isinstance(message, StreamData):
+            self._queue_data(message)
+
+    async def on_worker_restart(self, worker: str, restarts: int) -> None:
+        """Give a restarted worker its part of every stream again (same rings)."""
+        for stream_id, stream in list(self.streams.items()):
+            config = stream.configs.get(worker)
+            if config is None:
+                continue
+            log.info("stream %s: resuming on restarted %s worker", stream_id, worker)
+            with contextlib.suppress(ChannelClosed, OSError):
+                await self.supervisor.send(worker, StreamStart(stream_id=stream_id, config=config))
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _create_rings(self, stream_id: str, width: int, height: int) -> list[FrameRing]:
+        max_w, max_h = max(self.max_width, width), max(self.max_height, height)
+        rings: list[FrameRing] = []
+        try:
+            for direction in (Direction.IN, Direction.OUT):
+                spec = RingSpec.for_stream(
+                    stream_id,
+                    direction,
+                    slots=self.ring_slots,
+                    max_width=max_w,
+                    max_height=max_h,
+                    pixel_format=RING_PIXEL_FORMAT,
+                )
+                rings.append(FrameRing.create(spec))
+        except BaseException:
+            for ring in rings:
+                ring.close()
+                ring.unlink()
+            raise
+        return rings
+
+    async def _send(self, worker: str, message: Message) -> None:
+        try:
+            await self.supervisor.send(worker, message)
+        except ChannelClosed as exc:
+            raise RuntimeError(f"{worker} worker unavailable: {exc}") from exc
+
+    async def _request(self, worker: str, stream_id: str, config: StreamConfig) -> None:
+        request_id = secrets.token_hex(8)
+        start = StreamStart(stream_id=stream_id, config=config, request_id=request_id)
+        self._check(await self._ask(worker, start, request_id))
+
+    async def _ask(self, worker: str, message: Message, request_id: str) -> StreamReply:
+        future: asyncio.Future[StreamReply] = asyncio.get_running_loop().create_future()
+        self._replies[request_id] = future
+        try:
+            await self._send(worker, message)
+            return await asyncio.wait_for(future, self.reply_timeout_s)
+        except asyncio.TimeoutError:
+            raise RuntimeError(
+                f"{worker} worker did not answer within {self.reply_timeout_s}s"
+            ) from None
+        finally:
+            self._replies.pop(request_id, None)
+
+    @staticmethod
+    def _check(reply: StreamReply) -> None:
+        if reply.status == 400:
+            raise ParamsRejected(reply.error)
+        if reply.status >= 300:
+            raise RuntimeError(f"{reply.worker}: {reply.error or reply.status}")
+
+    def _queue_data(self, message: StreamData) -> None:
+        stream = self.streams.get(message.stream_id)
+        if stream is None or stream.data is None:
+            return
+        try:
+            stream.data_queue.put_nowait(json.loads(message.line))
+        except asyncio.QueueFull:
+            stream.data_dropped += 1  # the data channel is slower than the workflow: drop
+
+    async def _publish_data(self, stream: MediaStream) -> None:
+        assert stream.data is not None
+        while True:
+            line = await stream.data_queue.get()
+            try:
+                await stream.data.send(line)
+            except Exception as exc:
+                log.warning(
+                    "stream %s: data channel publish failed: %s", stream.spec.stream_id, exc
+                )

@@ -1,0 +1,148 @@
+"""The parent's media pipeline with a real supervisor and a real infer worker: rings, workflow
+errors as 400s, live updates, stopping and resuming after an infer restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from byoc.media import ParamsRejected, StreamSpec
+from byoc.pipeline import WorkerMediaPipeline
+from byoc.settings import Settings
+from byoc.supervisor import Supervisor
+from infer.worker import main as infer_main
+from ipc.ring import FrameRing
+
+SETTINGS = Settings(
+    heartbeat_interval_s=0.2,
+    heartbeat_timeout_s=5.0,
+    worker_start_timeout_s=120.0,
+    restart_backoff_initial_s=0.1,
+)
+INVERT = {
+    "1": {"class_type": "LoadTensor", "inputs": {}},
+    "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+    "3": {"class_type": "SaveTensor", "inputs": {"images": ["2", 0]}},
+}
+
+
+def spec(stream_id: str, **params: object) -> StreamSpec:
+    return StreamSpec(
+        stream_id=stream_id,
+        capability="comfystream-video",
+        control_url="http://127.0.0.1:9/ai/trickle/x-control",
+        events_url="http://127.0.0.1:9/ai/trickle/x-events",
+        params=dict(params),
+    )
+
+
+@pytest.fixture
+async def pipeline() -> AsyncIterator[WorkerMediaPipeline]:
+    supervisor = Supervisor(
+        SETTINGS, workers={"infer": infer_main}, worker_options={"infer": {"engine": "builtin"}}
+    )
+    media = WorkerMediaPipeline(supervisor, SETTINGS, max_width=64, max_height=64)
+    await supervisor.start()
+    assert await supervisor.wait_ready(120)
+    yield media
+    await media.close()
+    await supervisor.stop()
+
+
+def segments_of(stream_id: str, media: WorkerMediaPipeline) -> list[str]:
+    stream = media.streams[stream_id]
+    return [ring.name for ring in stream.rings]
+
+
+def yuv_frame(luma: int, width: int = 32, height: int = 32) -> list[np.ndarray]:
+    """Planes of a flat grey yuv420p frame."""
+    chroma = np.full((height // 2, width // 2), 128, dtype=np.uint8)
+    return [np.full((height, width), luma, dtype=np.uint8), chroma, chroma.copy()]
+
+
+async def round_trip(media: WorkerMediaPipeline, stream_id: str, luma: int) -> np.ndarray:
+    """Write a frame into the stream's input ring and read what comes out of its output ring."""
+    in_spec, out_spec = (ring.spec for ring in media.streams[stream_id].rings)
+    producer, consumer = FrameRing.attach(in_spec), FrameRing.attach(out_spec)
+    try:
+        writer, reader = producer.writer(), consumer.reader()
+        writer.write(yuv_frame(luma), pts=1, time_base=Fraction(1, 90000))
+        for _ in range(200):
+            frame = reader.read(copy=True)
+            if frame is not None:
+                return np.asarray(frame.data[: 32 * 32])
+            await reader.wait_async(timeout=0.1)
+        raise AssertionError("no output frame")
+    finally:
+        producer.close()
+        consumer.close()
+
+
+async def test_invalid_workflow_is_rejected_and_leaves_nothing(
+    pipeline: WorkerMediaPipeline,
+) -> None:
+    bad = {
+        "1": {"class_type": "LoadTensor", "inputs": {}},
+        "2": {"class_type": "Nope", "inputs": {}},
+    }
+    with pytest.raises(ParamsRejected, match="Nope"):
+        await pipeline.start(spec("bad", workflow=bad))
+    assert "bad" not in pipeline.streams
+    assert not [p for p in os.listdir("/dev/shm") if "bad" in p and p.startswith("cbyoc")]
+
+
+async def test_width_without_height_is_rejected(pipeline: WorkerMediaPipeline) -> None:
+    with pytest.raises(ParamsRejected, match="together"):
+        await pipeline.start(spec("half", width=256))
+
+
+async def test_frames_flow_updates_apply_and_stop_unlinks(pipeline: WorkerMediaPipeline) -> None:
+    await pipeline.start(spec("s1", workflow=INVERT))
+    names = segments_of("s1", pipeline)
+    assert all(Path("/dev/shm", name).exists() for name in names)
+    assert pipeline.alive("s1")
+
+    luma = await round_trip(pipeline, "s1", 60)
+    assert abs(int(luma.mean()) - (16 + 235 - 60)) <= 2  # inverted in RGB = mirrored luma
+
+    with pytest.raises(ParamsRejected):
+        await pipeline.update("s1", {"workflow": {"1": {"class_type": "Nope"}}})
+    await pipeline.update(
+        "s1",
+        {
+            "prompts": [
+                {
+                    "1": {"class_type": "LoadTensor", "inputs": {}},
+                    "2": {"class_type": "SaveTensor", "inputs": {"images": ["1", 0]}},
+                }
+            ]
+        },
+    )
+    luma = await round_trip(pipeline, "s1", 60)
+    assert abs(int(luma.mean()) - 60) <= 2
+
+    await pipeline.stop("s1", "test over")
+    assert not pipeline.alive("s1")
+    assert not any(Path("/dev/shm", name).exists() for name in names)
+
+
+async def test_stream_resumes_after_infer_is_killed(pipeline: WorkerMediaPipeline) -> None:
+    await pipeline.start(spec("s2", workflow=INVERT))
+    supervisor = pipeline.supervisor
+    pid = supervisor.snapshot()["infer"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(600):
+        if supervisor.snapshot()["infer"]["restarts"] == 1 and supervisor.is_ready("infer"):
+            break
+        await asyncio.sleep(0.05)
+    assert supervisor.is_ready("infer")
+    await asyncio.sleep(0.5)  # the restarted worker re-attaches the same rings
+    luma = await round_trip(pipeline, "s2", 60)
+    assert abs(int(luma.mean()) - (16 + 235 - 60)) <= 2
