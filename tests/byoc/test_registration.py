@@ -1,0 +1,197 @@
+"""Registration with orchestrators, against the local stand-in over real sockets: cases R1-R7 of
+the BYOC conformance list, several orchestrators, and re-registration after an outage while busy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+
+import pytest
+
+from byoc.livepeer.orchestrator import LocalOrchestrator
+from byoc.registration import register_once
+from tests.byoc.harness import SECRET, fast_settings, running, wait_until
+from tests.byoc.stream_helpers import start_via_orch, stop_via_orch
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def register_bodies(orch: LocalOrchestrator) -> list[dict[str, object]]:
+    return [json.loads(c["body"]) for c in orch.registry.calls if c["path"] == "register"]
+
+
+async def test_r1_r7_register_request_shape() -> None:
+    async with running(
+        token="worker-token",
+        capability_url="http://runner.example:8889/",
+        price_per_unit=7,
+        price_scaling=1000,
+        currency="WEI",
+        capability_description="test runner",
+        wait_registered=False,
+    ) as env:
+        orch = env.orch
+        assert orch is not None
+        await wait_until(lambda: len(orch.registry.capabilities) == 3)
+        calls = [c for c in orch.registry.calls if c["path"] == "register"]
+        assert all(c["authorization"] == SECRET for c in calls)  # raw secret, no Bearer
+        assert all(c["content_type"] == "application/json" for c in calls)
+        bodies = {b["name"]: b for b in register_bodies(orch)}
+        assert set(bodies) == {"text-reversal", "comfystream-image", "comfystream-video"}
+        video = bodies["comfystream-video"]
+        assert video == {
+            "name": "comfystream-video",
+            "description": "test runner",
+            "url": "http://runner.example:8889",  # no trailing slash
+            "capacity": 4,
+            "price_per_unit": 7,
+            "price_scaling": 1000,
+            "currency": "WEI",
+            "token": "worker-token",  # R7
+        }
+        for body in bodies.values():
+            for key in ("capacity", "price_per_unit", "price_scaling"):
+                assert type(body[key]) is int  # JSON integers, never strings or floats
+        assert bodies["text-reversal"]["capacity"] == 32  # one-shot jobs advertise --max-jobs
+        # The "ok" body (not JSON) counted as success.
+        assert env.runner.registration is not None
+        assert env.runner.registration.snapshot()[orch.url]["state"] == "registered"
+
+
+async def test_only_the_chosen_capabilities_and_no_token_key_without_a_token() -> None:
+    async with running(
+        capability_names=("text-reversal", "whip-ingest"), wait_registered=False
+    ) as env:
+        orch = env.orch
+        assert orch is not None
+        await wait_until(lambda: "text-reversal" in orch.registry.capabilities)
+        await asyncio.sleep(0.2)
+        assert set(orch.registry.capabilities) == {"text-reversal"}  # whip-ingest: not implemented
+        assert "token" not in register_bodies(orch)[0]
+
+
+async def test_r2_orchestrator_unreachable_at_first_then_registered() -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    async with running(with_orchestrator=False, orch_urls=(url,), register_retry_max_s=0.3) as env:
+        await asyncio.sleep(1.0)  # refusing connections meanwhile
+        assert env.runner.registration is not None
+        assert env.runner.registration.snapshot()[url]["state"] == "unreachable"
+        orch = LocalOrchestrator(secret=SECRET)
+        await orch.start(port=port)
+        try:
+            await wait_until(lambda: len(orch.registry.capabilities) == 3, timeout=10)
+        finally:
+            await orch.close()
+
+
+async def test_r3_wrong_secret_is_logged_once_and_retried_slowly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="byoc.registration")
+    async with running(
+        orch_secret="not-the-secret", register_rejected_retry_s=0.5, wait_registered=False
+    ) as env:
+        orch = env.orch
+        assert orch is not None
+        orch.registry.secret = "the-real-secret"
+        await asyncio.sleep(1.6)
+        attempts = len(orch.registry.calls)
+        assert 2 <= attempts <= 5  # retried, but not in a tight loop
+        assert not orch.registry.capabilities
+    errors = [r for r in caplog.records if "invalid authorization" in r.getMessage()]
+    assert len(errors) == 1
+    assert "ORCH_SECRET" in errors[0].getMessage()
+
+
+async def test_r4_reregisters_after_the_orchestrator_forgot_us_while_idle() -> None:
+    async with running(register_interval_s=0.3) as env:
+        orch = env.orch
+        assert orch is not None
+        orch.registry.forget_all()  # what an orchestrator restart does
+        await wait_until(lambda: len(orch.registry.capabilities) == 3, timeout=5)
+
+
+async def test_r5_no_reregistration_while_a_stream_is_live() -> None:
+    async with running(register_interval_s=0.2) as env:
+        orch = env.orch
+        assert orch is not None
+        async with await start_via_orch(env, "busy") as r:
+            assert r.status == 200
+        before = len(orch.registry.calls)
+        await asyncio.sleep(1.2)
+        assert len(orch.registry.calls) == before  # the load counter is left alone
+        async with await stop_via_orch(env, "busy") as r:
+            assert r.status == 200
+        await wait_until(lambda: len(orch.registry.calls) > before, timeout=5)  # idle again
+
+
+async def test_outage_while_busy_reregisters_at_once_when_the_orchestrator_is_back() -> None:
+    """A stream keeps the runner busy (its channels live on another stand-in); the orchestrator
+    we register with goes away and comes back empty: we register again without waiting for idle."""
+    media_orch = LocalOrchestrator(secret=SECRET, keepalive_interval_s=0.2)
+    await media_orch.start()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    orch = LocalOrchestrator(secret=SECRET)
+    await orch.start(port=port)
+    try:
+        async with running(
+            with_orchestrator=False, orch_urls=(url,), register_interval_s=0.2
+        ) as env:
+            await wait_until(lambda: len(orch.registry.capabilities) == 3)
+            media_orch.registry.capabilities.update(orch.registry.capabilities)
+            async with await start_via_orch(env, "busy", orch_url=media_orch.url) as r:
+                assert r.status == 200
+            await orch.close()
+            await asyncio.sleep(0.6)  # the busy-time check notices the outage
+            orch = LocalOrchestrator(secret=SECRET)
+            await orch.start(port=port)
+            await wait_until(lambda: len(orch.registry.capabilities) == 3, timeout=10)
+            assert env.runner.runtime.busy()
+    finally:
+        await orch.close()
+        await media_orch.close()
+
+
+async def test_several_orchestrators_and_r6_unregister_on_shutdown() -> None:
+    first, second = LocalOrchestrator(secret=SECRET), LocalOrchestrator(secret=SECRET)
+    await first.start()
+    await second.start()
+    try:
+        async with running(with_orchestrator=False, orch_urls=(first.url, second.url)):
+            for orch in (first, second):
+                await wait_until(lambda orch=orch: len(orch.registry.capabilities) == 3)
+        for orch in (first, second):  # graceful stop: unregistered everywhere
+            unregister = [c for c in orch.registry.calls if c["path"] == "unregister"]
+            names = sorted(c["body"].decode() for c in unregister)
+            assert names == ["comfystream-image", "comfystream-video", "text-reversal"]
+            assert all(c["authorization"] == SECRET for c in unregister)
+            assert all((c["content_type"] or "").startswith("text/plain") for c in unregister)
+            assert not orch.registry.capabilities
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_register_once_reports_each_failure() -> None:
+    orch = LocalOrchestrator(secret=SECRET)
+    await orch.start()
+    try:
+        assert await register_once(fast_settings(orch_urls=(orch.url,))) == []
+        assert len(orch.registry.capabilities) == 3
+        failures = await register_once(fast_settings(orch_urls=(orch.url,), orch_secret="wrong"))
+        assert len(failures) == 3 and all("invalid authorization" in f for f in failures)
+        dead = f"http://127.0.0.1:{free_port()}"
+        failures = await register_once(
+            fast_settings(orch_urls=(dead,)), attempts=2, retry_delay_s=0.05
+        )
+        assert len(failures) == 3 and all("unreachable" in f for f in failures)
+    finally:
+        await orch.close()
