@@ -37,6 +37,12 @@ class _ImageJobs:
             task.add_done_callback(self.tasks.discard)
 
     async def _run(self, job: JobRequest) -> None:
+        try:
+            await self._answer(job)
+        except Exception as exc:  # a bad request must still get an answer
+            await self.ctx.send(JobResult(job.job_id, 400, error=f"bad request: {exc!r}"))
+
+    async def _answer(self, job: JobRequest) -> None:
         started = time.monotonic()
         body: dict[str, Any] = json.loads(job.payload)
         knobs = body.get("test", {})
