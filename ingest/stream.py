@@ -1,0 +1,282 @@
+"""One ingest stream: its input (a live trickle channel or a clip file) into its input ring.
+
+``IngestStream`` owns the stream's lifetime in the worker: it maps the ring the parent created,
+takes the writer role, runs the source, reports ``StreamState``/``StreamStats`` and releases the
+ring (detach only: the parent unlinks it) however the stream ends.
+
+``TrickleSource`` is the live input: it subscribes the channel at the live edge (seq -2), follows
+it segment by segment and decodes each chunk as it arrives (``feed`` then ``flush_pending``: no
+frame waits for the next one). Audio PES payloads are split into ADTS frames or Opus packets and
+forwarded undecoded. 404 or ``Lp-Trickle-Closed`` ends the stream (``ended``); network failures
+are retried by the subscriber and then by a new subscription at the live edge, for up to
+``give_up_after_s`` without any segment, after which the stream fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from byoc.livepeer.trickle import SegmentReadError, SubscribeError, TrickleSubscriber
+from byoc.livepeer.trickle.constants import SEQ_CURRENT
+from byoc.livepeer.trickle.subscriber import SubscribedSegment
+from ingest.clip import ClipSource
+from ingest.decode import Timeline, VideoDecoder, split_adts, split_ts_opus
+from ingest.ring_sink import RingSink, Send
+from ingest.stats import IngestStats
+from ingest.tsdemux import EsPacket, TsDemuxer
+from ipc.messages import IngestConfig, StreamState, StreamStats
+from ipc.ring import FrameRing, RingWriter
+
+log = logging.getLogger(__name__)
+
+RESUBSCRIBE_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+
+
+def adts_channels(frame: bytes) -> int:
+    """Channel count from an ADTS header (channel configuration 0 reads as stereo)."""
+    config = ((frame[2] & 0x01) << 2) | (frame[3] >> 6)
+    return config if config else 2
+
+
+class TrickleSource:
+    """A live MPEG-TS trickle channel, decoded frame by frame into a :class:`RingSink`."""
+
+    def __init__(
+        self,
+        stream_id: str,
+        url: str,
+        *,
+        verify_tls: bool = False,
+        audio: bool = True,
+        start_seq: int = SEQ_CURRENT,
+        give_up_after_s: float = 60.0,
+        subscriber_retries: int = 5,
+    ) -> None:
+        self.stream_id = stream_id
+        self.url = url
+        self.verify_tls = verify_tls
+        self.audio = audio
+        self.start_seq = start_seq
+        self.give_up_after_s = give_up_after_s
+        self.subscriber_retries = subscriber_retries
+        self.demuxer = TsDemuxer(label=stream_id)
+        self.timeline = Timeline()
+        self.video = VideoDecoder(pixel_format=None, label=stream_id)
+        self.segments = 0
+        self.read_errors = 0
+        self.resubscribes = 0
+        self.jumps = 0
+
+    def counters(self) -> dict[str, int]:
+        """Drop counters of the demuxer and decoder (totals)."""
+        return {
+            "decode_error": self.video.stats.errors,
+            "skipped_until_keyframe": self.video.stats.skipped_before_keyframe,
+            "damaged_input": self.demuxer.stats.video_dropped,
+        }
+
+    async def run(self, sink: RingSink) -> str:
+        """Read the channel until it ends; returns ``"ended"``. Raises when it stays
+        unreachable for ``give_up_after_s``."""
+        start_seq = self.start_seq
+        failing_since: float | None = None
+        attempt = 0
+        while True:
+            subscriber = TrickleSubscriber(
+                self.url,
+                start_seq=start_seq,
+                verify_tls=self.verify_tls,
+                max_retries=self.subscriber_retries,
+            )
+            try:
+                async with subscriber:
+                    async for segment in subscriber:
+                        failing_since, attempt = None, 0
+                        if subscriber.jumps != self.jumps:
+                            self.jumps = subscriber.jumps
+                            sink.mark_discontinuity()
+                        await self._segment(segment, sink)
+                log.info("stream %s: input channel ended", self.stream_id)
+                return "ended"
+            except SubscribeError as exc:
+                now = time.monotonic()
+                failing_since = failing_since if failing_since is not None else now
+                if now - failing_since >= self.give_up_after_s:
+                    raise
+                delay = RESUBSCRIBE_BACKOFF_S[min(attempt, len(RESUBSCRIBE_BACKOFF_S) - 1)]
+                attempt += 1
+                self.resubscribes += 1
+                log.warning(
+                    "stream %s: input unreachable (%s); subscribing again in %.1fs",
+                    self.stream_id,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                start_seq = SEQ_CURRENT
+                self.video.request_keyframe()
+                sink.mark_discontinuity()
+
+    async def _segment(self, segment: SubscribedSegment, sink: RingSink) -> None:
+        self.segments += 1
+        await self._packets(self.demuxer.new_segment(), sink)
+        try:
+            async for chunk in segment.chunks():
+                # iter_any() hands over everything buffered: after a chunk the reader is idle.
+                await self._packets(self.demuxer.feed(chunk), sink)
+                await self._packets(self.demuxer.flush_pending(), sink)
+        except SegmentReadError as exc:
+            self.read_errors += 1
+            log.warning("stream %s: %s", self.stream_id, exc)
+        # The segment is over: whatever it left open is complete (or cut, and dropped).
+        await self._packets(self.demuxer.new_segment(), sink)
+
+    async def _packets(self, packets: list[EsPacket], sink: RingSink) -> None:
+        for packet in packets:
+            if packet.stream.kind == "video":
+                self.timeline.map(packet)
+                for decoded in self.video.decode(packet):
+                    await sink.video(
+                        decoded.frame,
+                        pts=decoded.pts,
+                        keyframe=decoded.keyframe,
+                        discontinuity=decoded.discontinuity,
+                        received_ns=decoded.received_ns,
+                        decoded_ns=decoded.decoded_ns,
+                    )
+                    await asyncio.sleep(0)  # one frame of codec work at a time on the loop
+            elif self.audio and sink.audio_enabled:
+                self.timeline.map(packet)
+                await self._audio(packet, sink)
+
+    async def _audio(self, packet: EsPacket, sink: RingSink) -> None:
+        if packet.pts is None:
+            return
+        codec = packet.stream.codec
+        split = split_adts if codec == "aac" else split_ts_opus
+        offset = 0
+        for data, rate, samples in split(packet.data):
+            pts = packet.pts + (offset * 90_000) // rate
+            offset += samples
+            if codec == "aac":
+                channels = adts_channels(data)
+            else:
+                channels = packet.stream.channels or (2 if data[0] & 0x04 else 1)
+            await sink.audio(codec, pts, data, rate, channels)
+
+
+class IngestStream:
+    """The ingest worker's part of one stream (see the module docstring)."""
+
+    def __init__(
+        self,
+        stream_id: str,
+        config: IngestConfig,
+        send: Send,
+        *,
+        on_done: Callable[[IngestStream], None] | None = None,
+    ) -> None:
+        if not config.subscribe_url and not config.source_path:
+            raise ValueError("an ingest stream needs subscribe_url or source_path")
+        self.stream_id = stream_id
+        self.config = config
+        self.stats = IngestStats(stream_id)
+        self.source: TrickleSource | ClipSource
+        if config.source_path:
+            self.source = ClipSource(stream_id, config.source_path, audio=config.audio)
+        else:
+            self.source = TrickleSource(
+                stream_id, config.subscribe_url, verify_tls=config.verify_tls, audio=config.audio
+            )
+        self.outcome: str | None = None
+        self._send = send
+        self._on_done = on_done
+        self._ring: FrameRing | None = None
+        self._writer: RingWriter | None = None
+        self.sink: RingSink | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._reporter: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Map the ring, take the writer role and start reading the input."""
+        ring = FrameRing.attach(self.config.ring)
+        try:
+            writer = ring.writer()
+        except BaseException:
+            ring.close()
+            raise
+        self._ring, self._writer = ring, writer
+        self.sink = RingSink(
+            self.stream_id, writer, self.stats, self._send, audio=self.config.audio
+        )
+        source = self.config.source_path or self.config.subscribe_url
+        log.info(
+            "stream %s: ingest started from %s into ring %s (next seq %d)",
+            self.stream_id,
+            source,
+            ring.name,
+            writer.next_seq,
+        )
+        self._task = asyncio.create_task(self._run(), name=f"ingest-{self.stream_id}")
+        self._reporter = asyncio.create_task(
+            self._report_loop(), name=f"ingest-stats-{self.stream_id}"
+        )
+
+    async def stop(self) -> None:
+        """Stop reading and release the ring (idempotent); no state message is sent."""
+        tasks = [t for t in (self._task, self._reporter) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._release()
+
+    def _stats(self) -> StreamStats:
+        return self.stats.report(self.source.counters())
+
+    async def _report_loop(self) -> None:
+        interval = max(0.05, self.config.stats_interval_s)
+        while True:
+            await asyncio.sleep(interval)
+            await self._send(self._stats())
+
+    async def _run(self) -> None:
+        assert self.sink is not None
+        state, error = "failed", ""
+        try:
+            state = await self.source.run(self.sink)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("stream %s: ingest failed", self.stream_id)
+            error = f"ingest: {exc}"
+        self.outcome = state
+        if self._reporter is not None:
+            self._reporter.cancel()
+        await self._send(self._stats())
+        await self._send(
+            StreamState(stream_id=self.stream_id, worker="ingest", state=state, error=error)
+        )
+        log.info(
+            "stream %s: ingest %s after %d frames", self.stream_id, state, self.stats.frames_in
+        )
+        self._release()
+        if self._on_done is not None:
+            self._on_done(self)
+
+    def _release(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None

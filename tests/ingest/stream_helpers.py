@@ -1,0 +1,134 @@
+"""Helpers for the ingest stream tests: rings owned by the test, a recorder standing in for the
+parent's control channel, live publishing of MPEG-TS segments and ring reading."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+from benchmarks.media.clip import TsSegment
+from byoc.livepeer.trickle import TricklePublisher, TrickleServer
+from ipc.frame import Frame, FrameFlag
+from ipc.messages import Message
+from ipc.ring import FrameRing, RingSpec
+
+CONTENT_TYPE = "video/MP2T"
+M = TypeVar("M", bound=Message)
+
+
+def ring_spec(
+    direction: str = "in",
+    *,
+    width: int = 256,
+    height: int = 192,
+    slots: int = 8,
+    pixel_format: str = "yuv420p",
+) -> RingSpec:
+    """A spec with a fresh stream token, named like the parent names its rings."""
+    return RingSpec.for_stream(
+        secrets.token_hex(4),
+        direction,
+        slots=slots,
+        max_width=width,
+        max_height=height,
+        pixel_format=pixel_format,
+    )
+
+
+@asynccontextmanager
+async def owned_ring(spec: RingSpec) -> AsyncIterator[FrameRing]:
+    """Create a ring as the parent does; closed and unlinked on exit."""
+    ring = FrameRing.create(spec)
+    try:
+        yield ring
+    finally:
+        ring.close()
+        ring.unlink()
+
+
+class SentMessages:
+    """Stands in for the parent's control channel: a stream's ``send`` records each message
+    here instead of writing it to the socket, and tests wait for the ones they expect."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self._changed = asyncio.Event()
+
+    async def send(self, message: Message) -> None:
+        self.messages.append(message)
+        self._changed.set()
+
+    def of(self, kind: type[M]) -> list[M]:
+        return [m for m in self.messages if isinstance(m, kind)]
+
+    async def wait_for(
+        self, kind: type[M], predicate: Callable[[M], bool] = lambda m: True, timeout: float = 20
+    ) -> M:
+        """The first recorded message of ``kind`` matching ``predicate`` (waits for it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for message in self.of(kind):
+                if predicate(message):
+                    return message
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {kind.__name__} arrived; got {self.messages!r}"[:2000])
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+
+@asynccontextmanager
+async def trickle_channel(name_prefix: str = "in") -> AsyncIterator[tuple[TrickleServer, str, str]]:
+    """A trickle server on 127.0.0.1:0 with one MPEG-TS channel: ``(server, name, url)``."""
+    async with TrickleServer() as server:
+        name = f"{name_prefix}-{secrets.token_hex(4)}"
+        server.create_channel(name, CONTENT_TYPE)
+        yield server, name, server.channel_url(name)
+
+
+async def publish_segments(
+    publisher: TricklePublisher,
+    segments: Iterable[TsSegment | bytes],
+    *,
+    frame_interval: float = 0.004,
+) -> None:
+    """Publish segments as a live source does: each frame's bytes as soon as they exist."""
+    for segment in segments:
+        async with publisher.segment() as writer:
+            parts = [segment] if isinstance(segment, bytes) else segment.frame_chunks
+            for chunk in parts:
+                await writer.write(chunk)
+                await asyncio.sleep(frame_interval)
+            if isinstance(segment, TsSegment) and segment.tail:
+                await writer.write(segment.tail)
+
+
+async def read_frames(
+    ring: FrameRing,
+    count: int,
+    *,
+    timeout: float = 30,
+    until_end: bool = False,
+) -> list[Frame]:
+    """Copies of the next ``count`` frames of a ring (or up to ``END_OF_STREAM``)."""
+    frames: list[Frame] = []
+    deadline = time.monotonic() + timeout
+    with ring.reader() as reader:
+        while len(frames) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            frame = await reader.read_async(copy=True, timeout=remaining)
+            if frame is None:
+                break
+            frames.append(frame)
+            if until_end and frame.flags & FrameFlag.END_OF_STREAM:
+                break
+    return frames
