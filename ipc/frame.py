@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import IntEnum, IntFlag
 from fractions import Fraction
 
 import numpy as np
 
-from ipc.pixfmt import PixelFormat, packed_shape
+from ipc.pixfmt import PixelFormat, packed_shape, plane_views
 
 
 class Stage(IntEnum):
@@ -67,17 +67,17 @@ class Frame:
     """
 
     __slots__ = (
+        "_planes",
         "_release",
+        "_stamps",
         "data",
         "flags",
         "height",
         "index",
         "missed",
         "pixel_format",
-        "planes",
         "pts",
         "seq",
-        "stamps",
         "time_base",
         "width",
     )
@@ -93,9 +93,9 @@ class Frame:
         height: int,
         pixel_format: PixelFormat,
         flags: int,
-        stamps: np.ndarray,
+        stamps: np.ndarray | Sequence[int],
         data: np.ndarray,
-        planes: tuple[np.ndarray, ...],
+        planes: tuple[np.ndarray, ...] | None = None,
         missed: int = 0,
         release: Callable[[], None] | None = None,
     ) -> None:
@@ -109,12 +109,10 @@ class Frame:
         self.height = height
         self.pixel_format = pixel_format
         self.flags = flags
-        self.stamps = stamps
-        """``int64[NUM_STAGES]`` monotonic-ns stamps indexed by ``Stage`` (0 = not stamped)."""
+        self._stamps = stamps
         self.data = data
         """All pixel bytes, planes back to back (1-D uint8)."""
-        self.planes = planes
-        """One array per plane (see ``ipc.pixfmt``)."""
+        self._planes = planes
         self.missed = missed
         """Frames this reader lost (dropped by the live policy) just before this one."""
         self._release = release
@@ -123,6 +121,21 @@ class Frame:
     def is_view(self) -> bool:
         """Whether the pixels are a zero-copy view that is still held."""
         return self._release is not None
+
+    @property
+    def stamps(self) -> np.ndarray:
+        """``int64[NUM_STAGES]`` monotonic-ns stamps indexed by ``Stage`` (0 = not stamped)."""
+        stamps = self._stamps
+        if not isinstance(stamps, np.ndarray):
+            stamps = self._stamps = np.array(stamps, dtype=np.int64)
+        return stamps
+
+    @property
+    def planes(self) -> tuple[np.ndarray, ...]:
+        """One array per plane, views of ``data`` (see ``ipc.pixfmt``); ``()`` once released."""
+        if self._planes is None:
+            self._planes = plane_views(self.data, self.pixel_format, self.width, self.height)
+        return self._planes
 
     @property
     def array(self) -> np.ndarray:
@@ -160,7 +173,7 @@ class Frame:
         release, self._release = self._release, None
         if release is not None:
             self.data = _RELEASED
-            self.planes = ()
+            self._planes = ()
             release()
 
     def __enter__(self) -> Frame:

@@ -11,7 +11,7 @@ Layout (all header fields little-endian int64)::
                     capacity, stage count (written once by the creator)
     bytes 64-127    producer's line: write_seq (last published sequence), dropped, writer pid
     bytes 128-191   consumer's line: read_seq (last sequence consumed), read count, pinned slot,
-                    reader pid
+                    reader pid, waiting flag
     192 + i*192     slot i header: lock, seq, index, pts, time base num/den, width, height,
                     pixel format, flags, payload bytes, stamps[NUM_STAGES]
     page-aligned    slot i payload (capacity rounded up to 4 KiB)
@@ -47,9 +47,12 @@ instructions (full barriers on x86). Weakly ordered CPUs (aarch64) would need ex
 acquire/release barriers around every header access; the ring warns there.
 
 Wake-ups. The consumer binds ``ipc.wakeup.WakeListener`` on ``"<name>.r"`` (which also makes it the
-only reader); the producer notifies it after each publish. ``wait()`` blocks in ``poll`` and
-``wait_async()`` in the event loop; neither spins. The writer holds ``"<name>.w"`` the same way, so
-a second writer is refused, and a role is freed by the kernel when its process dies.
+only reader). Before it sleeps it sets the waiting flag, issues a full barrier and looks at the
+ring once more; after each publish the producer issues a full barrier and sends a wake-up only if
+the flag is set: the same handshake as the pin, so no wake-up is lost, and a busy consumer costs
+the producer no system call. ``wait()`` blocks in ``poll`` and ``wait_async()`` in the event loop;
+neither spins. The writer holds ``"<name>.w"`` the same way, so a second writer is refused, and a
+role is freed by the kernel when its process dies.
 """
 
 from __future__ import annotations
@@ -63,7 +66,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
 
 import msgspec
 import numpy as np
@@ -84,7 +86,7 @@ VERSION = 1
 # Ring header, as int64 indices.
 _MAGIC, _VERSION, _SLOTS, _FORMAT, _MAX_W, _MAX_H, _CAPACITY, _STAGES = range(8)
 _WRITE_SEQ, _DROPPED, _WRITER_PID = 8, 9, 10  # producer's cache line
-_READ_SEQ, _READ_COUNT, _PIN, _READER_PID = 16, 17, 18, 19  # consumer's cache line
+_READ_SEQ, _READ_COUNT, _PIN, _READER_PID, _WAITING = 16, 17, 18, 19, 20  # consumer's line
 _NO_PIN = -1
 
 SLOT_TABLE_OFFSET = 192
@@ -93,8 +95,13 @@ PAGE = 4096
 # Slot header, as int64 indices from the slot header's start.
 _S_LOCK, _S_SEQ, _S_FIELDS = 0, 1, 2
 _S_STAMPS = 11
-_FIELDS = struct.Struct("<9q")  # index, pts, tb num, tb den, width, height, format, flags, nbytes
-assert (_S_STAMPS + NUM_STAGES) * 8 <= SLOT_HEADER_SIZE
+# index, pts, tb num, tb den, width, height, format, flags, nbytes, then the stamps: one pack
+# or unpack moves a whole header.
+_HEADER = struct.Struct(f"<9q{NUM_STAGES}q")
+assert (_S_STAMPS + NUM_STAGES) * 8 <= SLOT_HEADER_SIZE and _S_FIELDS + 9 == _S_STAMPS
+_NO_STAMPS = (0,) * NUM_STAGES
+_UINT8 = np.dtype(np.uint8)
+_FORMATS = {int(f): f for f in PixelFormat}
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _INT32_MAX = 2**31 - 1
@@ -241,13 +248,6 @@ class FrameRing:
         self._layout = layout
         self._q: memoryview = segment.buf.cast("q")
         self._bytes: np.ndarray | None = np.frombuffer(segment.buf, dtype=np.uint8)
-        self._stamps: np.ndarray | None = np.ndarray(
-            (layout.slots, NUM_STAGES),
-            dtype=np.int64,
-            buffer=segment.buf,
-            offset=SLOT_TABLE_OFFSET + _S_STAMPS * 8,
-            strides=(SLOT_HEADER_SIZE, 8),
-        )
         self._roles: list[RingWriter | RingReader] = []
         if not _X86:
             log.warning(
@@ -364,7 +364,6 @@ class FrameRing:
             role.close()
         self._roles.clear()
         self._bytes = None
-        self._stamps = None
         self._q.release()
         self._segment.close()
 
@@ -414,10 +413,14 @@ class RingWriter:
         self._role = _claim_role(ring, f"{ring.name}.w", "writer")
         self._wake = WakeSender(f"{ring.name}.r")
         self._q = q
-        self._layout = ring._layout
+        self._buf = ring._segment.buf
+        self._format = ring.spec.format
+        self._capacity = ring._layout.capacity
+        self._slots = range(ring._layout.slots)
         self._payloads = ring._payload_views()
-        self._stamps = ring._stamps
-        self._headers = [self._layout.header_index(i) for i in range(self._layout.slots)]
+        self._shaped: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
+        self._geometry: dict[tuple[PixelFormat, tuple[int, ...]], tuple[int, int]] = {}
+        self._headers = [ring._layout.header_index(i) for i in self._slots]
         # Shadow copies of what only this writer changes: slot locks and sequences.
         self._locks: list[int] = []
         self._seqs: list[int] = []
@@ -467,33 +470,37 @@ class RingWriter:
         in the header (e.g. an input frame's ``stamps``); ``stamp`` additionally records that
         stage at the moment of publishing. Raises ``FrameTooLarge`` if the frame does not fit.
         """
-        fmt = (
-            self._ring.spec.format
-            if pixel_format is None
-            else pixfmt.parse_pixel_format(pixel_format)
-        )
-        width, height = pixfmt.geometry_of(fmt, image)
-        arrays = (image,) if isinstance(image, np.ndarray) else tuple(image)
+        fmt = self._format if pixel_format is None else pixfmt.parse_pixel_format(pixel_format)
+        if isinstance(image, np.ndarray):
+            arrays: tuple[np.ndarray, ...] = (image,)
+            # Validated geometry per shape: frames of a stream rarely change size.
+            geometry = self._geometry.get((fmt, image.shape))
+            if geometry is None:
+                geometry = pixfmt.geometry_of(fmt, image)
+                if len(self._geometry) >= 64:
+                    self._geometry.clear()
+                self._geometry[(fmt, image.shape)] = geometry
+            width, height = geometry
+        else:
+            arrays = tuple(image)
+            width, height = pixfmt.geometry_of(fmt, arrays)
         for array in arrays:
-            if array.dtype != np.uint8:
+            if array.dtype is not _UINT8 and array.dtype != _UINT8:
                 raise ValueError(f"pixels must be uint8, got {array.dtype}")
-        with self.reserve(
-            width,
-            height,
-            pts=pts,
-            time_base=time_base,
-            pixel_format=fmt,
-            index=index,
-            flags=flags,
-            stamps=stamps,
-        ) as slot:
+        slot, seq, base, data = self._begin(
+            width, height, fmt, pts, time_base, index, flags, stamps
+        )
+        try:
             if isinstance(image, np.ndarray):
-                np.copyto(slot.data.reshape(image.shape), image)
+                np.copyto(self._shaped_view(slot, data, image.shape), image)
             else:
-                for target, plane in zip(slot.planes, arrays, strict=True):
+                targets = pixfmt.plane_views(data, fmt, width, height)
+                for target, plane in zip(targets, arrays, strict=True):
                     np.copyto(target, plane)
-            slot.stamp_on_commit = stamp
-        return slot.seq
+        except BaseException:
+            self._discard(slot, base)
+            raise
+        return self._publish(slot, seq, base, stamp)
 
     def reserve(
         self,
@@ -510,36 +517,72 @@ class RingWriter:
         """Take a slot to fill in place (no intermediate copy); publish it with ``commit()``.
 
         Use as a context manager: the frame is committed when the block ends normally and
-        discarded when it raises. Only one reservation may be open at a time.
+        discarded when it raises. Only one reservation may be open at a time, and ``write``
+        cannot be used while it is.
         """
-        q = self._live()
-        if self._pending is not None:
-            raise RuntimeError(f"ring {self._ring.name!r}: a reservation is already open")
-        fmt = (
-            self._ring.spec.format
-            if pixel_format is None
-            else pixfmt.parse_pixel_format(pixel_format)
+        fmt = self._format_of(pixel_format)
+        slot, seq, base, data = self._begin(
+            width, height, fmt, pts, time_base, index, flags, stamps
         )
+        reservation = Reservation(self, slot, seq, base, fmt, width, height, data)
+        self._pending = reservation
+        return reservation
+
+    def _shaped_view(self, slot: int, data: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """``data.reshape(shape)``, cached per slot and shape (frames rarely change size)."""
+        key = (slot, shape)
+        view = self._shaped.get(key)
+        if view is None:
+            if len(self._shaped) >= 64:
+                self._shaped.clear()
+            view = self._shaped[key] = data.reshape(shape)
+        return view
+
+    def _format_of(self, pixel_format: PixelFormat | str | None) -> PixelFormat:
+        if pixel_format is None:
+            return self._format
+        return pixfmt.parse_pixel_format(pixel_format)
+
+    def _begin(
+        self,
+        width: int,
+        height: int,
+        fmt: PixelFormat,
+        pts: int,
+        time_base: Fraction | tuple[int, int],
+        index: int | None,
+        flags: int,
+        stamps: np.ndarray | Sequence[int] | Mapping[Stage, int] | None,
+    ) -> tuple[int, int, int, np.ndarray]:
+        """Validate a frame, claim its slot and write its header: ``(slot, seq, lock, bytes)``."""
+        if self._role.closed:
+            raise ValueError(f"writer of ring {self._ring.name!r} is closed")
+        if self._pending is not None:
+            raise RuntimeError(f"ring {self._ring.name!r}: a reservation is still open")
         nbytes = pixfmt.frame_nbytes(fmt, width, height)
-        if nbytes > self._layout.capacity:
+        if nbytes > self._capacity:
             spec = self._ring.spec
             raise FrameTooLarge(
                 f"a {width}x{height} {fmt} frame needs {nbytes} bytes; ring {spec.name!r} slots "
-                f"hold {self._layout.capacity} ({spec.max_width}x{spec.max_height} "
-                f"{spec.pixel_format})"
+                f"hold {self._capacity} ({spec.max_width}x{spec.max_height} {spec.pixel_format})"
             )
-        pts = _check_int("pts", pts, _INT64_MIN, _INT64_MAX)
+        if type(pts) is not int or not _INT64_MIN <= pts <= _INT64_MAX:
+            pts = _check_int("pts", pts, _INT64_MIN, _INT64_MAX)
         tb_num, tb_den = self._time_base_of(time_base)
-        flags = _check_int("flags", flags, 0, 2**32 - 1)
+        if flags:
+            flags = _check_int("flags", flags, 0, 2**32 - 1)
         seq = self._next_seq
-        index = seq - 1 if index is None else _check_int("index", index, _INT64_MIN, _INT64_MAX)
-        stamp_values = _stamp_array(stamps)
+        if index is None:
+            index = seq - 1
+        elif type(index) is not int or not _INT64_MIN <= index <= _INT64_MAX:
+            index = _check_int("index", index, _INT64_MIN, _INT64_MAX)
+        stamp_values = _stamp_values(stamps)
 
-        slot, base_lock = self._claim_slot()
+        slot, base = self._claim_slot()
         h = self._headers[slot]
-        q[h + _S_SEQ] = seq  # one 8-byte store: readers never see a torn sequence number
-        _FIELDS.pack_into(
-            self._ring._segment.buf,
+        self._q[h + _S_SEQ] = seq  # one 8-byte store: readers never see a torn sequence number
+        _HEADER.pack_into(
+            self._buf,
             (h + _S_FIELDS) * 8,
             index,
             pts,
@@ -547,25 +590,24 @@ class RingWriter:
             tb_den,
             width,
             height,
-            int(fmt),
+            fmt,
             flags,
             nbytes,
+            *stamp_values,
         )
-        assert self._stamps is not None
-        self._stamps[slot] = stamp_values
-        data = self._payloads[slot][:nbytes]
-        reservation = Reservation(self, slot, seq, base_lock, fmt, width, height, data)
-        self._pending = reservation
-        return reservation
+        payload = self._payloads[slot]
+        return slot, seq, base, payload if nbytes == self._capacity else payload[:nbytes]
 
     def _claim_slot(self) -> tuple[int, int]:
         """Make the oldest unpinned slot odd (being written); count a drop if it was unread."""
         q = self._q
+        seqs = self._seqs
         while True:
             pinned = q[_PIN]
-            slot = min(
-                (s for s in range(self._layout.slots) if s != pinned), key=self._seqs.__getitem__
-            )
+            slot = -1
+            for candidate in self._slots:
+                if candidate != pinned and (slot < 0 or seqs[candidate] < seqs[slot]):
+                    slot = candidate
             h = self._headers[slot]
             base = self._locks[slot]
             q[h + _S_LOCK] = base + 1
@@ -573,39 +615,50 @@ class RingWriter:
             if q[_PIN] == slot:
                 q[h + _S_LOCK] = base  # the reader pinned it meanwhile: leave it alone
                 continue
-            old = self._seqs[slot]
+            old = seqs[slot]
             if old and old > q[_READ_SEQ]:
                 self._dropped += 1
                 q[_DROPPED] = self._dropped
             return slot, base
 
-    def _publish(self, reservation: Reservation, stamp: Stage | None) -> int:
+    def _publish(self, slot: int, seq: int, base: int, stamp: Stage | None) -> int:
         q = self._q
-        slot = reservation.slot
         h = self._headers[slot]
         if stamp is not None:
-            assert self._stamps is not None
-            self._stamps[slot, stamp] = time.monotonic_ns()
-        lock = reservation.base_lock + 2
+            q[h + _S_STAMPS + stamp] = time.monotonic_ns()
+        lock = base + 2
         q[h + _S_LOCK] = lock  # TSO: pixels and header are visible before the even lock
         self._locks[slot] = lock
-        self._seqs[slot] = reservation.seq
-        q[_WRITE_SEQ] = reservation.seq
-        self._next_seq = reservation.seq + 1
-        self._pending = None
-        self._wake.notify()
-        return reservation.seq
+        self._seqs[slot] = seq
+        q[_WRITE_SEQ] = seq
+        self._next_seq = seq + 1
+        # Wake the reader only if it sleeps: it sets WAITING, fences, then looks at the ring;
+        # we store write_seq, fence, then look at WAITING. One of us sees the other's store.
+        _full_fence()
+        if q[_WAITING]:
+            self._wake.notify()
+        return seq
 
-    def _discard(self, reservation: Reservation) -> None:
+    def _discard(self, slot: int, base: int) -> None:
         q = self._q
-        slot = reservation.slot
         h = self._headers[slot]
         q[h + _S_SEQ] = 0  # the slot is empty now; its sequence number will be reused
-        lock = reservation.base_lock + 2
+        lock = base + 2
         q[h + _S_LOCK] = lock
         self._locks[slot] = lock
         self._seqs[slot] = 0
+
+    def _finish(self, reservation: Reservation, stamp: Stage | None) -> int:
+        if self._pending is not reservation or self._role.closed:
+            raise RuntimeError("reservation already committed or aborted")
         self._pending = None
+        return self._publish(reservation.slot, reservation.seq, reservation.base_lock, stamp)
+
+    def _cancel(self, reservation: Reservation) -> None:
+        if self._pending is reservation:
+            self._pending = None
+            if not self._role.closed:
+                self._discard(reservation.slot, reservation.base_lock)
 
     def _time_base_of(self, time_base: Fraction | tuple[int, int]) -> tuple[int, int]:
         cached, num, den = self._time_base
@@ -622,22 +675,15 @@ class RingWriter:
         self._time_base = (time_base, num, den)
         return num, den
 
-    def _live(self) -> memoryview:
-        if self._role.closed:
-            raise ValueError(f"writer of ring {self._ring.name!r} is closed")
-        return self._ring._live_q()
-
     def close(self) -> None:
         """Give up the writer role (idempotent). An open reservation is discarded."""
         if self._role.closed:
             return
-        if self._pending is not None and not self._ring.closed:
-            self._discard(self._pending)
-        self._pending = None
-        if not self._ring.closed:
-            self._q[_WRITER_PID] = 0
+        if self._pending is not None:
+            self._cancel(self._pending)
+        self._q[_WRITER_PID] = 0
         self._payloads = []
-        self._stamps = None
+        self._shaped.clear()
         self._wake.close()
         self._role.close()
 
@@ -662,7 +708,7 @@ class Reservation:
         height: int,
         data: np.ndarray,
     ) -> None:
-        self._writer: RingWriter | None = writer
+        self._writer = writer
         self.slot = slot
         self.seq = seq
         """Sequence number the frame gets when committed."""
@@ -672,10 +718,16 @@ class Reservation:
         self.height = height
         self.data = data
         """The slot's bytes for this frame (1-D uint8, writable; emptied by commit/abort)."""
-        self.planes: tuple[np.ndarray, ...] = pixfmt.plane_views(data, pixel_format, width, height)
-        """Writable views of each plane (``()`` after commit/abort)."""
+        self._planes: tuple[np.ndarray, ...] | None = None
         self.stamp_on_commit: Stage | None = None
         """Stage to stamp with the commit time when the ``with`` block commits."""
+
+    @property
+    def planes(self) -> tuple[np.ndarray, ...]:
+        """Writable views of each plane (``()`` after commit/abort)."""
+        if self._planes is None:
+            self._planes = pixfmt.plane_views(self.data, self.pixel_format, self.width, self.height)
+        return self._planes
 
     @property
     def array(self) -> np.ndarray:
@@ -689,29 +741,24 @@ class Reservation:
 
     def commit(self, *, stamp: Stage | None = None) -> int:
         """Publish the frame (optionally stamping ``stamp`` now); return its sequence number."""
-        writer = self._take()
-        return writer._publish(self, stamp if stamp is not None else self.stamp_on_commit)
+        self._drop_views()
+        return self._writer._finish(self, stamp if stamp is not None else self.stamp_on_commit)
 
     def abort(self) -> None:
-        """Discard the frame; the slot becomes empty (idempotent after commit/abort)."""
-        if self._writer is not None:
-            self._take()._discard(self)
+        """Discard the frame; the slot becomes empty (no-op after commit or abort)."""
+        self._drop_views()
+        self._writer._cancel(self)
 
-    def _take(self) -> RingWriter:
-        writer, self._writer = self._writer, None
-        if writer is None:
-            raise RuntimeError("reservation already committed or aborted")
-        writer._live()
+    def _drop_views(self) -> None:
         # The slot is no longer ours to write: drop the views so they cannot be used by mistake.
         self.data = _EMPTY
-        self.planes = ()
-        return writer
+        self._planes = ()
 
     def __enter__(self) -> Reservation:
         return self
 
     def __exit__(self, exc_type: object, *exc_info: object) -> None:
-        if self._writer is None:
+        if self._writer._pending is not self:
             return
         if exc_type is None:
             self.commit()
@@ -727,12 +774,17 @@ class RingReader:
         self._ring = ring
         self._wake = _claim_role(ring, f"{ring.name}.r", "reader")
         self._q = q
-        self._layout = ring._layout
+        self._buf = ring._segment.buf
+        self._capacity = ring._layout.capacity
         self._payloads = ring._payload_views()
-        self._stamps = ring._stamps
-        self._headers = [self._layout.header_index(i) for i in range(self._layout.slots)]
-        # Only one reader exists (the role is held), so a pin left by a killed one is stale.
+        for payload in self._payloads:
+            payload.flags.writeable = False  # what readers get must not write into the ring
+        self._headers = [ring._layout.header_index(i) for i in range(ring._layout.slots)]
+        self._undrained = False
+        # Only one reader exists (the role is held), so a pin or a waiting flag left by a killed
+        # one is stale.
         q[_PIN] = _NO_PIN
+        q[_WAITING] = 0
         self._read_seq = q[_READ_SEQ]
         self._read_count = q[_READ_COUNT]
         q[_READER_PID] = os.getpid()
@@ -754,10 +806,6 @@ class RingReader:
         """Sequence number of the last frame consumed (0 before the first)."""
         return self._read_seq
 
-    def fileno(self) -> int:
-        """Descriptor that becomes readable when the producer publishes (for custom loops)."""
-        return self._wake.fileno()
-
     def read(self, *, copy: bool = True, stamp: Stage | None = None) -> Frame | None:
         """The next frame in sequence order, or ``None`` if none is ready. Never blocks.
 
@@ -765,7 +813,7 @@ class RingReader:
         read-only view that pins its slot until ``frame.release()``; no other frame can be read
         while a view is held. ``stamp`` records that stage (now) in the returned frame's stamps.
         """
-        self._live()
+        self._check_open()
         if self._held is not None:
             raise RuntimeError(
                 f"ring {self._ring.name!r}: release the frame view (seq {self._held.seq}) "
@@ -776,21 +824,21 @@ class RingReader:
             return None
         slot, seq = claimed
         q = self._q
+        header = _HEADER.unpack_from(self._buf, (self._headers[slot] + _S_FIELDS) * 8)
+        index, pts, tb_num, tb_den, width, height, code, flags, nbytes = header[:9]
+        fmt = _FORMATS.get(code)
         try:
-            index, pts, tb_num, tb_den, width, height, code, flags, nbytes = _FIELDS.unpack_from(
-                self._ring._segment.buf, (self._headers[slot] + _S_FIELDS) * 8
-            )
-            fmt = PixelFormat(code)
-            if nbytes != pixfmt.frame_nbytes(fmt, width, height) or nbytes > self._layout.capacity:
+            if fmt is None:
+                raise ValueError(f"unknown pixel format code {code}")
+            if nbytes != pixfmt.frame_nbytes(fmt, width, height) or nbytes > self._capacity:
                 raise ValueError(f"{width}x{height} {fmt} in {nbytes} bytes")
         except ValueError as exc:
             q[_PIN] = _NO_PIN
             raise RingError(
                 f"ring {self._ring.name!r}: corrupt header in slot {slot}: {exc}"
             ) from exc
-        assert self._stamps is not None
-        stamps = self._stamps[slot].copy()
-        source = self._payloads[slot][:nbytes]
+        payload = self._payloads[slot]
+        source = payload if nbytes == self._capacity else payload[:nbytes]
         data = source.copy() if copy else source
         missed = seq - self._read_seq - 1
         # Consumed: recorded before the pin is dropped, so a writer that sees the slot unpinned
@@ -804,25 +852,24 @@ class RingReader:
         if copy:
             q[_PIN] = _NO_PIN
         else:
-            data.flags.writeable = False
             release = self._release_view
-        if stamp is not None:
-            stamps[stamp] = time.monotonic_ns()
+        time_base = self._time_bases.get((tb_num, tb_den)) or self._fraction(tb_num, tb_den)
         frame = Frame(
             seq=seq,
             index=index,
             pts=pts,
-            time_base=self._fraction(tb_num, tb_den),
+            time_base=time_base,
             width=width,
             height=height,
             pixel_format=fmt,
             flags=flags,
-            stamps=stamps,
+            stamps=header[9:],
             data=data,
-            planes=pixfmt.plane_views(data, fmt, width, height),
             missed=missed,
             release=release,
         )
+        if stamp is not None:
+            frame.stamp(stamp)
         if not copy:
             self._held = frame
         return frame
@@ -832,31 +879,49 @@ class RingReader:
 
         Sleeps in ``poll`` on the wake-up socket: no CPU is used while the ring is idle.
         """
-        self._live()
+        self._check_open()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            self._wake.drain()  # before looking, so a publish during the look still wakes us
-            if self._locate() is not None:
+            if self._locate() is not None or self._announce_sleep():
                 return True
             remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return False
-            if not self._wake.wait(remaining):
+            woke = (remaining is None or remaining > 0) and self._wake.wait(remaining)
+            if not self._woke(woke):
                 return self._locate() is not None
 
     async def wait_async(self, timeout: float | None = None) -> bool:
         """Like ``wait`` but suspends the coroutine (event loop ``add_reader``), never blocks."""
-        self._live()
+        self._check_open()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            self._wake.drain()
-            if self._locate() is not None:
+            if self._locate() is not None or self._announce_sleep():
                 return True
             remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return False
-            if not await self._wake.wait_async(remaining):
+            woke = (remaining is None or remaining > 0) and await self._wake.wait_async(remaining)
+            if not self._woke(woke):
                 return self._locate() is not None
+
+    def _announce_sleep(self) -> bool:
+        """Tell the writer we are about to sleep; return True (and cancel) if a frame is ready."""
+        if self._undrained:
+            # Wake-ups are consumed only now, off the path from a wake-up to the frame.
+            self._wake.drain()
+            self._undrained = False
+        self._q[_WAITING] = 1
+        _full_fence()  # pairs with the writer's fence between write_seq and reading WAITING
+        if self._locate() is not None:
+            self._q[_WAITING] = 0
+            return True
+        return False
+
+    def _woke(self, woke: bool) -> bool:
+        """After a sleep: clear WAITING, consume wake-ups; return whether to look again."""
+        if self._wake.closed:
+            raise ValueError(f"reader of ring {self._ring.name!r} was closed while waiting")
+        self._q[_WAITING] = 0
+        if woke:
+            self._undrained = True
+        return woke
 
     async def read_async(
         self, *, copy: bool = True, stamp: Stage | None = None, timeout: float | None = None
@@ -919,22 +984,18 @@ class RingReader:
 
     def _release_view(self) -> None:
         self._held = None
-        if not self._wake.closed and not self._ring.closed:
+        if not self._wake.closed:
             self._q[_PIN] = _NO_PIN
 
     def _fraction(self, num: int, den: int) -> Fraction:
-        key = (num, den)
-        fraction = self._time_bases.get(key)
-        if fraction is None:
-            if len(self._time_bases) > 16:
-                self._time_bases.clear()
-            fraction = self._time_bases[key] = Fraction(num, den)
+        if len(self._time_bases) > 16:
+            self._time_bases.clear()
+        fraction = self._time_bases[(num, den)] = Fraction(num, den)
         return fraction
 
-    def _live(self) -> memoryview:
+    def _check_open(self) -> None:
         if self._wake.closed:
             raise ValueError(f"reader of ring {self._ring.name!r} is closed")
-        return self._ring._live_q()
 
     def close(self) -> None:
         """Give up the reader role (idempotent); a held view is released first."""
@@ -942,10 +1003,9 @@ class RingReader:
             return
         if self._held is not None:
             self._held.release()
-        if not self._ring.closed:
-            self._q[_READER_PID] = 0
+        self._q[_READER_PID] = 0
+        self._q[_WAITING] = 0
         self._payloads = []
-        self._stamps = None
         self._wake.close()
 
     def __enter__(self) -> RingReader:
@@ -955,17 +1015,22 @@ class RingReader:
         self.close()
 
 
-def _stamp_array(stamps: np.ndarray | Sequence[int] | Mapping[Stage, int] | None) -> Any:
+def _stamp_values(
+    stamps: np.ndarray | Sequence[int] | Mapping[Stage, int] | None,
+) -> Sequence[int]:
     if stamps is None:
-        return 0
-    if isinstance(stamps, Mapping):
-        values = np.zeros(NUM_STAGES, dtype=np.int64)
+        return _NO_STAMPS
+    if type(stamps) is list or type(stamps) is tuple:
+        values: Sequence[int] = stamps
+    elif isinstance(stamps, np.ndarray):
+        values = stamps.tolist()
+    elif isinstance(stamps, Mapping):
+        mapped = [0] * NUM_STAGES
         for stage, value in stamps.items():
-            values[Stage(stage)] = value
-        return values
-    values = np.asarray(stamps, dtype=np.int64)
-    if values.shape != (NUM_STAGES,):
-        raise ValueError(
-            f"stamps must have {NUM_STAGES} values (one per Stage), got {values.shape}"
-        )
+            mapped[Stage(stage)] = value
+        return mapped
+    else:
+        values = list(stamps)
+    if len(values) != NUM_STAGES:
+        raise ValueError(f"stamps must have {NUM_STAGES} values (one per Stage), got {len(values)}")
     return values

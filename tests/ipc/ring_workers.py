@@ -180,3 +180,23 @@ def ring_owner(prefix: str, conn: Connection) -> None:
     ]
     conn.send([ring.name for ring in rings])
     time.sleep(120)
+
+
+def ping_pong_reader(spec: RingSpec, use_async: bool, rounds: int, conn: Connection) -> None:
+    """Answer every frame's sequence number; a lost wake-up shows up as a 10 s timeout."""
+    ring = FrameRing.attach(spec)
+    reader = ring.reader()
+    conn.send("ready")
+
+    async def next_frame_async() -> Frame | None:
+        return await reader.read_async(timeout=10)
+
+    for _ in range(rounds):
+        if use_async:
+            frame = asyncio.run(next_frame_async())
+        else:
+            frame = reader.read() if reader.wait(10) else None
+        conn.send(None if frame is None else frame.seq)
+        if frame is None:
+            break
+    ring.close()

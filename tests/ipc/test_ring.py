@@ -333,7 +333,7 @@ def test_reservation_abort_and_in_place_write(make_ring: Callable[..., FrameRing
         assert reader.read() is None and ring.stats().written == 0
         with writer.reserve(64, 48, pts=2, time_base=TB) as slot:
             assert slot.seq == 1
-            with pytest.raises(RuntimeError, match="already open"):
+            with pytest.raises(RuntimeError, match="still open"):
                 writer.reserve(64, 48, pts=3, time_base=TB)
             slot.array[:] = 200
             slot.stamp_on_commit = Stage.INFER_WRITTEN
@@ -492,6 +492,24 @@ def test_write_wakes_waiting_consumer(
         writer.write(rgb(77), pts=0, time_base=TB)
         assert recv(conn) == (True, 1, 77)
     process.join(10)
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["blocking", "asyncio"])
+def test_every_write_wakes_a_sleeping_reader(
+    make_ring: Callable[..., FrameRing], spawn: Callable[..., Any], use_async: bool
+) -> None:
+    """Ping-pong: each frame is the last one until answered, so a lost wake-up would stall."""
+    rounds = 400
+    ring = make_ring(slots=2)
+    process, conn = spawn(ring_workers.ping_pong_reader, ring.spec, use_async, rounds)
+    assert recv(conn) == "ready"
+    image = rgb(3)
+    with ring.writer() as writer:
+        for seq in range(1, rounds + 1):
+            writer.write(image, pts=seq, time_base=TB)
+            assert recv(conn, timeout=20) == seq
+    process.join(10)
+    assert ring.stats().dropped == 0
 
 
 def test_view_held_in_another_process_is_never_overwritten(

@@ -6,6 +6,7 @@ import asyncio
 import multiprocessing
 import secrets
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 import pytest
@@ -38,7 +39,7 @@ def idle_listener(wake_key: str, use_async: bool, seconds: float, conn: Connecti
 
 
 def run_child(
-    target: object, *args: object
+    target: Callable[..., None], *args: object
 ) -> tuple[multiprocessing.process.BaseProcess, Connection]:
     parent_end, child_end = CTX.Pipe()
     process = CTX.Process(target=target, args=(*args, child_end), daemon=True)
