@@ -110,9 +110,6 @@ async def test_fuzz_image_job_bodies(env: Env, body: dict[str, Any]) -> None:
         await r.read()
 
 
-STATUSES: list[int] = []
-
-
 def url_values(env_base: str) -> st.SearchStrategy[Any]:
     return (
         st.sampled_from(
@@ -128,6 +125,7 @@ def url_values(env_base: str) -> st.SearchStrategy[Any]:
     stream_id=st.text(alphabet=string.ascii_letters + string.digits + "-_.:", max_size=40),
 )
 async def test_fuzz_stream_start_bodies(env: Env, data: st.DataObject, stream_id: str) -> None:
+    """Mutations of a valid start body: overridden or missing keys, junk values, junk bytes."""
     assert env.orch is not None
     base = env.orch.trickle_base
     keys = [
@@ -140,31 +138,24 @@ async def test_fuzz_stream_start_bodies(env: Env, data: st.DataObject, stream_id
         "params",
         "x",
     ]
-    body = data.draw(st.dictionaries(st.sampled_from(keys), url_values(base), max_size=8))
-    if data.draw(st.booleans()):
-        body.setdefault("control_url", base + "fz-control")
-        body.setdefault("events_url", base + "fz-events")
-        body["params"] = data.draw(
-            st.none()
-            | st.dictionaries(st.sampled_from(["width", "height", "prompts"]), json_values)
-        )
+    valid: dict[str, Any] = {
+        "gateway_request_id": "fz",
+        "control_url": base + "fz-control",
+        "events_url": base + "fz-events",
+        "params": None,
+    }
+    overrides = data.draw(st.dictionaries(st.sampled_from(keys), url_values(base), max_size=4))
+    dropped = data.draw(st.lists(st.sampled_from(keys), max_size=2))
+    body = {k: v for k, v in {**valid, **overrides}.items() if k not in dropped}
     headers = {"X-Stream-Id": stream_id} if stream_id else {}
     raw = (
         json.dumps(body).encode()
-        if data.draw(st.booleans())
+        if data.draw(st.integers(0, 4))
         else data.draw(st.binary(max_size=100))
     )
     async with env.http.post(env.url + "/stream/start", data=raw, headers=headers) as r:
         await check(r)
-        STATUSES.append(r.status)
     async with env.http.post(env.url + "/stream/params", data=raw, headers=headers) as r:
         assert r.status < 500
     async with env.http.post(env.url + "/stream/stop", data=raw, headers=headers) as r:
         await check(r)
-
-
-def test_stream_fuzzing_reached_both_outcomes() -> None:
-    """The start fuzzing above is only worth something if it produced starts and refusals."""
-    if not STATUSES:
-        pytest.skip("run together with test_fuzz_stream_start_bodies")
-    assert 200 in STATUSES and any(400 <= s < 500 for s in STATUSES)
