@@ -150,7 +150,7 @@ async def test_fuzz_stream_start_bodies(env: Env, data: st.DataObject, stream_id
     headers = {"X-Stream-Id": stream_id} if stream_id else {}
     raw = (
         json.dumps(body).encode()
-        if data.draw(st.integers(0, 4))
+        if data.draw(st.sampled_from(["json", "json", "json", "bytes"])) == "json"
         else data.draw(st.binary(max_size=100))
     )
     async with env.http.post(env.url + "/stream/start", data=raw, headers=headers) as r:
