@@ -43,7 +43,11 @@ class Runner:
             settings,
             workers=workers,
             worker_options={
-                "infer": {"engine": settings.engine, "workspace": str(settings.workspace)},
+                "infer": {
+                    "engine": settings.engine,
+                    "workspace": str(settings.workspace),
+                    "max_image_side": settings.max_image_side,
+                },
             },
         )
         sessions = SessionTable(settings.capacity, settings.session_retention_s)
