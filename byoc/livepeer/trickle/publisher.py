@@ -42,6 +42,7 @@ from byoc.livepeer.trickle.http import SessionHolder, request_ssl, streaming_tim
 log = logging.getLogger(__name__)
 
 _EOF = None  # queue sentinel: end of the segment body
+_MAX_IDLE_BACKOFF_S = 5.0
 
 
 class _SegmentPost:
@@ -54,6 +55,7 @@ class _SegmentPost:
         self.queue: asyncio.Queue[Any] = asyncio.Queue(pub.max_queued_chunks)
         self.sent = 0  # body bytes handed to the connection
         self.eof_sent = False
+        self.in_use = False  # handed to a SegmentWriter
         self.ended = False  # caller finished (EOF queued) or aborted
         self.finished = False  # the POST is over: answered, failed or cancelled
         self.ok = False
@@ -77,6 +79,7 @@ class _SegmentPost:
     async def _run(self) -> None:
         pub = self.pub
         attempt = 0
+        idle_drops = 0
         try:
             while True:
                 headers = {"Content-Type": pub.content_type, "Connection": "close"}
@@ -94,9 +97,17 @@ class _SegmentPost:
                         self._on_response(resp, body)
                         return
                 except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                    if pub.closed:
+                        return
+                    if self.sent == 0 and not self.in_use and self.queue.empty():
+                        # A preconnect nobody writes to yet lost its connection (server or
+                        # network dropped it while idle): reconnect quietly, with backoff.
+                        delay = min(pub.retry_backoff * (2**idle_drops), _MAX_IDLE_BACKOFF_S)
+                        idle_drops += 1
+                        log.debug("trickle pub %s: idle preconnect lost: %r", self.label, exc)
+                        await asyncio.sleep(delay)
+                        continue
                     if self.sent == 0 and not self.eof_sent and attempt < pub.connect_retries:
-                        if pub.closed:
-                            return
                         delay = pub.retry_backoff * (2**attempt)
                         attempt += 1
                         log.info(
@@ -361,6 +372,7 @@ class TricklePublisher:
             post, self._pending = self._pending, None
             if post is None or post.finished:
                 post = _SegmentPost(self, self.seq, reset=self.reset)
+            post.in_use = True
             if post.seq == SEQ_NEXT:
                 self._seq_known.clear()
             self.reset = False

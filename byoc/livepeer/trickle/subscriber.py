@@ -41,6 +41,7 @@ from byoc.livepeer.trickle.http import SessionHolder, request_ssl, streaming_tim
 log = logging.getLogger(__name__)
 
 _MAX_JUMPS_WITHOUT_PAUSE = 8  # 470 -> Latest -> 470 ... loops this often before backing off
+_LONG_WAIT_S = 5.0  # a GET cut after waiting this long is re-issued without counting an error
 
 
 def _int_header(resp: aiohttp.ClientResponse, name: str) -> int | None:
@@ -131,6 +132,7 @@ class TrickleSubscriber:
         self.preconnect = preconnect
         self.closed = False  # end of stream reached, or closed by the owner
         self.jumps = 0  # times a 470 moved us to the server's latest seq
+        self.long_wait_s = _LONG_WAIT_S
         self._ssl = request_ssl(verify_tls, ssl)
         self._session = SessionHolder(session)
         self._pending: asyncio.Task[aiohttp.ClientResponse | None] | None = None
@@ -222,14 +224,21 @@ class TrickleSubscriber:
         """GET ``seq`` until a segment starts (its response) or the stream ends (None)."""
         errors = 0
         jumps = 0
+        loop = asyncio.get_running_loop()
         while True:
             url = f"{self.url}/{seq}"
             failure: str
+            started = loop.time()
             try:
                 resp = await self._session.get().get(
                     url, ssl=self._ssl, timeout=streaming_timeout(self.connect_timeout)
                 )
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                if loop.time() - started >= self.long_wait_s and not self.closed:
+                    # A long wait for the segment was cut (proxy or server idle limits); not
+                    # a sign of a broken server: ask again at once.
+                    log.info("trickle sub %s: long wait cut (%r), asking again", url, exc)
+                    continue
                 failure = repr(exc)
             else:
                 status = resp.status

@@ -116,6 +116,7 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._live: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -125,6 +126,13 @@ class TcpProxy:
     def url(self, server_url: str) -> str:
         """``server_url`` with the port replaced by the proxy's."""
         return server_url.replace(f":{self.target_port}/", f":{self.port}/", 1)
+
+    def drop_all(self) -> int:
+        """Abort every connection relayed right now (an idle-connection reaper). Returns how many."""
+        live, self._live = self._live, set()
+        for writer in live:
+            writer.transport.abort()
+        return len(live)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -147,6 +155,7 @@ class TcpProxy:
         except OSError:
             writer.transport.abort()
             return
+        self._live.add(writer)
 
         def cut() -> None:
             self.cuts += 1
@@ -179,6 +188,7 @@ class TcpProxy:
             for task in pipes:
                 task.cancel()
             await asyncio.gather(*pipes, return_exceptions=True)
+            self._live.discard(writer)
             writer.transport.abort()
             up_writer.transport.abort()
 

@@ -299,3 +299,30 @@ async def test_shared_session_is_left_open(server: TrickleServer):
             async with pub.segment() as seg:
                 await seg.write(b"x")
         assert not session.closed
+
+
+async def test_idle_preconnect_dropped_again_and_again(
+    server: TrickleServer, http: aiohttp.ClientSession, proxy_factory
+):
+    """Servers and middleboxes reap idle connections: the waiting preconnect reconnects quietly
+    and the next segment still goes out (no failure counted, no PublishError)."""
+    server.create_channel("c")
+    proxy: TcpProxy = await proxy_factory(port_of(server.base_url))
+    async with TricklePublisher(
+        proxy.url(server.channel_url("c")),
+        "application/json",
+        delete_on_close=False,
+        retry_backoff=0.01,
+        max_failed_segments=1,
+    ) as pub:
+        async with pub.segment() as seg:
+            await seg.write(b"{}")
+        assert await seg.wait()
+        for _ in range(6):
+            accepted = proxy.accepted
+            await wait_until(lambda: proxy.drop_all() > 0)
+            await wait_until(lambda before=accepted: proxy.accepted > before)  # reconnected
+        async with pub.segment() as seg:
+            await seg.write(b'{"after": "idle"}')
+        assert await seg.wait() and not pub.closed
+    assert await read(http, server.channel_url("c") + "/1") == (200, b'{"after": "idle"}')

@@ -395,3 +395,26 @@ async def test_long_wait_is_not_a_timeout(server: TrickleServer):
             await publish(pub, b"finally")
             segment = await pending
             assert segment is not None and await segment.read_all() == b"finally"
+
+
+async def test_long_wait_cut_is_asked_again(server: TrickleServer, proxy_factory):
+    """A GET parked for long and then cut (idle limits on the way) is re-issued without counting
+    as an error, however often it happens."""
+    server.create_channel("c")
+    proxy: TcpProxy = await proxy_factory(port_of(server.base_url))
+    url = server.channel_url("c")
+    async with TrickleSubscriber(proxy.url(url), max_retries=1, preconnect=False) as sub:
+        sub.long_wait_s = 0.05
+        pending = asyncio.create_task(sub.next_segment())
+        for _ in range(4):
+            await wait_until(lambda: parked(server, "c", 0) == 1)
+            await asyncio.sleep(0.1)
+            accepted = proxy.accepted
+            assert proxy.drop_all() == 1
+            await wait_until(lambda before=accepted: proxy.accepted > before)  # asked again
+        await wait_until(lambda: parked(server, "c", 0) == 1)
+        assert not pending.done()
+        async with TricklePublisher(url, "video/mp2t") as pub:
+            await publish(pub, b"at last")
+            segment = await pending
+            assert segment is not None and await segment.read_all() == b"at last"
