@@ -107,7 +107,7 @@ class _SegmentPost:
                         log.debug("trickle pub %s: idle preconnect lost: %r", self.label, exc)
                         await asyncio.sleep(delay)
                         continue
-                    if self.sent == 0 and not self.eof_sent and attempt < pub.connect_retries:
+                    if self.sent == 0 and attempt < pub.connect_retries:
                         delay = pub.retry_backoff * (2**attempt)
                         attempt += 1
                         log.info(
@@ -438,7 +438,7 @@ class TricklePublisher:
     async def _delete(self, url: str) -> None:
         try:
             async with self._session.get().delete(
-                url, ssl=self._ssl, timeout=streaming_timeout(self.connect_timeout)
+                url, ssl=self._ssl, timeout=aiohttp.ClientTimeout(total=self.connect_timeout)
             ) as resp:
                 await resp.read()
                 if resp.status == 404:
