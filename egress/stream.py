@@ -1,0 +1,308 @@
+"""One egress stream: processed frames from the output ring, encoded and sent out.
+
+``EgressStream`` maps the ring the parent created and takes the reader role. Each frame is read
+as a zero-copy view, copied once into an ``av.VideoFrame`` (PyAV encodes only its own frames;
+the view is released right after, so infer can reuse the slot during the encode) and encoded
+with its own pts, in the event loop: at 512x512 that is 1-3 ms, well under a frame interval.
+
+Outputs: live MPEG-TS segments published to ``publish_url`` (``LiveSegmenter`` +
+``SegmentPublisher``) and/or an MP4 file at ``output_path`` (``Mp4Writer``). The input's audio
+arrives as ``StreamAudio`` messages (``on_audio``) and is muxed by pts.
+
+States sent: ``processing`` at the first frame out; ``ended`` when the publish channel is gone
+(404 / ``Lp-Trickle-Closed``); ``completed`` after a frame flagged ``END_OF_STREAM`` (the MP4 is
+finished by then); ``failed`` with ``error`` otherwise. ``StreamStats`` every
+``stats_interval_s`` and once more at the end (see ``egress.stats``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import av
+import numpy as np
+
+from byoc.livepeer.trickle import ChannelClosedError
+from egress.encode import to_ts_clock
+from egress.live import LiveSegmenter
+from egress.mp4 import Mp4Writer
+from egress.publish import SegmentPublisher
+from egress.stats import EgressStats
+from ipc.frame import Frame, FrameFlag, Stage
+from ipc.messages import EgressConfig, Message, StreamAudio, StreamState, StreamStats
+from ipc.pixfmt import PixelFormat
+from ipc.ring import FrameRing, RingReader
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[Message], Awaitable[None]]
+
+AUDIO_GRACE_S = 0.1
+"""How long the first picture waits for audio to show up before the output is set up without
+an audio track."""
+IDLE_POLL_S = 0.1
+"""How often held audio is looked at while no picture comes."""
+CLOSE_TIMEOUT_S = 5.0
+
+
+def video_frame_of(frame: Frame) -> av.VideoFrame:
+    """One copy of a ring frame into an ``av.VideoFrame`` (4:2:0 frames of odd size are
+    trimmed to even: the encoder needs even sizes)."""
+    fmt = frame.pixel_format
+    width, height = frame.width, frame.height
+    if fmt == PixelFormat.RGB24:
+        return av.VideoFrame.from_ndarray(frame.array, format="rgb24")
+    if width % 2 or height % 2:
+        w, h = width - width % 2, height - height % 2
+        planes = frame.planes
+        if fmt == PixelFormat.YUV420P:
+            packed = np.concatenate(
+                [planes[0][:h, :w].ravel()] + [p[: h // 2, : w // 2].ravel() for p in planes[1:]]
+            ).reshape(h * 3 // 2, w)
+            return av.VideoFrame.from_ndarray(packed, format="yuv420p")
+        packed = np.concatenate(
+            [planes[0][:h, :w].ravel(), planes[1][: h // 2, : w // 2].ravel()]
+        ).reshape(h * 3 // 2, w)
+        return av.VideoFrame.from_ndarray(packed, format="nv12")
+    return av.VideoFrame.from_ndarray(frame.array, format=fmt.ffmpeg_name)
+
+
+class EgressStream:
+    """The egress worker's part of one stream (see the module docstring)."""
+
+    def __init__(
+        self,
+        stream_id: str,
+        config: EgressConfig,
+        send: Send,
+        *,
+        on_done: Callable[[EgressStream], None] | None = None,
+        preset: str = "superfast",
+    ) -> None:
+        if not config.publish_url and not config.output_path:
+            raise ValueError("an egress stream needs publish_url or output_path")
+        self.stream_id = stream_id
+        self.config = config
+        self.stats = EgressStats(stream_id)
+        self.live = (
+            LiveSegmenter(
+                segment_seconds=config.segment_seconds,
+                audio=config.audio,
+                preset=preset,
+                label=stream_id,
+            )
+            if config.publish_url
+            else None
+        )
+        self.mp4 = (
+            Mp4Writer(config.output_path, audio=config.audio, preset=preset, label=stream_id)
+            if config.output_path
+            else None
+        )
+        self.publisher: SegmentPublisher | None = None
+        self.outcome: str | None = None
+        self._send = send
+        self._on_done = on_done
+        self._ring: FrameRing | None = None
+        self._reader: RingReader | None = None
+        self._audio_arrived = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._reporter: asyncio.Task[None] | None = None
+        self._ring_dropped = 0
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Map the ring, take the reader role and start sending frames out."""
+        ring = FrameRing.attach(self.config.ring)
+        try:
+            reader = ring.reader()
+        except BaseException:
+            ring.close()
+            raise
+        self._ring, self._reader = ring, reader
+        if self.config.publish_url:
+            self.publisher = SegmentPublisher(
+                self.config.publish_url, verify_tls=self.config.verify_tls, label=self.stream_id
+            )
+        log.info(
+            "stream %s: egress started from ring %s to %s",
+            self.stream_id,
+            ring.name,
+            " and ".join(x for x in (self.config.publish_url, self.config.output_path) if x),
+        )
+        self._task = asyncio.create_task(self._run(), name=f"egress-{self.stream_id}")
+        self._reporter = asyncio.create_task(
+            self._report_loop(), name=f"egress-stats-{self.stream_id}"
+        )
+
+    def on_audio(self, message: StreamAudio) -> None:
+        """An audio packet of the stream's input (relayed by the parent)."""
+        if not self.config.audio or not self.running:
+            return
+        if self.live is not None:
+            self.live.audio(message)
+        if self.mp4 is not None:
+            self.mp4.audio(message)
+        self._audio_arrived.set()
+
+    async def stop(self, *, finish: bool = True) -> None:
+        """Stop (idempotent) and send the final ``StreamStats``. ``finish``: end the open segment, delete the publish channel and
+        finish the MP4 with what was written; otherwise (the stream is being replaced) leave the
+        channel as it is and drop the unfinished MP4."""
+        was_running = self.running
+        tasks = [t for t in (self._task, self._reporter) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self._close_outputs(finish=finish)
+        if was_running:
+            await self._send(self._report())  # the final figures
+        self._release()
+
+    # -- the frame loop ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        state, error = "failed", ""
+        try:
+            state = await self._loop()
+        except asyncio.CancelledError:
+            raise
+        except ChannelClosedError as exc:
+            state = "ended"
+            log.info("stream %s: output channel gone (%s)", self.stream_id, exc)
+        except Exception as exc:
+            log.exception("stream %s: egress failed", self.stream_id)
+            error = f"egress: {exc}"
+        self.outcome = state
+        if self._reporter is not None:
+            self._reporter.cancel()
+        if state != "completed":
+            await self._close_outputs(finish=state == "failed")
+        await self._send(self._report())
+        await self._send(
+            StreamState(stream_id=self.stream_id, worker="egress", state=state, error=error)
+        )
+        log.info(
+            "stream %s: egress %s after %d frames out", self.stream_id, state, self.stats.frames_out
+        )
+        self._release()
+        if self._on_done is not None:
+            self._on_done(self)
+
+    async def _loop(self) -> str:
+        reader = self._reader
+        assert reader is not None
+        while not await reader.wait_async():
+            pass
+        if self.config.audio and not self._audio_arrived.is_set():
+            # The output's tracks are fixed at the first picture: give audio a moment to come.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._audio_arrived.wait(), AUDIO_GRACE_S)
+        while True:
+            frame = await reader.read_async(
+                copy=False, stamp=Stage.EGRESS_READ, timeout=IDLE_POLL_S
+            )
+            if frame is None:
+                if self.live is not None and self.publisher is not None:
+                    await self.publisher.publish(self.live.idle())
+                continue
+            if await self._frame(frame):
+                return await self._complete()
+
+    async def _frame(self, frame: Frame) -> bool:
+        """Encode and send one frame; returns whether it ended the stream."""
+        self.stats.frame_read()
+        try:
+            picture = video_frame_of(frame)
+        finally:
+            frame.release()
+        stamps = frame.stamps
+        pts = to_ts_clock(frame.pts, frame.time_base)
+        accepted = True
+        chunks = []
+        if self.live is not None:
+            chunks = self.live.video(
+                picture, pts, discontinuity=bool(frame.flags & FrameFlag.DISCONTINUITY)
+            )
+            accepted = self.live.accepted
+        if self.mp4 is not None:
+            written = self.mp4.frames
+            self.mp4.video(picture, pts)
+            accepted = accepted and self.mp4.frames > written
+        stamps[Stage.ENCODED] = time.monotonic_ns()
+        if self.publisher is not None and chunks:
+            await self.publisher.publish(chunks)
+        stamps[Stage.PUBLISHED] = time.monotonic_ns()
+        if accepted:
+            self.stats.frame_published(stamps)
+            if self.stats.frames_out == 1:
+                await self._send(
+                    StreamState(stream_id=self.stream_id, worker="egress", state="processing")
+                )
+        return bool(frame.flags & FrameFlag.END_OF_STREAM)
+
+    async def _complete(self) -> str:
+        """The last frame went out: finish every output."""
+        if self.live is not None and self.publisher is not None:
+            await self.publisher.publish(self.live.close())
+            await self.publisher.close(delete_channel=False)
+        if self.mp4 is not None and not self.mp4.close():
+            raise RuntimeError("no frame was written to the MP4")
+        log.info("stream %s: output complete", self.stream_id)
+        return "completed"
+
+    async def _close_outputs(self, *, finish: bool) -> None:
+        if self.publisher is not None:
+            publisher, self.publisher = self.publisher, None
+            try:
+                if finish and self.live is not None and not publisher.closed:
+                    await asyncio.wait_for(publisher.publish(self.live.close()), CLOSE_TIMEOUT_S)
+            except Exception as exc:  # the channel may be gone already
+                log.info("stream %s: final segment not sent (%r)", self.stream_id, exc)
+            finally:
+                await publisher.close(delete_channel=finish)
+        if self.mp4 is not None and not self.mp4.closed:
+            if finish:
+                try:
+                    self.mp4.close()
+                except Exception:
+                    log.exception("stream %s: MP4 could not be finished", self.stream_id)
+                    self.mp4.abort()
+            else:
+                self.mp4.abort()
+
+    # -- figures ----------------------------------------------------------------------------
+
+    def _report(self) -> StreamStats:
+        if self._ring is not None and not self._ring.closed:
+            self._ring_dropped = self._ring.stats().dropped
+        dropped = {"ring_overwrite": self._ring_dropped}
+        for part in (self.live, self.mp4):
+            if part is not None:
+                for reason, n in part.dropped().items():
+                    dropped[reason] = dropped.get(reason, 0) + n
+        return self.stats.report(dropped)
+
+    async def _report_loop(self) -> None:
+        interval = max(0.05, self.config.stats_interval_s)
+        while True:
+            await asyncio.sleep(interval)
+            await self._send(self._report())
+
+    def _release(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self._ring is not None:
+            self._ring_dropped = self._ring.stats().dropped
+            self._ring.close()
+            self._ring = None

@@ -1,0 +1,263 @@
+"""The egress stream service in-process: frames written into a real shared-memory ring (as infer
+writes them), published through a real trickle server on loopback, read back by a trickle
+subscriber and decoded by the ingest decoder.
+
+The stream's ``send`` (its control channel to the parent) is a recorder (``SentMessages``), and
+audio packets are handed to ``on_audio`` as the worker does with the parent's ``StreamAudio``."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from benchmarks.media.clip import ClipSpec, read_counter, tone_phase_error
+from egress.stream import EgressStream
+from ingest.decode import split_ts_opus
+from ingest.tsdemux import TsDemuxer
+from ipc.frame import FrameFlag
+from ipc.messages import EgressConfig, StreamAudio, StreamState, StreamStats
+from tests.egress.stream_helpers import (
+    read_output,
+    source_audio,
+    wait_until,
+    write_frame,
+)
+from tests.ingest.stream_helpers import SentMessages, owned_ring, ring_spec, trickle_channel
+
+SPEC = ClipSpec(width=256, height=192, audio_channels=1)
+TONE_SPEC = ClipSpec(width=256, height=192, audio_channels=1, tone_hz=100.0)
+FRAMES = 60
+SEGMENT_SECONDS = 0.5
+FRAME_INTERVAL = 1 / 60  # twice real time: the test stays short
+
+
+def egress_config(spec, url: str = "", **changes: object) -> EgressConfig:  # type: ignore[no-untyped-def]
+    options = {"segment_seconds": SEGMENT_SECONDS, **changes}
+    return EgressConfig(ring=spec, publish_url=url, **options)  # type: ignore[arg-type]
+
+
+async def feed(
+    stream: EgressStream,
+    writer,  # type: ignore[no-untyped-def]
+    spec: ClipSpec,
+    frames: range,
+    audio: list[StreamAudio],
+    *,
+    audio_lead: float = 0.1,
+    last_flags: int = 0,
+) -> None:
+    """Frames at ``FRAME_INTERVAL``; each audio packet sent ``audio_lead`` seconds (of media
+    time) before the frame it plays with, as audio overtakes the inference delay."""
+    pending = list(audio)
+    for index in frames:
+        due = spec.pts(index) + audio_lead * 90_000
+        while pending and pending[0].pts <= due:
+            stream.on_audio(pending.pop(0))
+        flags = last_flags if index == frames[-1] else 0
+        write_frame(writer, spec, index, flags=flags)
+        await asyncio.sleep(FRAME_INTERVAL)
+    for message in pending:
+        stream.on_audio(message)
+
+
+async def test_frames_and_aac_audio_are_published_in_segments_in_sync() -> None:
+    spec = ring_spec("out")
+    sent = SentMessages()
+    audio = source_audio(TONE_SPEC, FRAMES, "aac")
+    async with owned_ring(spec) as ring, trickle_channel("out") as (_server, _name, url):
+        stream = EgressStream("out-1", egress_config(spec, url, stats_interval_s=0.2), sent.send)
+        reader = asyncio.create_task(read_output(url))
+        stream.start()
+        try:
+            with ring.writer() as writer:
+                await feed(stream, writer, TONE_SPEC, range(FRAMES), audio)
+            await wait_until(lambda: stream.stats.frames_out == FRAMES)
+        finally:
+            await stream.stop()  # ends the last segment and deletes the channel
+        output = await asyncio.wait_for(reader, 20)
+
+    video = output.video
+    assert [read_counter(f.array, "yuv420p") for f in video] == list(range(FRAMES))  # type: ignore[arg-type]
+    assert [f.pts for f in video] == [TONE_SPEC.pts(i) for i in range(FRAMES)]
+    # One keyframe per segment, and every segment opens with it.
+    per_segment = int(SEGMENT_SECONDS * TONE_SPEC.fps)
+    assert [f.segment for f in video if f.keyframe] == list(range(FRAMES // per_segment))
+    assert [video[i].keyframe for i in range(0, FRAMES, per_segment)] == [True] * 4
+    assert output.stats["video_skipped_before_keyframe"] == 0
+    assert output.stats["demux_cc_errors"] == 0
+
+    # Audio: AAC in, Opus out, covering the clip and in sync within one frame.
+    assert output.audio and {a.sample_rate for a in output.audio} == {48_000}
+    frame_s = 1 / TONE_SPEC.fps
+    first_audio_s = output.audio[0].pts / 90_000
+    assert abs(first_audio_s - TONE_SPEC.pts(0) / 90_000) <= frame_s
+    audio_s = sum(a.samples for a in output.audio) / 48_000
+    assert audio_s == pytest.approx(FRAMES * frame_s, abs=frame_s + 0.05)
+    errors = [
+        tone_phase_error(a.frame.to_ndarray(), TONE_SPEC, a.pts / 90_000)
+        for a in output.audio[3:-1]  # the last one is padded with silence
+    ]
+    assert max(errors) < 0.001
+    for segment in output.segments:  # audio in every segment, not only the first
+        demuxer = TsDemuxer()
+        kinds = {p.stream.kind for p in demuxer.feed(segment) + demuxer.flush()}
+        assert kinds == {"video", "audio"} or not segment
+
+    states = [m.state for m in sent.of(StreamState)]
+    assert states == ["processing"]  # stopped by the parent: no state of its own
+    report = sent.of(StreamStats)[-1]
+    assert report.frames_out == FRAMES and report.worker == "egress"
+    stages: dict[str, int] = {}
+    for stats in sent.of(StreamStats):
+        for name, value in stats.stages.items():
+            stages[name] = stages.get(name, 0) + value.count
+    expected = {"decode", "ingest_write", "ingest_to_infer", "infer", "infer_to_egress"}
+    expected |= {"encode", "publish", "end_to_end"}
+    assert set(stages) == expected and set(stages.values()) == {FRAMES}
+    assert report.dropped["ring_overwrite"] == 0
+
+
+async def test_opus_audio_passes_through_untouched() -> None:
+    spec = ring_spec("out")
+    audio = source_audio(SPEC, 30, "opus")
+    async with owned_ring(spec) as ring, trickle_channel("out") as (_server, _name, url):
+        stream = EgressStream("opus-1", egress_config(spec, url), SentMessages().send)
+        reader = asyncio.create_task(read_output(url))
+        stream.start()
+        try:
+            with ring.writer() as writer:
+                await feed(stream, writer, SPEC, range(30), audio)
+            await wait_until(lambda: stream.stats.frames_out == 30)
+        finally:
+            await stream.stop()
+        output = await asyncio.wait_for(reader, 20)
+    published = []
+    demuxer = TsDemuxer()
+    for segment in output.segments:
+        demuxer.new_segment()
+        for packet in demuxer.feed(segment) + demuxer.flush():
+            if packet.stream.kind == "audio":
+                assert packet.stream.channels == 1
+                published += [(packet.pts, data) for data, _, _ in split_ts_opus(packet.data)]
+    sent_packets = [(a.pts, a.data) for a in audio if a.pts >= SPEC.pts(0)]
+    assert published == sent_packets
+
+
+async def test_picture_size_change_starts_a_new_segment_with_a_keyframe() -> None:
+    spec = ring_spec("out", width=320, height=240)
+    large = ClipSpec(width=320, height=240)
+    async with owned_ring(spec) as ring, trickle_channel("out") as (_server, _name, url):
+        stream = EgressStream(
+            "size-1",
+            egress_config(spec, url, audio=False, segment_seconds=5.0),
+            SentMessages().send,
+        )
+        reader = asyncio.create_task(read_output(url))
+        stream.start()
+        try:
+            with ring.writer() as writer:
+                for index in range(20):
+                    write_frame(writer, SPEC if index < 10 else large, index)
+                    await asyncio.sleep(FRAME_INTERVAL)
+            await wait_until(lambda: stream.stats.frames_out == 20)
+        finally:
+            await stream.stop()
+        output = await asyncio.wait_for(reader, 20)
+    assert [(f.width, f.height) for f in output.video] == [(256, 192)] * 10 + [(320, 240)] * 10
+    assert [i for i, f in enumerate(output.video) if f.keyframe] == [0, 10]
+    assert [f.segment for f in output.video] == [0] * 10 + [1] * 10
+    assert [read_counter(f.array, "yuv420p") for f in output.video] == list(range(20))  # type: ignore[arg-type]
+
+
+async def test_deleted_publish_channel_ends_the_stream() -> None:
+    spec = ring_spec("out")
+    sent = SentMessages()
+    async with owned_ring(spec) as ring, trickle_channel("out") as (server, name, url):
+        stream = EgressStream("gone-1", egress_config(spec, url, audio=False), sent.send)
+        stream.start()
+        try:
+            with ring.writer() as writer:
+                for index in itertools.count():
+                    write_frame(writer, SPEC, index)
+                    await asyncio.sleep(FRAME_INTERVAL)
+                    if index == 5:
+                        server.close_channel(name)
+                    if not stream.running or index > 600:
+                        break
+            ended = await sent.wait_for(StreamState, lambda m: m.state != "processing")
+        finally:
+            await stream.stop()
+    assert ended.state == "ended" and ended.worker == "egress"
+    assert sent.of(StreamStats), "a final report is sent before the state"
+
+
+async def test_overwritten_frames_are_reported_and_reading_resumes_after_them() -> None:
+    spec = ring_spec("out", slots=4)
+    sent = SentMessages()
+    async with owned_ring(spec) as ring, trickle_channel("out") as (_server, _name, url):
+        with ring.writer() as writer:
+            for index in range(10):  # nobody reads yet: six of them are overwritten
+                write_frame(writer, SPEC, index)
+            stream = EgressStream(
+                "behind-1", egress_config(spec, url, audio=False, stats_interval_s=0.1), sent.send
+            )
+            reader = asyncio.create_task(read_output(url))
+            stream.start()
+            try:
+                report = await sent.wait_for(StreamStats, lambda m: m.frames_out == 4)
+            finally:
+                await stream.stop()
+            output = await asyncio.wait_for(reader, 20)
+    assert report.dropped["ring_overwrite"] == 6
+    assert [read_counter(f.array, "yuv420p") for f in output.video] == [6, 7, 8, 9]  # type: ignore[arg-type]
+
+
+async def test_audio_keeps_flowing_when_the_video_stops() -> None:
+    spec = ring_spec("out")
+    audio = source_audio(SPEC, 60, "opus")
+    async with owned_ring(spec) as ring, trickle_channel("out") as (_server, _name, url):
+        stream = EgressStream("stall-1", egress_config(spec, url), SentMessages().send)
+        reader = asyncio.create_task(read_output(url))
+        stream.start()
+        try:
+            with ring.writer() as writer:
+                await feed(stream, writer, SPEC, range(10), audio[:5])
+                await wait_until(lambda: stream.stats.frames_out == 10)
+                for message in audio[5:]:  # two seconds of audio, no more pictures
+                    stream.on_audio(message)
+                await asyncio.sleep(0.8)  # longer than the interleaver's wait
+        finally:
+            await stream.stop()
+        output = await asyncio.wait_for(reader, 20)
+    assert len(output.video) == 10
+    last_audio_s = output.audio[-1].pts / 90_000
+    assert last_audio_s > SPEC.pts(10) / 90_000 + 1.0
+
+
+async def test_end_of_stream_frame_completes_the_live_output() -> None:
+    spec = ring_spec("out")
+    sent = SentMessages()
+    async with owned_ring(spec) as ring, trickle_channel("out") as (server, name, url):
+        stream = EgressStream("eos-1", egress_config(spec, url, audio=False), sent.send)
+        reader = asyncio.create_task(read_output(url, until_frames=12))
+        stream.start()
+        try:
+            with ring.writer() as writer:
+                for index in range(12):
+                    flags = FrameFlag.END_OF_STREAM if index == 11 else 0
+                    write_frame(writer, SPEC, index, flags=flags)
+                    await asyncio.sleep(FRAME_INTERVAL)
+            done = await sent.wait_for(StreamState, lambda m: m.state != "processing")
+            output = await asyncio.wait_for(reader, 20)
+        finally:
+            await stream.stop()
+        assert server.channel(name) is not None  # completed: the channel is left to its owner
+    assert done.state == "completed" and not stream.running
+    assert len(output.video) == 12
+
+
+def test_stream_needs_an_output() -> None:
+    with pytest.raises(ValueError, match="publish_url or output_path"):
+        EgressStream("x", EgressConfig(ring=ring_spec("out")), SentMessages().send)
