@@ -231,13 +231,17 @@ class IngestStream:
         )
 
     async def stop(self) -> None:
-        """Stop reading and release the ring (idempotent); no state message is sent."""
+        """Stop reading, send the final ``StreamStats`` and release the ring (idempotent); no
+        state message is sent."""
+        was_running = self.running
         tasks = [t for t in (self._task, self._reporter) if t is not None and not t.done()]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if was_running:
+            await self._send(self._stats())  # the final figures
         self._release()
 
     def _stats(self) -> StreamStats:
