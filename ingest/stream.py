@@ -4,12 +4,18 @@
 takes the writer role, runs the source, reports ``StreamState``/``StreamStats`` and releases the
 ring (detach only: the parent unlinks it) however the stream ends.
 
-``TrickleSource`` is the live input: it subscribes the channel at the live edge (seq -2), follows
-it segment by segment and decodes each chunk as it arrives (``feed`` then ``flush_pending``: no
-frame waits for the next one). Audio PES payloads are split into ADTS frames or Opus packets and
-forwarded undecoded. 404 or ``Lp-Trickle-Closed`` ends the stream (``ended``); network failures
-are retried by the subscriber and then by a new subscription at the live edge, for up to
-``give_up_after_s`` without any segment, after which the stream fails.
+``TrickleSource`` is the live input: it subscribes the channel at the live edge (seq -2: the
+segment being written, from its first byte), follows it segment by segment and decodes each
+chunk as it arrives (``feed`` then ``flush_pending``: no frame waits for the next one). Audio
+PES payloads are split into ADTS frames or Opus packets and forwarded undecoded. 404 or
+``Lp-Trickle-Closed`` ends the stream (``ended``); network failures are retried by the
+subscriber and then by a new subscription, for up to ``give_up_after_s`` without any segment,
+after which the stream fails.
+
+A new subscription of a stream that already delivered frames (a resubscription, or a stream
+resumed in a new worker: its ring already holds frames) starts at seq -1, the next segment:
+-2 would replay the current segment from its start, i.e. frames the ring already carried, with
+timestamps going back. The cost is a gap of less than one segment.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import time
 from collections.abc import Callable
 
 from byoc.livepeer.trickle import SegmentReadError, SubscribeError, TrickleSubscriber
-from byoc.livepeer.trickle.constants import SEQ_CURRENT
+from byoc.livepeer.trickle.constants import SEQ_CURRENT, SEQ_NEXT
 from byoc.livepeer.trickle.subscriber import SubscribedSegment
 from ingest.clip import ClipSource
 from ingest.decode import Timeline, VideoDecoder, split_adts, split_ts_opus
@@ -117,7 +123,7 @@ class TrickleSource:
                     delay,
                 )
                 await asyncio.sleep(delay)
-                start_seq = SEQ_CURRENT
+                start_seq = SEQ_NEXT if sink.frames else self.start_seq
                 self.video.request_keyframe()
                 sink.mark_discontinuity()
 
@@ -217,6 +223,8 @@ class IngestStream:
         self.sink = RingSink(
             self.stream_id, writer, self.stats, self._send, audio=self.config.audio
         )
+        if isinstance(self.source, TrickleSource) and writer.next_seq > 1:
+            self.source.start_seq = SEQ_NEXT  # resumed: do not replay what the ring carried
         source = self.config.source_path or self.config.subscribe_url
         log.info(
             "stream %s: ingest started from %s into ring %s (next seq %d)",

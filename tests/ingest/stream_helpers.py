@@ -1,22 +1,32 @@
-"""Helpers for the ingest stream tests: rings owned by the test, a recorder standing in for the
-parent's control channel, live publishing of MPEG-TS segments and ring reading."""
+"""Helpers for the stream tests: rings owned by the test, a recorder standing in for the
+parent's control channel, live publishing of MPEG-TS segments, ring reading, and real worker
+processes spawned and driven the way the parent's supervisor does."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import multiprocessing
+import os
 import secrets
+import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from multiprocessing.process import BaseProcess
 from typing import TypeVar
 
 from benchmarks.media.clip import TsSegment
 from byoc.livepeer.trickle import TricklePublisher, TrickleServer
+from ipc.channel import ChannelClosed, ControlChannel
+from ipc.child import WorkerSpec
 from ipc.frame import Frame, FrameFlag
-from ipc.messages import Message
+from ipc.messages import Message, Ready, Shutdown
 from ipc.ring import FrameRing, RingSpec
 
 CONTENT_TYPE = "video/MP2T"
+_SPAWN = multiprocessing.get_context("spawn")
 M = TypeVar("M", bound=Message)
 
 
@@ -132,3 +142,89 @@ async def read_frames(
             if until_end and frame.flags & FrameFlag.END_OF_STREAM:
                 break
     return frames
+
+
+class WorkerProcess:
+    """A worker spawned as the supervisor spawns it (``spawn`` start method, a socketpair
+    control channel); the test plays the parent: it sends messages and records replies."""
+
+    def __init__(self, entry: Callable[[WorkerSpec], None], name: str) -> None:
+        self.entry = entry
+        self.name = name
+        self.received = SentMessages()
+        self.process: BaseProcess | None = None
+        self.channel: ControlChannel | None = None
+        self._receiver: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None and self.process.pid is not None
+        return self.process.pid
+
+    async def start(self) -> Ready:
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        spec = WorkerSpec(name=self.name, control=child_sock, heartbeat_interval_s=0.2)
+        process = _SPAWN.Process(target=self.entry, args=(spec,), daemon=True)
+        try:
+            process.start()
+        finally:
+            child_sock.close()
+        self.process = process
+        self.received = SentMessages()
+        self.channel = await ControlChannel.from_socket(parent_sock, peer=self.name)
+        self._receiver = asyncio.create_task(self._receive(self.channel, self.received))
+        return await self.received.wait_for(Ready, timeout=60)
+
+    @staticmethod
+    async def _receive(channel: ControlChannel, into: SentMessages) -> None:
+        with contextlib.suppress(ChannelClosed):
+            while True:
+                await into.send(await channel.recv())
+
+    async def send(self, message: Message) -> None:
+        assert self.channel is not None
+        await self.channel.send(message)
+
+    async def kill(self) -> None:
+        """SIGKILL, as a crash or the supervisor's hung-worker handling does."""
+        assert self.process is not None
+        os.kill(self.pid, signal.SIGKILL)
+        await asyncio.to_thread(self.process.join, 10)
+        await self._close_channel()
+
+    async def stop(self) -> None:
+        """Ask for a clean exit; kill after a grace period."""
+        process = self.process
+        if process is None:
+            return
+        if process.is_alive() and self.channel is not None:
+            with contextlib.suppress(ChannelClosed, OSError):
+                await self.channel.send(Shutdown(reason="test over"))
+            await asyncio.to_thread(process.join, 10)
+        if process.is_alive():
+            process.kill()
+            await asyncio.to_thread(process.join, 10)
+        await self._close_channel()
+        self.process = None
+
+    async def _close_channel(self) -> None:
+        if self._receiver is not None:
+            self._receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._receiver
+            self._receiver = None
+        if self.channel is not None:
+            await self.channel.close()
+            self.channel = None
+
+
+@asynccontextmanager
+async def spawned_worker(
+    entry: Callable[[WorkerSpec], None], name: str
+) -> AsyncIterator[WorkerProcess]:
+    worker = WorkerProcess(entry, name)
+    try:
+        await worker.start()
+        yield worker
+    finally:
+        await worker.stop()
