@@ -1,0 +1,1 @@
+"""Tests of the frame-latency benchmark's own parts."""
