@@ -1,0 +1,188 @@
+"""The report: ratios against the baseline, targets, the JSON file, the tables and the PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from benchmarks.latency.plot import draw, latency_panels
+from benchmarks.latency.report import compare, evaluate_targets, format_report, write_json
+
+
+def phase(
+    system: str,
+    streams: int,
+    *,
+    p50: float,
+    p99: float,
+    drop_rate: float,
+    cpu: dict[str, float | None],
+    error: str | None = None,
+) -> dict[str, Any]:
+    missing = round(drop_rate * 900 * streams)
+    if error is not None:  # a failed phase has no figures
+        return {
+            "system": system,
+            "streams": streams,
+            "error": error,
+            "cpu_percent": {},
+            "per_stream": [],
+            "summary": {},
+        }
+    return {
+        "system": system,
+        "streams": streams,
+        "error": error,
+        "cpu_percent": cpu,
+        "per_stream": [],
+        "summary": {
+            "glass_to_glass": {"n": 870, "p50": p50, "p95": p99 * 0.8, "p99": p99},
+            "runner_added": {"n": 870, "p50": p50 / 3, "p95": p50 / 2, "p99": p50},
+            "encode": {"n": 870, "p50": 1.0},
+            "decode": {"n": 870, "p50": 0.5},
+            "frames_sent": 900 * streams,
+            "frames_missing": missing,
+            "runner_dropped": {"infer.infer_behind": missing},
+            "drop_rate": drop_rate,
+            "first_output_ms": 120.0,
+            "fps_out_per_stream": 30.0,
+            "drift_ms_per_min": 0.2,
+            "stages": {"decode": {"p50": 0.8, "p95": 1.2, "p99": 2.0, "worst_p99": 3.0}},
+        },
+    }
+
+
+PHASES = [
+    phase(
+        "ours",
+        1,
+        p50=12.0,
+        p99=25.0,
+        drop_rate=0.0,
+        cpu={"parent": 2.0, "infer": 20.0, "bench-sink": 5.0},
+    ),
+    phase("baseline", 1, p50=48.0, p99=80.0, drop_rate=0.0, cpu={"pytrickle-invert-0": 44.0}),
+    phase("ours", 2, p50=13.0, p99=28.0, drop_rate=0.0, cpu={"parent": 3.0, "infer": 40.0}),
+    phase(
+        "baseline",
+        2,
+        p50=60.0,
+        p99=200.0,
+        drop_rate=0.2,
+        cpu={"pytrickle-invert-0": 50.0, "pytrickle-invert-1": 50.0},
+    ),
+    phase("ours", 4, p50=15.0, p99=35.0, drop_rate=0.0, cpu={"parent": 4.0, "infer": 80.0}),
+    phase("baseline", 4, p50=0.0, p99=0.0, drop_rate=0.5, cpu={}, error="RuntimeError: boom"),
+]
+
+
+def test_comparison_ratios_and_stream_limits() -> None:
+    comparison = compare(PHASES, drop_threshold=0.01)
+    one = comparison["by_streams"]["1"]
+    assert one["g2g_p50_ratio"] == 0.25
+    assert one["g2g_p99_ratio"] == round(25 / 80, 3)
+    assert one["cpu_ratio"] == round(22 / 44, 3)  # the benchmark's own processes left out
+    assert "4" not in comparison["by_streams"]  # the baseline phase at 4 failed
+    limits = comparison["streams_without_drops"]
+    assert limits["ours"] == {"max_streams": 4, "first_dropping_at": None}
+    assert limits["baseline"] == {"max_streams": 1, "first_dropping_at": 2}
+    assert comparison["streams_ratio"] == {"ratio": 4.0, "bound": "lower"}
+
+
+def test_targets_pass_and_fail_on_the_one_stream_phase() -> None:
+    comparison = compare(PHASES, drop_threshold=0.01)
+    results = {t["target"]: t for t in evaluate_targets(PHASES, comparison)}
+    assert results["glass-to-glass p50, 1 stream, after 1 s"]["result"] == "pass"
+    assert results["glass-to-glass p99, 1 stream, after 1 s"]["result"] == "pass"
+    assert results["runner-added latency p50, 1 stream"]["measured"] == 4.0
+    assert results["frames dropped at 30 fps, 1 stream"]["result"] == "pass"
+    assert results["streams vs baseline at equal drop rate"]["result"] == "pass"
+    slow = [phase("ours", 1, p50=16.0, p99=45.0, drop_rate=0.01, cpu={})]
+    failed = {t["target"]: t["result"] for t in evaluate_targets(slow, compare(slow, 0.01))}
+    assert failed["glass-to-glass p50, 1 stream, after 1 s"] == "fail"
+    assert failed["frames dropped at 30 fps, 1 stream"] == "fail"
+    assert failed["streams vs baseline at equal drop rate"] == "n/a"
+
+
+def test_neither_side_dropping_is_inconclusive() -> None:
+    calm = [
+        phase("ours", 1, p50=10, p99=20, drop_rate=0.0, cpu={}),
+        phase("baseline", 1, p50=40, p99=60, drop_rate=0.0, cpu={}),
+    ]
+    comparison = compare(calm, 0.01)
+    assert comparison["streams_ratio"]["ratio"] is None
+    results = {t["target"]: t["result"] for t in evaluate_targets(calm, comparison)}
+    assert results["streams vs baseline at equal drop rate"] == "n/a"
+
+
+def _report() -> dict[str, Any]:
+    comparison = compare(PHASES, 0.01)
+    return {
+        "systems": {"ours": "comfystream-byoc", "baseline": "pytrickle 0.1.6"},
+        "phases": PHASES,
+        "comparison": comparison,
+        "targets": evaluate_targets(PHASES, comparison),
+        "notes": ["a note"],
+    }
+
+
+def test_terminal_tables_name_every_phase_stage_and_target() -> None:
+    text = format_report(_report())
+    assert "comfystream-byoc x4" in text and "pytrickle 0.1.6 x2" in text
+    assert "error: RuntimeError: boom" in text
+    assert "12.0/20.0/25.0" in text  # g2g p50/p95/p99 of ours x1
+    assert "Where the time goes" in text and "decode" in text
+    assert "pytrickle-invert-1 50.0" in text
+    assert "note: a note" in text
+    assert text.count("pass") >= 5
+
+
+def test_json_file_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "latency.json"
+    report = _report()
+    write_json(report, path)
+    assert json.loads(path.read_text()) == json.loads(json.dumps(report))
+
+
+def test_plot_is_a_png_with_one_panel_per_stream_count(tmp_path: Path) -> None:
+    t = [i / 30 for i in range(300)]
+    data = [
+        {
+            "system": system,
+            "streams": n,
+            "label": system,
+            "series": [
+                {
+                    "t": t,
+                    "glass_to_glass": [base + (i % 7) for i in range(300)],
+                    "runner_added": [base / 3 for _ in range(300)],
+                }
+            ],
+            "stage_series": [[(s, {"decode": 0.9, "infer": 2.5}) for s in range(10)]]
+            if system == "ours"
+            else [],
+        }
+        for n in (1, 2)
+        for system, base in (("ours", 12.0), ("baseline", 50.0))
+    ]
+    panels = latency_panels(data)
+    assert len(panels) == 2
+    labels = [s.label for s in panels[0].series]
+    assert labels == [
+        "ours: glass-to-glass",
+        "ours: runner-added",
+        "stage decode p50",
+        "stage infer p50",
+        "baseline: glass-to-glass",
+    ]
+    path = tmp_path / "latency.png"
+    draw(panels, path)
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.size[1] == 2 * 380
+        # Something was drawn in colour inside the plot area (not only axes and text).
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
+        assert colours is not None and len(colours) > 20
