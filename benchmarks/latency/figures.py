@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
@@ -68,3 +69,18 @@ def max_streams_without_drops(
             return best, streams
         best = streams
     return best, None
+
+
+def binned_median(
+    streams: Sequence[tuple[Sequence[float], Sequence[float]]], bin_s: float
+) -> list[tuple[float, float]]:
+    """Median of ``(t, value)`` samples from several streams per ``bin_s`` bin, at bin centres."""
+    bins: dict[int, list[float]] = defaultdict(list)
+    for times, values in streams:
+        for t, v in zip(times, values, strict=True):
+            bins[int(t // bin_s)].append(v)
+    return [
+        (round((b + 0.5) * bin_s, 3), round(float(np.median(vs)), 3))
+        for b, vs in sorted(bins.items())
+        if vs
+    ]

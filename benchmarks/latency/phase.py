@@ -26,6 +26,7 @@ import aiohttp
 from benchmarks.latency.analysis import StreamFigures, analyse_stream, combine
 from benchmarks.latency.cpu import CpuWindow
 from benchmarks.latency.events import EventsReader
+from benchmarks.latency.figures import binned_median
 from benchmarks.latency.gateway import StreamUrls, start_stream_when_registered, stop_stream
 from benchmarks.latency.processes import ManagedProcess
 from benchmarks.latency.progress import Progress
@@ -80,7 +81,25 @@ class PhaseResult:
             "summary": self.summary,
             "cpu_percent": self.cpu,
             "per_stream": [s.summary for s in self.per_stream],
+            "timeline": self.timeline(),
         }
+
+    def timeline(self, bin_s: float = 1.0) -> dict[str, list[tuple[float, float]]]:
+        """Medians over the streams per ``bin_s`` of the run: ``[(t, ms), ...]`` per series."""
+        out = {
+            kind: binned_median([(s.series["t"], s.series[kind]) for s in self.per_stream], bin_s)
+            for kind in ("glass_to_glass", "runner_added")
+        }
+        stages: dict[str, tuple[list[float], list[float]]] = {}
+        for stream in self.per_stream:
+            for t, p50s in stream.stage_series:
+                for name, value in p50s.items():
+                    times, values = stages.setdefault(name, ([], []))
+                    times.append(t)
+                    values.append(value)
+        for name, (times, values) in sorted(stages.items()):
+            out[f"stage_{name}_p50"] = binned_median([(times, values)], bin_s)
+        return out
 
 
 async def run_phase(

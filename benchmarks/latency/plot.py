@@ -13,8 +13,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from benchmarks.latency.figures import binned_median
 
 WIDTH = 1400
 PANEL_HEIGHT = 380
@@ -49,17 +50,6 @@ class Series:
 class Panel:
     title: str
     series: list[Series] = field(default_factory=list)
-
-
-def binned_median(
-    streams: list[tuple[list[float], list[float]]], bin_s: float = BIN_S
-) -> list[tuple[float, float]]:
-    """Median of ``(t, value)`` samples from several streams per ``bin_s`` bin, at bin centres."""
-    bins: dict[int, list[float]] = defaultdict(list)
-    for times, values in streams:
-        for t, v in zip(times, values, strict=True):
-            bins[int(t // bin_s)].append(v)
-    return [((b + 0.5) * bin_s, float(np.median(vs))) for b, vs in sorted(bins.items()) if vs]
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -189,7 +179,7 @@ def latency_panels(phases: list[dict]) -> list[Panel]:
         for phase in (p for p in phases if p["streams"] == n):
             label = phase["label"]
             series = phase["series"]
-            g2g = binned_median([(s["t"], s["glass_to_glass"]) for s in series])
+            g2g = binned_median([(s["t"], s["glass_to_glass"]) for s in series], BIN_S)
             ours = phase["system"] == "ours"
             panel.series.append(
                 Series(
@@ -200,7 +190,7 @@ def latency_panels(phases: list[dict]) -> list[Panel]:
                 )
             )
             if phase["system"] == "ours":
-                added = binned_median([(s["t"], s["runner_added"]) for s in series])
+                added = binned_median([(s["t"], s["runner_added"]) for s in series], BIN_S)
                 panel.series.append(
                     Series(f"{label}: runner-added", added, dashed=True, color=PALETTE[1])
                 )
