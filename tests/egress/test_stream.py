@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+import numpy as np
 import pytest
 
 from benchmarks.media.clip import ClipSpec, read_counter, tone_phase_error
-from egress.stream import EgressStream
+from egress.stream import EgressStream, video_frame_of
 from ingest.decode import split_ts_opus
 from ingest.tsdemux import TsDemuxer
 from ipc.frame import FrameFlag
@@ -261,3 +262,30 @@ async def test_end_of_stream_frame_completes_the_live_output() -> None:
 def test_stream_needs_an_output() -> None:
     with pytest.raises(ValueError, match="publish_url or output_path"):
         EgressStream("x", EgressConfig(ring=ring_spec("out")), SentMessages().send)
+
+
+@pytest.mark.parametrize("pixel_format", ["yuv420p", "nv12", "rgb24"])
+@pytest.mark.parametrize(("width", "height"), [(64, 48), (63, 47)])
+async def test_ring_views_become_encoder_frames_plane_by_plane(
+    pixel_format: str, width: int, height: int
+) -> None:
+    spec = ring_spec("out", width=64, height=48, slots=2, pixel_format=pixel_format)
+    rng = np.random.default_rng(1)
+    async with owned_ring(spec) as ring:
+        with ring.writer() as writer, ring.reader() as reader:
+            with writer.reserve(width, height, pts=1, time_base=(1, 90_000)) as slot:
+                for plane in slot.planes:
+                    plane[...] = rng.integers(0, 256, plane.shape, dtype=np.uint8)
+            view = reader.read(copy=False)
+            assert view is not None
+            with view:
+                picture = video_frame_of(view)
+                sources = [p.copy() for p in view.planes]
+    trimmed = pixel_format != "rgb24" and (width % 2 or height % 2)
+    expected = (width - width % 2, height - height % 2) if trimmed else (width, height)
+    assert (picture.width, picture.height, picture.format.name) == (*expected, pixel_format)
+    for source, plane in zip(sources, picture.planes, strict=True):
+        rows = source.reshape(source.shape[0], -1)
+        got = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+        h, w = got.shape[0], plane.width * (rows.shape[1] // source.shape[1])
+        assert np.array_equal(got[:h, :w], rows[:h, :w])
