@@ -63,7 +63,7 @@ def video_frame_of(frame: Frame) -> av.VideoFrame:
     out = av.VideoFrame(width, height, fmt.ffmpeg_name)
     for source, plane in zip(planes, out.planes, strict=True):
         rows = source.reshape(source.shape[0], -1)
-        target = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+        target = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
         np.copyto(target[: rows.shape[0], : rows.shape[1]], rows, casting="no")
     return out
 

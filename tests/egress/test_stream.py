@@ -284,8 +284,8 @@ async def test_ring_views_become_encoder_frames_plane_by_plane(
     trimmed = pixel_format != "rgb24" and (width % 2 or height % 2)
     expected = (width - width % 2, height - height % 2) if trimmed else (width, height)
     assert (picture.width, picture.height, picture.format.name) == (*expected, pixel_format)
-    for source, plane in zip(sources, picture.planes, strict=True):
+    for source, out_plane in zip(sources, picture.planes, strict=True):
         rows = source.reshape(source.shape[0], -1)
-        got = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
-        h, w = got.shape[0], plane.width * (rows.shape[1] // source.shape[1])
+        got = np.frombuffer(memoryview(out_plane), np.uint8).reshape(-1, out_plane.line_size)
+        h, w = got.shape[0], out_plane.width * (rows.shape[1] // source.shape[1])
         assert np.array_equal(got[:h, :w], rows[:h, :w])
