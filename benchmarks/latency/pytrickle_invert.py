@@ -6,7 +6,8 @@ decode -> handler -> encode in one asyncio process, one stream at a time; the be
 one of these per concurrent stream and registers each with the orchestrator stand-in.
 
 It listens on an ephemeral 127.0.0.1 port and prints one JSON line on stdout once serving:
-``{"port", "pid", "versions"}``. SIGTERM or SIGINT stop it cleanly.
+``{"port", "pid", "versions"}``. SIGTERM or SIGINT stop it: pytrickle is given a few seconds to
+stop its stream, then the process exits.
 
     .venv-pytrickle/bin/python benchmarks/latency/pytrickle_invert.py [--device cpu|cuda]
 """
@@ -21,6 +22,8 @@ import os
 import signal
 import sys
 from typing import Any
+
+STOP_GRACE_S = 5.0
 
 
 def _versions() -> dict[str, Any]:
@@ -70,7 +73,10 @@ async def serve(device_name: str, host: str) -> None:
         sys.stdout.flush()
         await stop.wait()
     finally:
-        await server.stop()
+        try:
+            await asyncio.wait_for(server.stop(), STOP_GRACE_S)
+        except asyncio.TimeoutError:
+            logging.getLogger(__name__).warning("pytrickle did not stop in %gs", STOP_GRACE_S)
         await app_runner.cleanup()
 
 
@@ -84,7 +90,15 @@ def main() -> None:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s [pytrickle %(process)d] %(name)s: %(message)s",
     )
-    asyncio.run(serve(args.device, args.host))
+    # Not asyncio.run(): its shutdown waits for the default executor, where pytrickle's decoder
+    # thread can stay blocked on its input pipe after the stream stopped. Leave without it.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(serve(args.device, args.host))
+    finally:
+        sys.stdout.flush()
+        logging.shutdown()
+        os._exit(0)
 
 
 if __name__ == "__main__":
