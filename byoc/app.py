@@ -30,6 +30,9 @@ def create_app(runtime: Runtime) -> web.Application:
     app[MAX_BODY_BYTES_KEY] = settings.max_body_bytes
     app[health.SUPERVISOR_KEY] = runtime.supervisor
     app[health.ACTIVE_STREAMS_KEY] = runtime.sessions.live_count
+    app[health.REGISTRATION_KEY] = lambda: (
+        runtime.registration.snapshot() if runtime.registration is not None else {}
+    )
     health.add_routes(app)
     jobs.add_routes(app)
     streams.add_routes(app)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from byoc.jobs import WorkerJobs
+from byoc.registration import RegistrationService
 from byoc.sessions import JobSlots, SessionTable
 from byoc.settings import Settings
 from byoc.streams import StreamManager
@@ -26,6 +27,7 @@ class Runtime:
     streams: StreamManager
     # Called when a request was refused for a wrong token: the orchestrator evicts us for it.
     token_rejected: list[Callable[[], None]] = field(default_factory=list)
+    registration: RegistrationService | None = None
 
     def busy(self) -> bool:
         """A stream or a job is live (re-registering now would reset the orchestrator's load)."""

@@ -95,6 +95,7 @@ class Runner:
             settings, build_capabilities(settings, public_url), self.runtime.busy
         )
         self.runtime.token_rejected.append(self.registration.evicted)
+        self.runtime.registration = self.registration
         self.registration.start()
 
     async def stop(self) -> None:

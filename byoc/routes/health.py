@@ -1,9 +1,11 @@
-"""``GET /health``: always 200, with the runner's state, live sessions and workers."""
+"""``GET /health``: always 200, with the runner's state, live sessions, workers and, when the
+runner registers with orchestrators, where each registration stands."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any
 
 from aiohttp import web
 
@@ -12,19 +14,25 @@ from byoc.supervisor import Supervisor
 SUPERVISOR_KEY = web.AppKey("supervisor", Supervisor)
 ActiveStreamsCounter = Callable[[], int]
 ACTIVE_STREAMS_KEY: web.AppKey[ActiveStreamsCounter] = web.AppKey("active_streams")
+RegistrationSnapshot = Callable[[], dict[str, Any]]
+REGISTRATION_KEY: web.AppKey[RegistrationSnapshot] = web.AppKey("registration")
 
 
 async def health(request: web.Request) -> web.Response:
     supervisor = request.app[SUPERVISOR_KEY]
     count_active = request.app.get(ACTIVE_STREAMS_KEY)
-    return web.json_response(
-        {
-            "status": supervisor.status(),
-            "timestamp": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
-            "active_streams": count_active() if count_active is not None else 0,
-            "workers": supervisor.snapshot(),
-        }
-    )
+    body: dict[str, Any] = {
+        "status": supervisor.status(),
+        "timestamp": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "active_streams": count_active() if count_active is not None else 0,
+        "workers": supervisor.snapshot(),
+    }
+    registration = request.app.get(REGISTRATION_KEY)
+    if registration is not None:
+        orchestrators = registration()
+        if orchestrators:
+            body["orchestrators"] = orchestrators
+    return web.json_response(body)
 
 
 def add_routes(app: web.Application) -> None:
