@@ -11,6 +11,10 @@ it calls a ``MediaPipeline`` for the media itself:
   ``ParamsRejected`` to answer 400 (the session keeps running with its old parameters).
 - ``stop(stream_id, reason)`` once, whichever way the stream ends; must release everything.
 - ``alive(stream_id)`` lets the periodic sweep end sessions whose media path is gone.
+- ``close()`` once when the runner stops, after every stream has been stopped.
+
+A pipeline that needs the workers gets the supervisor from a factory:
+``serve(settings, media_factory=lambda supervisor, settings: MyPipeline(supervisor, settings))``.
 
 Workers report back through ipc messages routed by the parent, whatever the pipeline:
 ``StreamState`` (``processing``; ``ended`` when the input went away -> ``stopped``; ``completed``
@@ -24,8 +28,13 @@ plugged in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from byoc.settings import Settings
+    from byoc.supervisor import Supervisor
 
 
 class ParamsRejected(ValueError):
@@ -57,6 +66,11 @@ class MediaPipeline(Protocol):
 
     def alive(self, stream_id: str) -> bool: ...
 
+    async def close(self) -> None: ...
+
+
+MediaFactory = Callable[["Supervisor", "Settings"], MediaPipeline]
+
 
 class NoMediaPipeline:
     """No media path: streams run their control plane only and become ``ready`` at once."""
@@ -75,3 +89,6 @@ class NoMediaPipeline:
 
     def alive(self, stream_id: str) -> bool:
         return True
+
+    async def close(self) -> None:
+        self.started.clear()

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from byoc.app import create_app
 from byoc.jobs import WorkerJobs
-from byoc.media import MediaPipeline, NoMediaPipeline
+from byoc.media import MediaFactory, MediaPipeline, NoMediaPipeline
 from byoc.registration import RegistrationService, build_capabilities
 from byoc.runtime import Runtime
 from byoc.sessions import JobSlots, SessionTable
@@ -37,7 +37,10 @@ class Runner:
         *,
         workers: Mapping[str, WorkerEntry] | None = None,
         media: MediaPipeline | None = None,
+        media_factory: MediaFactory | None = None,
     ) -> None:
+        """``media`` or ``media_factory(supervisor, settings)`` is the streams' media path
+        (default: none, streams run their control plane only)."""
         self.settings = settings
         self.supervisor = Supervisor(
             settings,
@@ -51,7 +54,10 @@ class Runner:
             },
         )
         sessions = SessionTable(settings.capacity, settings.session_retention_s)
-        streams = StreamManager(settings, sessions, media or NoMediaPipeline())
+        if media is None and media_factory is not None:
+            media = media_factory(self.supervisor, settings)
+        self.media: MediaPipeline = media or NoMediaPipeline()
+        streams = StreamManager(settings, sessions, self.media)
         self.supervisor.on_message(streams.on_worker_message)
         self.supervisor.on_restart(streams.on_worker_restart)
         self.runtime = Runtime(
@@ -111,6 +117,10 @@ class Runner:
             await self._app_runner.cleanup()
             self._app_runner = None
         await self.runtime.streams.close()  # a start that raced the shutdown
+        try:
+            await self.media.close()
+        except Exception:
+            log.exception("media pipeline close failed")
         await self.supervisor.stop()
 
     async def _sweep_loop(self) -> None:
@@ -129,6 +139,7 @@ async def serve(
     stop: asyncio.Event | None = None,
     workers: Mapping[str, WorkerEntry] | None = None,
     media: MediaPipeline | None = None,
+    media_factory: MediaFactory | None = None,
     started: list[Runner] | None = None,
 ) -> None:
     """Run the runner until SIGINT, SIGTERM or ``stop``, then release everything.
@@ -149,7 +160,7 @@ async def serve(
             await orchestrator.start(settings.host, settings.orchestrator_port)
             if not settings.orch_urls:
                 settings = settings.replace(orch_urls=(orchestrator.url,))
-        runner = Runner(settings, workers=workers, media=media)
+        runner = Runner(settings, workers=workers, media=media, media_factory=media_factory)
         await runner.start()
         if started is not None:
             started.append(runner)

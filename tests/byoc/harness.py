@@ -15,7 +15,7 @@ import aiohttp
 
 from byoc.livepeer.header import encode_header
 from byoc.livepeer.orchestrator import LocalOrchestrator
-from byoc.media import MediaPipeline
+from byoc.media import MediaFactory, MediaPipeline
 from byoc.serve import Runner, serve
 from byoc.settings import Settings
 from byoc.supervisor import WorkerEntry
@@ -110,6 +110,7 @@ async def running(
     keepalive_interval_s: float = 0.2,
     workers: Mapping[str, WorkerEntry] | None = None,
     media: MediaPipeline | None = None,
+    media_factory: MediaFactory | None = None,
     wait_registered: bool = True,
     **settings_changes: Any,
 ) -> AsyncIterator[Env]:
@@ -124,7 +125,15 @@ async def running(
     ready = asyncio.Event()
     started: list[Runner] = []
     task = asyncio.create_task(
-        serve(settings, ready, stop=stop, workers=workers or {}, media=media, started=started)
+        serve(
+            settings,
+            ready,
+            stop=stop,
+            workers=workers or {},
+            media=media,
+            media_factory=media_factory,
+            started=started,
+        )
     )
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ssl=False))
     try:

@@ -63,6 +63,9 @@ class WorkerPipeline:
     def alive(self, stream_id: str) -> bool:
         return stream_id not in self.dead
 
+    async def close(self) -> None:
+        self.calls.append(("close", ""))
+
 
 class ScriptedPipeline:
     """A pipeline whose start sleeps and then does what the test asks."""
@@ -86,6 +89,9 @@ class ScriptedPipeline:
     def alive(self, stream_id: str) -> bool:
         return True
 
+    async def close(self) -> None:
+        return None
+
 
 def state_of(env: Env, stream_id: str) -> SessionState | None:
     session = env.runner.runtime.sessions.get(stream_id)
@@ -93,9 +99,12 @@ def state_of(env: Env, stream_id: str) -> SessionState | None:
 
 
 async def started_env(pipeline: WorkerPipeline, **changes: Any) -> Any:
-    manager = running(workers={"ingest": fake_ingest}, media=pipeline, **changes)
+    def factory(supervisor: Supervisor, settings: Any) -> WorkerPipeline:
+        pipeline.supervisor = supervisor
+        return pipeline
+
+    manager = running(workers={"ingest": fake_ingest}, media_factory=factory, **changes)
     env = await manager.__aenter__()
-    pipeline.supervisor = env.runner.supervisor
     await wait_until(lambda: env.runner.supervisor.is_ready("ingest"), timeout=60)
     return manager, env
 
