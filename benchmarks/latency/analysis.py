@@ -10,7 +10,9 @@ Definitions (all on one monotonic clock, same host), for a frame ``i`` seen at t
   (``sent - capture``) and the viewer's decode (``decoded - arrived``): what the runner and
   the trickle hops through the orchestrator add;
 * frames in the first ``warmup_s`` seconds are left out of the steady-state figures (the
-  join and the first keyframe), but count for drops and the first-frame time.
+  join and the first keyframe), but count for drops and the first-frame time;
+* drift is the least-squares slope of glass-to-glass over the steady frames, reported only
+  when they span at least ``MIN_DRIFT_WINDOW_S``.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class StreamFigures:
     samples: dict[str, np.ndarray] = field(default_factory=dict)  # steady per-frame ms
 
 
+MIN_DRIFT_WINDOW_S = 10.0
 SAMPLE_KINDS = ("glass_to_glass", "sent_to_decoded", "runner_added", "encode", "decode")
 
 
@@ -152,6 +155,8 @@ def analyse_stream(
         last_capture = source.capture_ns[sent - 1]
         steady_span_s = max(0.0, (last_capture - t0) / 1e9 - warmup_s) + 1 / source.fps
     fps_out = round(steady_seen / steady_span_s, 2) if steady_span_s > 0 else None
+    if steady_span_s < MIN_DRIFT_WINDOW_S:
+        drift = None  # a slope over a few seconds measures the warm-up, not a trend
 
     event_list = events.events if events is not None else []
     stage_events = [
@@ -178,6 +183,7 @@ def analyse_stream(
         "fps_out": fps_out,
         "runner_fps_out": (last_event or {}).get("fps_out"),
         "drift_ms_per_min": drift,
+        "steady_s": round(steady_span_s, 3),
         "stages": stage_summary(stage_events),
     }
     for kind, values in samples.items():
@@ -229,7 +235,9 @@ def combine(streams: list[StreamFigures], *, warmup_s: float = 1.0) -> dict[str,
             if t >= warmup_s:
                 times.append(t)
                 values_g2g.append(v)
-    out["drift_ms_per_min"] = slope_per_minute(times, values_g2g)
+    spans = [s.summary["steady_s"] for s in streams]
+    long_enough = bool(spans) and min(spans) >= MIN_DRIFT_WINDOW_S
+    out["drift_ms_per_min"] = slope_per_minute(times, values_g2g) if long_enough else None
     out["stages"] = _pooled_stages(streams)
     return out
 

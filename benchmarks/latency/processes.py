@@ -20,6 +20,7 @@ from typing import IO
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+MAX_LINE_BYTES = 256 * 1024 * 1024  # the source's records come back as one JSON line
 
 
 def free_port() -> int:
@@ -95,6 +96,7 @@ class ManagedProcess:
                 cwd=self.cwd,
                 start_new_session=True,
                 preexec_fn=_die_with_parent(),
+                limit=MAX_LINE_BYTES,
             )
         except BaseException:
             log_file.close()

@@ -229,7 +229,7 @@ def format_report(report: dict[str, Any]) -> str:
                 _drops(s),
                 _fmt(total_cpu(phase["cpu_percent"])),
                 _fmt(s.get("drift_ms_per_min"), 2),
-                phase["error"] or "",
+                (phase["error"] or "")[:70],
             ]
         )
     out.append("End to end (ms; steady state after the first second; CPU in % of one core)")

@@ -132,7 +132,7 @@ def _report() -> dict[str, Any]:
 def test_terminal_tables_name_every_phase_stage_and_target() -> None:
     text = format_report(_report())
     assert "comfystream-byoc x4" in text and "pytrickle 0.1.6 x2" in text
-    assert "error: RuntimeError: boom" in text
+    assert "RuntimeError: boom" in text
     assert "12.0/20.0/25.0" in text  # g2g p50/p95/p99 of ours x1
     assert "Where the time goes" in text and "decode" in text
     assert "pytrickle-invert-1 50.0" in text
