@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.latency.events import EventLog, drops_of, stages_of
-from benchmarks.latency.figures import percentiles, slope_per_minute
+from benchmarks.latency.figures import drop_rate, percentiles, slope_per_minute
 from benchmarks.latency.sink import SinkRecord
 from benchmarks.latency.source import SourceRecord
 
@@ -92,6 +92,16 @@ def stage_summary(
             "frames": sum(f.count for f in items),
         }
     return out
+
+
+def _median_fps(events: list[tuple[float, dict[str, Any]]]) -> float | None:
+    """The runner's own output fps: the median over the steady status events that carry one."""
+    values = [
+        float(e["fps_out"])
+        for _, e in events
+        if isinstance(e.get("fps_out"), (int, float)) and e.get("state") == "processing"
+    ]
+    return round(statistics.median(values), 2) if values else None
 
 
 def missing_ranges(sent: int, seen: np.ndarray, limit: int = 20) -> list[list[int]]:
@@ -162,7 +172,6 @@ def analyse_stream(
     stage_events = [
         ((at - t0) / 1e9, event) for at, event in event_list if at >= t0 + int(warmup_s * 1e9)
     ]
-    last_event = events.last() if events is not None else None
     reported = runner_drops(events)
     missing = max(0, sent - seen)
     summary: dict[str, Any] = {
@@ -181,7 +190,7 @@ def analyse_stream(
         },
         "first_output_ms": first_output_ms,
         "fps_out": fps_out,
-        "runner_fps_out": (last_event or {}).get("fps_out"),
+        "runner_fps_out": _median_fps(stage_events),
         "drift_ms_per_min": drift,
         "steady_s": round(steady_span_s, 3),
         "stages": stage_summary(stage_events),
@@ -223,7 +232,7 @@ def combine(streams: list[StreamFigures], *, warmup_s: float = 1.0) -> dict[str,
     out["frames_seen"] = sum(s.summary["frames_seen"] for s in streams)
     out["frames_missing"] = missing
     out["runner_dropped"] = reported
-    out["drop_rate"] = round(missing / sent, 4) if sent else None
+    out["drop_rate"] = round(drop_rate(sent, missing), 4) if sent else None
     fps = [s.summary["fps_out"] for s in streams if s.summary["fps_out"] is not None]
     out["fps_out_per_stream"] = round(sum(fps) / len(fps), 2) if fps else None
     firsts = [s.summary["first_output_ms"] for s in streams if s.summary["first_output_ms"]]

@@ -171,6 +171,7 @@ async def run(config: BenchConfig) -> dict[str, Any]:
                             warmup_s=config.warmup_s,
                             settle_s=0.3 if config.quick else 0.5,
                             drain_s=2.0 if config.quick else 3.0,
+                            extra_pids={"bench-orchestrator": orchestrator.process.pid},
                         )
                         result = await run_phase(http, orchestrator.url, system, settings, progress)
                         phases.append(result)

@@ -96,9 +96,6 @@ class EventLog:
     events: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     other: int = 0  # documents that were not status events (pytrickle's own kinds, heartbeats)
 
-    def status(self) -> list[tuple[int, dict[str, Any]]]:
-        return self.events
-
     def last(self) -> dict[str, Any] | None:
         return self.events[-1][1] if self.events else None
 

@@ -61,6 +61,7 @@ class PhaseSettings:
     settle_s: float = 0.5
     drain_s: float = 3.0
     tail_s: float = 0.5  # uncounted frames after the measured ones (see ``source``)
+    extra_pids: dict[str, int] = field(default_factory=dict)  # also measured, e.g. the stand-in
     ready_timeout_s: float = 90.0
 
 
@@ -186,7 +187,7 @@ async def run_phase(
         )
         await source.read_json_line(60.0)  # {"ready": true}
         pids = await system.pids(settings.streams)
-        pids.update({"bench-source": source.pid, "bench-sink": os.getpid()})
+        pids.update({"bench-source": source.pid, "bench-sink": os.getpid(), **settings.extra_pids})
         cpu = CpuWindow(pids)
         t0 = time.monotonic_ns() + 100_000_000
         for k, sink in enumerate(sinks):
