@@ -129,6 +129,8 @@ def runner_drops(log: EventLog | None) -> dict[str, int]:
     for _, event in log.events:
         for reason, count in drops_of(event).items():
             drops[reason] = max(drops.get(reason, 0), count)
+    if len(drops) > 1:
+        drops.pop("total", None)  # early events carry only the total; reasons came later
     return drops
 
 
