@@ -199,9 +199,12 @@ def analyse_stream(
     }
     for kind, values in samples.items():
         summary[kind] = percentiles(values)
+    # Events while frames flowed (each covers the report interval before it).
+    end_s = (source.capture_ns[sent - 1] - t0) / 1e9 + 1.0 if sent else 0.0
     stage_series = [
         (round(t, 3), {name: f.p50 for name, f in stages_of(event).items() if f.count})
         for t, event in (((at - t0) / 1e9, event) for at, event in event_list)
+        if 0.0 <= t <= end_s
     ]
     return StreamFigures(
         stream_id=source.stream_id,

@@ -236,9 +236,11 @@ async def _follow(
     while not reading.done():
         elapsed = max(0.0, (time.monotonic_ns() - t0) / 1e9)
         seen = sum(len(s.record.frames) for s in sinks)
+        recent = [v for v in (s.recent_latency_ms() for s in sinks) if v is not None]
+        live = f"  latency now ~{max(recent):.0f} ms" if recent else ""
         progress.update(
             f"[{title}] {min(elapsed, settings.duration_s):5.1f}/{settings.duration_s:g} s"
-            f"  frames out {seen}"
+            f"  frames out {seen}{live}"
         )
         await asyncio.wait([reading], timeout=0.25)
     records = reading.result().get("records")

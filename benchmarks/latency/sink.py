@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +31,8 @@ from ingest.decode import SegmentStreamDecoder
 from ingest.media import DecodedAudio, DecodedVideo
 
 log = logging.getLogger(__name__)
+
+RECENT_FRAMES = 30
 
 
 def output_counter(frame: av.VideoFrame, *, inverted: bool) -> int | None:
@@ -95,10 +99,18 @@ class OutputSink:
         self.decoder = SegmentStreamDecoder(pixel_format=None, audio=False, label=stream_id)
         self.subscriber = TrickleSubscriber(subscribe_url, start_seq=start_seq, verify_tls=False)
         self._highest = -1
+        self._recent: deque[float] = deque(maxlen=RECENT_FRAMES)
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.run(), name=f"sink-{self.stream_id}")
+
+    def recent_latency_ms(self) -> float | None:
+        """Median delay of the last frames behind their schedule (frame i is due at
+        ``t0 + i / fps``): a live glance for the progress line, not a reported figure."""
+        if not self._recent:
+            return None
+        return float(statistics.median(self._recent))
 
     @property
     def highest_index(self) -> int:
@@ -149,6 +161,9 @@ class OutputSink:
                 record.out_of_order += 1
             self._highest = max(self._highest, index)
             record.frames[index] = (arrived_ns, item.decoded_ns)
+            if self.t0_ns:
+                due = self.t0_ns + index * 1e9 / self.fps
+                self._recent.append((item.decoded_ns - due) / 1e6)
             if not record.first_arrival_ns:
                 record.first_arrival_ns = arrived_ns
             record.last_arrival_ns = arrived_ns
