@@ -250,8 +250,11 @@ class EgressStream:
     async def _complete(self) -> str:
         """The last frame went out: finish every output."""
         if self.live is not None and self.publisher is not None:
-            await self.publisher.publish(self.live.close())
-            await self.publisher.close(delete_channel=False)
+            publisher, self.publisher = self.publisher, None
+            try:
+                await publisher.publish(self.live.close())
+            finally:
+                await publisher.close(delete_channel=False)
         if self.mp4 is not None and not self.mp4.close():
             raise RuntimeError("no frame was written to the MP4")
         log.info("stream %s: output complete", self.stream_id)

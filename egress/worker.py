@@ -61,11 +61,12 @@ class EgressService:
         self.streams[stream_id] = stream
 
     async def _stop(self, stream_id: str, reason: str) -> None:
-        stream = self.streams.pop(stream_id, None)
+        stream = self.streams.get(stream_id)
         if stream is None:
             return
         log.info("stream %s: egress stopping (%s)", stream_id, reason or "no reason")
-        await stream.stop(finish=True)
+        await stream.stop(finish=True)  # counted as active until its resources are released
+        self._forget(stream)
 
     def _forget(self, stream: EgressStream) -> None:
         if self.streams.get(stream.stream_id) is stream:

@@ -56,11 +56,12 @@ class IngestService:
         self.streams[stream_id] = stream
 
     async def _stop(self, stream_id: str, reason: str) -> None:
-        stream = self.streams.pop(stream_id, None)
+        stream = self.streams.get(stream_id)
         if stream is None:
             return
         log.info("stream %s: ingest stopping (%s)", stream_id, reason or "no reason")
-        await stream.stop()
+        await stream.stop()  # counted as active until its resources are released
+        self._forget(stream)
 
     def _forget(self, stream: IngestStream) -> None:
         if self.streams.get(stream.stream_id) is stream:

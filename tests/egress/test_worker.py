@@ -51,11 +51,11 @@ async def test_worker_publishes_frames_and_relayed_audio_until_stopped() -> None
             await write_live(writer, range(frames), interval=1 / 60)
         got = worker.received
         await got.wait_for(StreamStats, lambda m: m.frames_out == frames)
-        await got.wait_for(Heartbeat, lambda m: m.active_streams == 1)
+        busy = await got.wait_for(Heartbeat, lambda m: m.active_streams == 1)
         await worker.send(StreamStop(stream_id="e-1", reason="test"))
         output = await asyncio.wait_for(reader, 20)  # the stop ends the channel
         assert server.channel(name) is None
-        await got.wait_for(Heartbeat, lambda m: m.active_streams == 0)
+        await got.wait_for(Heartbeat, lambda m: m.seq > busy.seq and m.active_streams == 0)
         ring.reader().close()  # the worker gave the reader role up
 
     assert [read_counter(f.array, "yuv420p") for f in output.video] == list(range(frames))  # type: ignore[arg-type]

@@ -35,7 +35,7 @@ def ring_spec(
     *,
     width: int = 256,
     height: int = 192,
-    slots: int = 8,
+    slots: int = 32,  # deep enough that a loaded test machine drops nothing
     pixel_format: str = "yuv420p",
 ) -> RingSpec:
     """A spec with a fresh stream token, named like the parent names its rings."""
