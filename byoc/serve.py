@@ -39,8 +39,9 @@ class Runner:
         media: MediaPipeline | None = None,
         media_factory: MediaFactory | None = None,
     ) -> None:
-        """``media`` or ``media_factory(supervisor, settings)`` is the streams' media path
-        (default: none, streams run their control plane only)."""
+        """``media`` or ``media_factory(supervisor, settings)`` is the streams' media path.
+        By default the real worker processes run it (``WorkerMediaPipeline``); with a custom
+        ``workers`` map and neither given, streams run their control plane only."""
         self.settings = settings
         self.supervisor = Supervisor(
             settings,
@@ -54,6 +55,10 @@ class Runner:
             },
         )
         sessions = SessionTable(settings.capacity, settings.session_retention_s)
+        if media is None and media_factory is None and workers is None:
+            from byoc.pipeline import WorkerMediaPipeline
+
+            media_factory = WorkerMediaPipeline
         if media is None and media_factory is not None:
             media = media_factory(self.supervisor, settings)
         self.media: MediaPipeline = media or NoMediaPipeline()
