@@ -24,6 +24,7 @@ from byoc.sessions import JobSlots, SessionTable
 from byoc.settings import Settings
 from byoc.streams import StreamManager
 from byoc.supervisor import Supervisor, WorkerEntry
+from ipc import shm
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,9 @@ class Runner:
     async def start(self) -> None:
         """Listen, start the workers, the sweep and the registration; returns when listening."""
         settings = self.settings
+        # Rings left by a runner that was killed before it could unlink them.
+        for name in shm.sweep(dead_only=True):
+            log.warning("removed shared memory %s left by a dead runner", name)
         app_runner = web.AppRunner(
             create_app(self.runtime),
             access_log=None,

@@ -181,3 +181,37 @@ def test_parent_never_imports_torch() -> None:
     modules = json.loads(result.stdout.strip().splitlines()[-1])
     assert "torch" not in modules
     assert "byoc.app" in modules
+
+
+def test_start_removes_rings_left_by_a_dead_runner(tmp_path: Path) -> None:
+    import _posixshmem
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    name = f"cbyoc-{dead.pid}-deadbeef-in"
+    fd = _posixshmem.shm_open(f"/{name}", os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(SCRIPT),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workspace",
+            str(tmp_path),
+        ],
+        env={**os.environ, **FAST_ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: get_health(port)["status"] == "healthy")
+        assert not Path("/dev/shm", name).exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
+        if Path("/dev/shm", name).exists():
+            _posixshmem.shm_unlink(f"/{name}")
