@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -429,6 +430,12 @@ def validate(settings: Settings) -> Settings:
         )
     if s.engine not in ENGINES:
         raise SettingsError(f"--engine must be one of {', '.join(ENGINES)}, got {s.engine!r}")
+    if s.engine == "comfyui" and importlib.util.find_spec("comfy") is None:
+        # Found without importing it: the parent never loads torch.
+        raise SettingsError(
+            "--engine comfyui: ComfyUI is not installed in this environment "
+            "(install the comfyui extra, or use --engine auto/builtin)"
+        )
     if not s.workspace.is_dir():
         raise SettingsError(
             f"--workspace {str(s.workspace)!r} does not exist or is not a directory"

@@ -85,3 +85,13 @@ def test_public_url_defaults_to_host_and_port_without_trailing_slash() -> None:
     assert load({"port": "9999"}, environ={}).public_url == "http://127.0.0.1:9999"
     settings = load({"capability_url": "https://runner.example:8889/"}, environ={})
     assert settings.public_url == "https://runner.example:8889"
+
+
+def test_engine_comfyui_without_comfyui_installed_is_a_startup_error() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("comfy") is not None:
+        assert load({"engine": "comfyui"}, environ={}).engine == "comfyui"
+    else:
+        with pytest.raises(SettingsError, match="ComfyUI is not installed"):
+            load({"engine": "comfyui"}, environ={})
