@@ -9,8 +9,9 @@ VENV_PYTRICKLE := .venv-pytrickle
 PIP_FLAGS := -q --disable-pip-version-check
 HOST ?= 0.0.0.0
 PORT ?= 8889
+ORCH_PORT ?= 8890
 
-.PHONY: serve test test-fast test-comfyui lint format bench-ipc clean
+.PHONY: serve test test-fast lint format bench bench-ipc bench-trickle bench-infer bench-latency clean
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +30,9 @@ $(VENV_PYTRICKLE)/.installed: requirements/pytrickle.txt requirements/pytrickle-
 	$(VENV_PYTRICKLE)/bin/pip install $(PIP_FLAGS) --only-binary av -r requirements/pytrickle.txt -c requirements/pytrickle-lock.txt
 	touch $@
 
+# The runner on $(PORT) with the local orchestrator stand-in beside it on $(ORCH_PORT).
 serve: $(VENV)/.installed
-	$(VENV)/bin/comfystream-byoc serve --host $(HOST) --port $(PORT)
+	$(VENV)/bin/comfystream-byoc serve --host $(HOST) --port $(PORT) --with-orchestrator --orchestrator-port $(ORCH_PORT)
 
 test: $(VENV)/.installed $(VENV_COMFY)/.installed $(VENV_PYTRICKLE)/.installed
 	$(VENV)/bin/python -m pytest -m "not comfyui" $(PYTEST_ARGS)
@@ -50,6 +52,22 @@ format: $(VENV)/.installed
 
 bench-ipc: $(VENV)/.installed
 	$(VENV)/bin/python -m benchmarks.ipc
+
+bench-trickle: $(VENV)/.installed
+	$(VENV)/bin/python -m benchmarks.trickle
+
+bench-infer: $(VENV)/.installed
+	$(VENV)/bin/python -m benchmarks.infer
+
+bench-latency: $(VENV)/.installed $(VENV_PYTRICKLE)/.installed
+	$(VENV)/bin/python -m benchmarks.latency
+
+# Every benchmark in its ~30 s smoke form (what CI runs).
+bench: $(VENV)/.installed $(VENV_PYTRICKLE)/.installed
+	$(VENV)/bin/python -m benchmarks.ipc --quick --json benchmarks/results/ipc-quick.json
+	$(VENV)/bin/python -m benchmarks.trickle --quick
+	$(VENV)/bin/python -m benchmarks.infer --quick
+	$(VENV)/bin/python -m benchmarks.latency --quick
 
 clean:
 	rm -rf $(VENV) $(VENV_COMFY) $(VENV_PYTRICKLE) *.egg-info .pytest_cache .mypy_cache .ruff_cache
