@@ -4,12 +4,13 @@ Video: libx264 zerolatency (``VideoEncoder``) with each frame's own pts; every s
 a forced IDR frame (``SegmentMuxer``). A new picture size restarts the encoder in a new segment,
 and so does a frame flagged as a discontinuity whose pts went backwards (an input restarted).
 
-Audio: the output gets an Opus track when the stream has audio. Whether it has any is decided
-at the first picture (the PMT is fixed from then on): the caller lets a little time pass for
-audio to show up first (``EgressStream`` waits up to ``AUDIO_GRACE_S``). Opus input with the
-track's channel count passes through untouched; anything else (AAC, or Opus with another
-layout) is decoded and encoded to Opus. Packets are interleaved with the video by pts
-(``AudioInterleaver``).
+Audio: the output gets an Opus track when the stream has audio. Nothing waits for it: the first
+picture goes out at once, with a track if audio arrived before it. When audio arrives later,
+the next picture ends the segment and opens a new one (forced keyframe) whose PMT has the
+track, so a stream without audio pays nothing and one whose audio lags loses at most a segment
+of it. Opus input with the track's channel count passes through untouched; anything else (AAC,
+or Opus with another layout) is decoded and encoded to Opus. Packets are interleaved with the
+video by pts (``AudioInterleaver``).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class LiveSegmenter:
         """Channels of the output's Opus track; None: no audio track (decided at the first
         picture)."""
         self.encoder_restarts = 0
+        self.audio_tracks_added = 0
+        """Times the output was re-opened with an audio track that arrived late."""
         self.accepted = False
         """Whether the last picture was encoded (not dropped for its pts)."""
         self.counters: dict[str, int] = {}
@@ -65,11 +68,6 @@ class LiveSegmenter:
         self._last_pts: int | None = None
         self._frame_ticks = _DEFAULT_FRAME_TICKS
         self._rejected_before = 0
-
-    @property
-    def audio_seen(self) -> bool:
-        """Audio arrived before the first picture."""
-        return bool(self._early_audio)
 
     def dropped(self) -> dict[str, int]:
         """Drop counters (totals)."""
@@ -94,14 +92,13 @@ class LiveSegmenter:
         """Take one audio packet of the input (pts in 90 kHz)."""
         if not self.audio_wanted:
             return
-        if self.muxer is None:
+        if self.muxer is None or self.audio_channels is None:
+            # Before the first picture, or the output has no audio track yet: hold it (the next
+            # picture opens a new segment with a track for it).
             if len(self._early_audio) >= _MAX_EARLY_AUDIO:
                 self._early_audio.popleft()
                 self._count("audio_overflow")
             self._early_audio.append(message)
-            return
-        if self.audio_channels is None:
-            self._count("audio_no_track")
             return
         if message.codec == "opus" and message.channels == self.audio_channels:
             self._interleaver.push(message.pts, message.data)
@@ -129,6 +126,12 @@ class LiveSegmenter:
     ) -> list[MuxChunk]:
         """Encode and mux one picture (pts in 90 kHz) and the audio up to its end."""
         chunks: list[MuxChunk] = []
+        if self.muxer is not None and self.audio_channels is None and self._early_audio:
+            # Audio showed up after the output started without a track: end the segment here;
+            # the next one (this picture, forced to a keyframe) has an audio track.
+            chunks.extend(self.muxer.close())
+            self.muxer = None
+            self.audio_tracks_added += 1
         if self.muxer is None:
             self._open()
         assert self.muxer is not None

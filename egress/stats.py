@@ -13,8 +13,8 @@ file) and ``end_to_end`` (first byte in -> published).
 Drop reasons: ``ring_overwrite`` (frames infer wrote that the output ring overwrote before this
 worker read them; the ring's own count, which survives worker restarts),
 ``non_increasing_pts``, ``audio_overflow`` (audio held too long for the video, oldest dropped),
-``audio_before_video``, ``audio_no_track`` (audio that arrived after the output was set up
-without an audio track), ``audio_decode_error``, ``mp4_scaled`` (MP4 pictures of another size
+``audio_before_video``, ``audio_no_track`` (MP4 only: audio that arrived after the file was
+started without an audio track), ``audio_decode_error``, ``mp4_scaled`` (MP4 pictures of another size
 than the first, scaled to it).
 """
 

@@ -41,9 +41,9 @@ log = logging.getLogger(__name__)
 
 Send = Callable[[Message], Awaitable[None]]
 
-AUDIO_GRACE_S = 0.1
-"""How long the first picture waits for audio to show up before the output is set up without
-an audio track."""
+MP4_AUDIO_GRACE_S = 0.5
+"""How long the first picture of an MP4 output waits for audio to show up: an MP4's tracks are
+fixed when the file starts (a live output adds its audio track later if it must)."""
 IDLE_POLL_S = 0.1
 """How often held audio is looked at while no picture comes."""
 CLOSE_TIMEOUT_S = 5.0
@@ -200,10 +200,9 @@ class EgressStream:
         assert reader is not None
         while not await reader.wait_async():
             pass
-        if self.config.audio and not self._audio_arrived.is_set():
-            # The output's tracks are fixed at the first picture: give audio a moment to come.
+        if self.mp4 is not None and self.config.audio and not self._audio_arrived.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._audio_arrived.wait(), AUDIO_GRACE_S)
+                await asyncio.wait_for(self._audio_arrived.wait(), MP4_AUDIO_GRACE_S)
         while True:
             frame = await reader.read_async(
                 copy=False, stamp=Stage.EGRESS_READ, timeout=IDLE_POLL_S

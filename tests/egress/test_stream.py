@@ -289,3 +289,34 @@ async def test_ring_views_become_encoder_frames_plane_by_plane(
         got = np.frombuffer(memoryview(out_plane), np.uint8).reshape(-1, out_plane.line_size)
         h, w = got.shape[0], out_plane.width * (rows.shape[1] // source.shape[1])
         assert np.array_equal(got[:h, :w], rows[:h, :w])
+
+
+async def test_late_audio_opens_a_new_segment_with_an_audio_track() -> None:
+    spec = ring_spec("out")
+    audio = source_audio(SPEC, 30, "opus")
+    async with owned_ring(spec) as ring, trickle_channel("out") as (_server, _name, url):
+        stream = EgressStream("late-audio-1", egress_config(spec, url), SentMessages().send)
+        reader = asyncio.create_task(read_output(url))
+        stream.start()
+        try:
+            with ring.writer() as writer:
+                for index in range(10):  # no audio yet: the output starts without a track
+                    write_frame(writer, SPEC, index)
+                    await asyncio.sleep(FRAME_INTERVAL)
+                await wait_until(lambda: stream.stats.frames_out == 10)
+                late = [a for a in audio if a.pts >= SPEC.pts(10)]
+                await feed(stream, writer, SPEC, range(10, 30), late)
+            await wait_until(lambda: stream.stats.frames_out == 30)
+        finally:
+            await stream.stop()
+        output = await asyncio.wait_for(reader, 20)
+    assert [read_counter(f.array, "yuv420p") for f in output.video] == list(range(30))  # type: ignore[arg-type]
+    assert output.video[0].keyframe and output.video[10].keyframe
+    assert output.video[10].segment == output.video[9].segment + 1
+    kinds = []
+    for segment in output.segments:
+        demuxer = TsDemuxer()
+        kinds.append({p.stream.kind for p in demuxer.feed(segment) + demuxer.flush()})
+    assert kinds[0] == {"video"} and {"video", "audio"} in kinds[1:]
+    assert output.audio and output.audio[0].pts >= SPEC.pts(10)
+    assert stream.live is not None and stream.live.audio_tracks_added == 1
