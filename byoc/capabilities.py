@@ -12,7 +12,7 @@ from byoc.settings import ALL_CAPABILITIES
 
 TEXT_REVERSAL = "text-reversal"
 COMFYSTREAM_IMAGE = "comfystream-image"
-COMFYSTREAM_VIDEO = "comfystream-video"  # live streams: the orchestrator calls /stream/*
+COMFYSTREAM_VIDEO = "comfystream-video"  # live streams (/stream/*) and runner-API video jobs
 WHIP_INGEST = "whip-ingest"
 WHEP_SUBSCRIBE = "whep-subscribe"
 

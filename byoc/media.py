@@ -53,6 +53,11 @@ class StreamSpec:
     publish_url: str | None = None
     data_url: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    source_path: str | None = None
+    """An uploaded clip to process (runner API), instead of a live ``subscribe_url``."""
+    output_path: str | None = None
+    """Where to write the processed clip as MP4 (runner API); the session completes when the
+    file is complete."""
 
 
 class MediaPipeline(Protocol):

@@ -116,7 +116,7 @@ class WorkerMediaPipeline:
     async def start(self, spec: StreamSpec) -> None:
         params = dict(spec.params)
         width, height = _size(params)
-        if not spec.subscribe_url and not spec.publish_url:
+        if not (spec.subscribe_url or spec.source_path or spec.publish_url or spec.output_path):
             log.info("stream %s: no media channels, control plane only", spec.stream_id)
         rings = self._create_rings(spec.stream_id, width, height)
         configs: dict[str, StreamConfig] = {
@@ -129,16 +129,18 @@ class WorkerMediaPipeline:
                 stats_interval_s=self.stats_interval_s,
             )
         }
-        if spec.publish_url:
+        if spec.publish_url or spec.output_path:
             configs["egress"] = EgressConfig(
                 ring=rings[1].spec,
-                publish_url=spec.publish_url,
+                publish_url=spec.publish_url or "",
+                output_path=spec.output_path or "",
                 stats_interval_s=self.stats_interval_s,
             )
-        if spec.subscribe_url:
+        if spec.subscribe_url or spec.source_path:
             configs["ingest"] = IngestConfig(
                 ring=rings[0].spec,
-                subscribe_url=spec.subscribe_url,
+                subscribe_url=spec.subscribe_url or "",
+                source_path=spec.source_path or "",
                 audio="egress" in configs,
                 stats_interval_s=self.stats_interval_s,
             )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from byoc.clips import ClipStore
 from byoc.jobs import WorkerJobs
 from byoc.registration import RegistrationService
 from byoc.sessions import JobSlots, SessionTable
@@ -28,6 +29,8 @@ class Runtime:
     # Called when a request was refused for a wrong token: the orchestrator evicts us for it.
     token_rejected: list[Callable[[], None]] = field(default_factory=list)
     registration: RegistrationService | None = None
+    clips: ClipStore = field(default_factory=ClipStore)
+    """Input and output files of runner-API video sessions (closed with the runner)."""
 
     def busy(self) -> bool:
         """A stream or a job is live (re-registering now would reset the orchestrator's load)."""

@@ -131,12 +131,14 @@ class Runner:
         except Exception:
             log.exception("media pipeline close failed")
         await self.supervisor.stop()
+        self.runtime.clips.close()
 
     async def _sweep_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.session_sweep_interval_s)
             try:
                 await self.runtime.streams.sweep()
+                self.runtime.clips.prune(session.id for session in self.runtime.sessions)
             except Exception:
                 log.exception("session sweep failed")
 

@@ -87,13 +87,18 @@ class StreamController:
         self._setup: asyncio.Task[None] | None = None
         self._ended: asyncio.Future[None] | None = None
         self._media_started = False
-        self._events = JsonSegmentPublisher(
-            TricklePublisher(
-                spec.events_url,
-                CONTENT_TYPE_JSON,
-                verify_tls=False,
-                delete_on_close=False,  # the orchestrator owns its channels
+        # Runner-API sessions may come without control and events channels.
+        self._events = (
+            JsonSegmentPublisher(
+                TricklePublisher(
+                    spec.events_url,
+                    CONTENT_TYPE_JSON,
+                    verify_tls=False,
+                    delete_on_close=False,  # the orchestrator owns its channels
+                )
             )
+            if spec.events_url
+            else None
         )
         session.listeners.append(self._on_state_change)
 
@@ -101,11 +106,16 @@ class StreamController:
 
     def start(self) -> asyncio.Task[None]:
         """Start events, control and the media set-up; return the set-up task."""
-        self._tasks = [
-            asyncio.create_task(self._events_loop(), name=f"stream-events-{self.id}"),
-            asyncio.create_task(self._control_loop(), name=f"stream-control-{self.id}"),
-            asyncio.create_task(self._silence_watch(), name=f"stream-silence-{self.id}"),
-        ]
+        self._tasks = []
+        if self._events is not None:
+            self._tasks.append(
+                asyncio.create_task(self._events_loop(), name=f"stream-events-{self.id}")
+            )
+        if self.spec.control_url:
+            self._tasks += [
+                asyncio.create_task(self._control_loop(), name=f"stream-control-{self.id}"),
+                asyncio.create_task(self._silence_watch(), name=f"stream-silence-{self.id}"),
+            ]
         self._setup = asyncio.create_task(self._set_up(), name=f"stream-setup-{self.id}")
         return self._setup
 
@@ -134,8 +144,9 @@ class StreamController:
                 except Exception:
                     log.exception("stream %s: media pipeline stop failed", self.id)
             self.session.transition(state, error=error)
-            await self._send_final_event()
-            await self._events.close()
+            if self._events is not None:
+                await self._send_final_event()
+                await self._events.close()
         finally:
             self.manager._forget(self)
             self._ended.set_result(None)
@@ -170,6 +181,8 @@ class StreamController:
         elif state == "ended":
             self._end_soon(SessionState.STOPPED, f"{message.worker}: input ended")
         elif state == "completed":
+            if self.spec.output_path and message.worker != "egress":
+                return  # the input is done; the session is once its output file is
             self._end_soon(SessionState.COMPLETED, f"{message.worker}: input finished")
         elif state == "failed":
             error = message.error or f"{message.worker} failed"
@@ -212,6 +225,7 @@ class StreamController:
         )
 
     async def _send_event(self) -> None:
+        assert self._events is not None
         await asyncio.wait_for(self._events.send(self.event()), EVENT_SEND_TIMEOUT_S)
 
     async def _events_loop(self) -> None:
@@ -236,6 +250,7 @@ class StreamController:
 
     async def _send_final_event(self) -> None:
         try:
+            assert self._events is not None
             await asyncio.wait_for(self._events.send(self.event()), FINAL_EVENT_TIMEOUT_S)
         except (asyncio.TimeoutError, TrickleError, aiohttp.ClientError, OSError) as exc:
             log.info("stream %s: final event not sent (%s)", self.id, type(exc).__name__)

@@ -8,52 +8,21 @@ back in the ``X-Metadata`` response header, the one custom header go-livepeer re
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
 from byoc import capabilities as caps
 from byoc.errors import ApiError, json_error
 from byoc.livepeer.header import HEADER_NAME, HeaderError, decode_header
-from byoc.routes import image_job
+from byoc.routes import image_job, video
+from byoc.routes.job_context import JobContext, JobHandler, metadata_header, parse_json_object
 from byoc.runtime import RUNTIME_KEY, Runtime
-from byoc.sessions import CapacityError, Session, SessionState
+from byoc.sessions import CapacityError, SessionState
 from byoc.settings import ALL_CAPABILITIES
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class JobContext:
-    """One job request, parsed: the capability, its body and its time limit."""
-
-    request: web.Request
-    runtime: Runtime
-    capability: str
-    body: bytes
-    timeout_s: float
-
-
-JobHandler = Callable[[JobContext], Awaitable[web.StreamResponse]]
-
-
-def parse_json_object(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object (whatever the Content-Type says), or a 400."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise ApiError(400, "request body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "request body must be a JSON object")
-    return data
-
-
-def metadata_header(session: Session) -> dict[str, str]:
-    return {"X-Metadata": json.dumps({"session_id": session.id})}
 
 
 async def text_reversal(ctx: JobContext) -> web.StreamResponse:
@@ -107,6 +76,7 @@ async def comfystream_image(ctx: JobContext) -> web.StreamResponse:
 HANDLERS: dict[str, JobHandler] = {
     caps.TEXT_REVERSAL: text_reversal,
     caps.COMFYSTREAM_IMAGE: comfystream_image,
+    caps.COMFYSTREAM_VIDEO: video.comfystream_video,
 }
 
 

@@ -26,6 +26,7 @@ async def delete_session(request: web.Request) -> web.Response:
         raise ApiError(404, "session not found")
     await runtime.streams.stop(session_id, reason="deleted by client")
     runtime.sessions.remove(session_id)
+    runtime.clips.remove(session_id)
     return web.json_response({"success": True, "message": "Session cleaned up"})
 
 

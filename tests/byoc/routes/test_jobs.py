@@ -127,7 +127,7 @@ async def test_oversized_body_is_413_json() -> None:
             await assert_json_error(r, 413)
 
 
-@pytest.mark.parametrize("capability", ["comfystream-video", "whip-ingest", "whep-subscribe"])
+@pytest.mark.parametrize("capability", ["whip-ingest", "whep-subscribe"])
 async def test_capabilities_not_implemented_yet_are_501(env: Env, capability: str) -> None:
     async with env.http.post(f"{env.url}/process/request/{capability}", json={}) as r:
         body = await assert_json_error(r, 501)
