@@ -11,6 +11,7 @@ our runner is left in ``/dev/shm`` (any found is removed and reported).
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -101,7 +102,11 @@ async def run(config: BenchConfig) -> dict[str, Any]:
     phases: list[PhaseResult] = []
     known_pids: set[int] = set()
     runner_pids: set[int] = set()
-    info: dict[str, Any] = {"infer_device": None, "baseline_versions": None}
+    info: dict[str, Any] = {
+        "infer_device": None,
+        "baseline_versions": None,
+        "load_average_before": _load_average(),
+    }
     failed = False
     use_baseline = config.baseline
     if use_baseline and not config.pytrickle_python.exists():
@@ -201,6 +206,8 @@ async def run(config: BenchConfig) -> dict[str, Any]:
         if failed:
             print(f"latency benchmark: stopped; logs in {log_dir}", file=sys.stderr)
 
+    info["load_average_after"] = _load_average()
+    notes.extend(_schedule_notes(phases))
     report = _build_report(config, started_at, wall_start, phases, info, cleanup, notes)
     write_json(report, config.json_path)
     draw(latency_panels(_plot_data(phases)), config.plot_path)
@@ -261,6 +268,28 @@ async def _stop_all(
         await orchestrator.process.stop()
 
 
+def _load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages: a busy machine explains noisy figures."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _schedule_notes(phases: list[PhaseResult]) -> list[str]:
+    """Phases whose source fell behind its 30 fps schedule by more than a frame interval: the
+    machine was too busy for the input to be real time there."""
+    notes = []
+    for phase in phases:
+        worst = max((s.summary["source"]["max_lateness_ms"] for s in phase.per_stream), default=0.0)
+        if worst > 1000.0 / CLIP_FPS:
+            notes.append(
+                f"{LABELS.get(phase.system, phase.system)} x{phase.streams}: the source fell "
+                f"behind its schedule by up to {worst:.0f} ms (the machine was overloaded)"
+            )
+    return notes
+
+
 def _phase_line(result: PhaseResult) -> str:
     label = f"{LABELS.get(result.system, result.system)} x{result.streams}"
     if result.error:
@@ -305,6 +334,8 @@ def _build_report(
     }
     machine = machine_info(config.device)
     machine["infer_device"] = info.get("infer_device")
+    machine["load_average_before"] = info.get("load_average_before")
+    machine["load_average_after"] = info.get("load_average_after")
     return {
         "benchmark": "latency",
         "started_at": started_at.isoformat(timespec="seconds"),
