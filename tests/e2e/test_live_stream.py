@@ -1,0 +1,77 @@
+"""A live stream end to end: a clip published in real time to the stand-in's input channel,
+through the runner's ingest, infer and egress worker processes, read back from the output
+channel and checked frame by frame (cases S4 and S6 of the BYOC conformance list)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+import numpy as np
+
+from benchmarks.media.clip import counter_block_size, tone_phase_error
+from tests.byoc.harness import Env
+from tests.e2e.conftest import (
+    FRAME_S,
+    INVERT,
+    SPEC,
+    EventLog,
+    LiveSource,
+    OutputReader,
+    expected_luma,
+    start_stream,
+)
+
+FRAMES = 90  # 3 s at 30 fps
+
+
+async def test_invert_stream_frame_by_frame_with_audio_in_sync(env: Env) -> None:
+    urls = await start_stream(env, "live1", {"workflow": INVERT})
+    assert urls is not None
+    reader = OutputReader(urls.subscribe).start()
+    events = EventLog(urls.events)
+    source = LiveSource(urls.publish)
+    try:
+        source.start(FRAMES)
+        sent = (await source.wait()).sent
+        await reader.wait_for(lambda r: FRAMES - 1 in r.counters(), timeout=15)
+        await asyncio.sleep(0.5)
+        final = await events.latest_after(time.time())
+    finally:
+        await source.stop()
+        await reader.close()
+        await events.close()
+
+    frames = [f for f in reader.frames if f.counter is not None]
+    counters = [f.counter for f in frames]
+    assert len(frames) == len(reader.frames), "every output picture carries a readable counter"
+    assert all(f.inverted for f in frames), "the invert workflow inverted every picture"
+    assert all(b > a for a, b in itertools.pairwise(counters)), counters
+    assert set(counters) <= set(sent)
+    missing = len(sent) - len(set(counters))
+    assert missing <= final["frames_dropped"], (missing, final)
+    pts = [f.pts for f in reader.frames]
+    assert all(b > a for a, b in itertools.pairwise(pts))
+
+    # Pixels: the counter band (grey blocks) and the whole picture are the inverted source.
+    b = counter_block_size(SPEC.width)
+    for f in frames:
+        assert f.counter is not None
+        want = expected_luma(f.counter, inverted=True)
+        band = np.abs(f.luma[: 2 * b].astype(np.int16) - want[: 2 * b]).mean()
+        whole = abs(float(f.luma.mean()) - float(want.mean()))
+        assert band < 6 and whole < 12, (f.counter, band, whole)
+
+    # Audio: present, covering the clip, and in sync with the video within one frame: the
+    # first audio sample sits where the clip put it relative to the pictures (coarse), and the
+    # tone's phase across the output matches its timestamps (fine, modulo one tone period).
+    assert reader.audio, "no audio in the output"
+    rate = reader.audio[0].sample_rate
+    assert sum(a.samples for a in reader.audio) / rate > 0.9 * FRAMES / SPEC.fps
+    video_shift = frames[0].pts - SPEC.pts(frames[0].counter)  # output vs clip timeline
+    audio_start = (reader.audio[0].pts - video_shift - SPEC.start_pts) / 90_000
+    assert abs(audio_start) < FRAME_S, audio_start
+    samples = np.concatenate([a.frame.to_ndarray()[0] for a in reader.audio[1:]])
+    first_time = (reader.audio[1].pts - video_shift) / 90_000
+    assert tone_phase_error(samples, SPEC, first_time) < 0.001
