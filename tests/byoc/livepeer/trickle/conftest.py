@@ -74,6 +74,7 @@ class RawPost:
     def drop(self) -> None:
         """Vanish: close the socket without finishing the body."""
         self.writer.transport.abort()
+        self.writer.close()
 
     async def close(self) -> None:
         self.writer.close()
@@ -117,6 +118,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._live: set[asyncio.StreamWriter] = set()
+        self._accepted: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -137,60 +139,70 @@ class TcpProxy:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        for writer in self._accepted:
+            writer.transport.abort()  # relays see EOF and close their upstream side themselves
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in self._accepted:  # also those whose relay task never got to run
+            writer.close()
         if self._server is not None:
             await self._server.wait_closed()
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._accepted.add(writer)
         task = asyncio.create_task(self._relay(reader, writer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.transport.abort()
-            return
         self._live.add(writer)
-
-        def cut() -> None:
-            self.cuts += 1
-            writer.transport.abort()
-            up_writer.transport.abort()
-
-        async def pipe(
-            src: asyncio.StreamReader, dst: asyncio.StreamWriter, limit: int | None
-        ) -> None:
-            carried = 0
-            with contextlib.suppress(ConnectionError, OSError):
-                while data := await src.read(65536):
-                    if limit is not None and self.cuts_left > 0 and carried + len(data) > limit:
-                        self.cuts_left -= 1
-                        dst.write(data[: limit - carried])
-                        await dst.drain()
-                        cut()
-                        return
-                    carried += len(data)
-                    dst.write(data)
-                    await dst.drain()
-
-        pipes = [
-            asyncio.create_task(pipe(reader, up_writer, self.cut_upstream_after)),
-            asyncio.create_task(pipe(up_reader, writer, self.cut_downstream_after)),
-        ]
+        writers = [writer]
+        pipes: list[asyncio.Task[None]] = []
         try:
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            except OSError:
+                return
+            writers.append(up_writer)
+
+            def cut() -> None:
+                self.cuts += 1
+                for w in writers:
+                    w.transport.abort()
+
+            async def pipe(
+                src: asyncio.StreamReader, dst: asyncio.StreamWriter, limit: int | None
+            ) -> None:
+                carried = 0
+                with contextlib.suppress(ConnectionError, OSError):
+                    while data := await src.read(65536):
+                        if limit is not None and self.cuts_left > 0 and carried + len(data) > limit:
+                            self.cuts_left -= 1
+                            dst.write(data[: limit - carried])
+                            await dst.drain()
+                            cut()
+                            return
+                        carried += len(data)
+                        dst.write(data)
+                        await dst.drain()
+
+            pipes = [
+                asyncio.create_task(pipe(reader, up_writer, self.cut_upstream_after)),
+                asyncio.create_task(pipe(up_reader, writer, self.cut_downstream_after)),
+            ]
             await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in pipes:
                 task.cancel()
             await asyncio.gather(*pipes, return_exceptions=True)
             self._live.discard(writer)
-            writer.transport.abort()
-            up_writer.transport.abort()
+            for w in writers:
+                w.transport.abort()
+                w.close()
 
 
 @pytest.fixture

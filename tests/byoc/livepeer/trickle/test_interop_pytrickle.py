@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -44,16 +46,19 @@ def peer_python() -> Path:
 class Peer:
     """A running pytrickle subprocess and the JSON lines it reported."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, stderr: IO[bytes]) -> None:
         self.proc = proc
+        self.stderr = stderr
         self.reports: list[dict] = []
 
     async def next_report(self) -> dict:
         assert self.proc.stdout is not None
         line = await asyncio.wait_for(self.proc.stdout.readline(), PEER_TIMEOUT_S)
         if not line:
-            stderr = await self.proc.stderr.read() if self.proc.stderr else b""
-            raise AssertionError(f"pytrickle peer exited early:\n{stderr.decode()[-3000:]}")
+            await self.proc.wait()
+            self.stderr.seek(0)
+            stderr = self.stderr.read().decode(errors="replace")
+            raise AssertionError(f"pytrickle peer exited early:\n{stderr[-3000:]}")
         report = json.loads(line)
         self.reports.append(report)
         return report
@@ -67,19 +72,20 @@ class Peer:
 
 @contextlib.asynccontextmanager
 async def pytrickle(*args: str) -> AsyncIterator[Peer]:
-    proc = await asyncio.create_subprocess_exec(
-        str(peer_python()),
-        str(PEER_SCRIPT),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        yield Peer(proc)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    with tempfile.TemporaryFile() as stderr:  # a file: a chatty peer can never block on it
+        proc = await asyncio.create_subprocess_exec(
+            str(peer_python()),
+            str(PEER_SCRIPT),
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+        )
+        try:
+            yield Peer(proc, stderr)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
 
 
 def digest(data: bytes) -> dict:

@@ -389,6 +389,7 @@ async def test_reader_disconnect_frees_server(server: TrickleServer, http: aioht
         resp = await leaving.get(url + "/0")
         assert await resp.content.readexactly(3) == b"abc"
         await wait_until(lambda: waiting(server, "c", 0) == 2)
+        resp.close()
     await wait_until(lambda: waiting(server, "c", 0) == 1)  # the departed reader is gone
     await writer.chunk(b"def")
     await writer.end()
