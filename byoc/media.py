@@ -41,6 +41,11 @@ class ParamsRejected(ValueError):
     """Stream parameters the media path cannot use; answered as 400."""
 
 
+class MediaUnavailable(RuntimeError):
+    """The media path cannot take a stream now (a worker is starting or restarting); 503, so a
+    gateway retries elsewhere."""
+
+
 @dataclass(frozen=True)
 class StreamSpec:
     """What a pipeline needs to start a stream: its id, channels and initial parameters."""

@@ -20,7 +20,7 @@ from typing import Any
 
 from byoc.livepeer.trickle import JsonLinesPublisher, TricklePublisher
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_JSONL
-from byoc.media import ParamsRejected, StreamSpec
+from byoc.media import MediaUnavailable, ParamsRejected, StreamSpec
 from byoc.settings import Settings
 from byoc.supervisor import Supervisor
 from ipc.channel import ChannelClosed
@@ -97,6 +97,7 @@ class WorkerMediaPipeline:
         max_width: int = 1920,
         max_height: int = 1080,
         reply_timeout_s: float = 60.0,
+        worker_wait_s: float = 30.0,
         stats_interval_s: float = 1.0,
     ) -> None:
         self.supervisor = supervisor
@@ -105,6 +106,7 @@ class WorkerMediaPipeline:
         self.max_width = max_width
         self.max_height = max_height
         self.reply_timeout_s = reply_timeout_s
+        self.worker_wait_s = worker_wait_s
         self.stats_interval_s = stats_interval_s
         self.streams: dict[str, MediaStream] = {}
         self._replies: dict[str, asyncio.Future[StreamReply]] = {}
@@ -272,10 +274,12 @@ class WorkerMediaPipeline:
         return rings
 
     async def _send(self, worker: str, message: Message) -> None:
+        if not await self.supervisor.wait_worker_ready(worker, self.worker_wait_s):
+            raise MediaUnavailable(f"the {worker} worker is not ready, try again shortly")
         try:
             await self.supervisor.send(worker, message)
         except ChannelClosed as exc:
-            raise RuntimeError(f"{worker} worker unavailable: {exc}") from exc
+            raise MediaUnavailable(f"the {worker} worker is unavailable: {exc}") from exc
 
     async def _request(self, worker: str, stream_id: str, config: StreamConfig) -> None:
         request_id = secrets.token_hex(8)

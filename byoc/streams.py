@@ -38,7 +38,7 @@ from byoc.livepeer.trickle import (
     TrickleSubscriber,
 )
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_JSON, KEEPALIVE_MESSAGE
-from byoc.media import MediaPipeline, ParamsRejected, StreamSpec
+from byoc.media import MediaPipeline, MediaUnavailable, ParamsRejected, StreamSpec
 from byoc.sessions import CapacityError, Session, SessionState, SessionTable
 from byoc.settings import Settings
 from byoc.stream_events import StreamFigures, status_event
@@ -362,7 +362,13 @@ class StreamManager:
             return StartOutcome(session)
         if setup in done and setup.exception() is not None:
             exc = setup.exception()
-            status = 400 if isinstance(exc, ParamsRejected) else 500
+            status = (
+                400
+                if isinstance(exc, ParamsRejected)
+                else 503
+                if isinstance(exc, MediaUnavailable)
+                else 500
+            )
             message = str(exc) or type(exc).__name__
             await controller.end(SessionState.FAILED, f"set-up failed: {message}", error=message)
             return StartOutcome(session, status, message)

@@ -148,6 +148,15 @@ class Supervisor:
             raise ChannelClosed(f"worker {worker} is not ready ({handle.state.value})")
         await handle.channel.send(message)
 
+    async def wait_worker_ready(self, worker: str, timeout: float) -> bool:
+        """Wait until ``worker`` is ready (e.g. after a restart); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while not self.is_ready(worker):
+            if self._stopping or time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
     def is_ready(self, worker: str) -> bool:
         return self.workers[worker].state is WorkerState.READY
 

@@ -93,33 +93,58 @@ def run_worker(spec: WorkerSpec, factory: ServiceFactory) -> None:
     )
     # Ctrl-C reaches the whole process group; the parent decides how workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _run_event_loop(_serve(spec, factory))
+    code = 0
+    try:
+        _run_event_loop(_serve(spec, factory))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    # Everything the worker opened was released above. Skipping interpreter teardown keeps a
+    # stuck library thread (a codec, a blocking read) from holding the process past its stop.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 async def _serve(spec: WorkerSpec, factory: ServiceFactory) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
+    started = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     channel = await ControlChannel.from_socket(spec.control, peer="parent")
     ctx = WorkerContext(spec, channel)
     service = factory(spec)
+    # The channel is read from the start, so a shutdown during a slow start (imports, model
+    # loading) is obeyed at once instead of after it.
+    receiver = asyncio.create_task(_receive(ctx, channel, service, stopping, started))
+    heartbeats: asyncio.Task[None] | None = None
     try:
-        detail = await service.start(ctx)
-    except Exception as exc:
-        log.exception("%s: failed to start", spec.name)
-        await ctx.send(WorkerError(worker=spec.name, message=f"start failed: {exc}", fatal=True))
-        await channel.close()
-        raise SystemExit(1) from exc
-    await ctx.send(Ready(worker=spec.name, pid=os.getpid(), detail=detail))
-    heartbeats = asyncio.create_task(_heartbeat(ctx, service, spec.heartbeat_interval_s))
-    receiver = asyncio.create_task(_receive(ctx, channel, service, stopping))
-    try:
+        starting = asyncio.create_task(service.start(ctx))
+        stop_wait = asyncio.create_task(stopping.wait())
+        await asyncio.wait({starting, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            log.info("%s: stopped while starting", spec.name)
+            await asyncio.gather(starting, return_exceptions=True)
+            return
+        stop_wait.cancel()
+        try:
+            detail = starting.result()
+        except Exception as exc:
+            log.exception("%s: failed to start", spec.name)
+            await ctx.send(
+                WorkerError(worker=spec.name, message=f"start failed: {exc}", fatal=True)
+            )
+            raise SystemExit(1) from exc
+        await ctx.send(Ready(worker=spec.name, pid=os.getpid(), detail=detail))
+        started.set()
+        heartbeats = asyncio.create_task(_heartbeat(ctx, service, spec.heartbeat_interval_s))
         await stopping.wait()
     finally:
-        heartbeats.cancel()
-        receiver.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(heartbeats, receiver, return_exceptions=True)
+        for task in (heartbeats, receiver):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in (heartbeats, receiver) if t), return_exceptions=True)
         with contextlib.suppress(Exception):
             await service.stop()
         await channel.close()
@@ -127,7 +152,11 @@ async def _serve(spec: WorkerSpec, factory: ServiceFactory) -> None:
 
 
 async def _receive(
-    ctx: WorkerContext, channel: ControlChannel, service: WorkerService, stopping: asyncio.Event
+    ctx: WorkerContext,
+    channel: ControlChannel,
+    service: WorkerService,
+    stopping: asyncio.Event,
+    started: asyncio.Event,
 ) -> None:
     try:
         while True:
@@ -138,6 +167,7 @@ async def _receive(
             if isinstance(message, Probe):
                 await ctx.send(_probe(ctx.name, message))
                 continue
+            await started.wait()
             try:
                 await service.handle(message)
             except Exception as exc:
