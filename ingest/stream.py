@@ -10,7 +10,8 @@ chunk as it arrives (``feed`` then ``flush_pending``: no frame waits for the nex
 PES payloads are split into ADTS frames or Opus packets and forwarded undecoded. 404 or
 ``Lp-Trickle-Closed`` ends the stream (``ended``); network failures are retried by the
 subscriber and then by a new subscription, for up to ``give_up_after_s`` without any segment,
-after which the stream fails.
+after which the stream fails. A subscription that delivers nothing for ``stall_timeout_s`` is
+replaced too (a connection can hang without ever failing).
 
 A new subscription of a stream that already delivered frames (a resubscription, or a stream
 resumed in a new worker: its ring already holds frames) starts at seq -1, the next segment:
@@ -61,6 +62,7 @@ class TrickleSource:
         start_seq: int = SEQ_CURRENT,
         give_up_after_s: float = 60.0,
         subscriber_retries: int = 5,
+        stall_timeout_s: float = 15.0,
     ) -> None:
         self.stream_id = stream_id
         self.url = url
@@ -69,6 +71,7 @@ class TrickleSource:
         self.start_seq = start_seq
         self.give_up_after_s = give_up_after_s
         self.subscriber_retries = subscriber_retries
+        self.stall_timeout_s = stall_timeout_s
         self.demuxer = TsDemuxer(label=stream_id)
         self.timeline = Timeline()
         self.video = VideoDecoder(pixel_format=None, label=stream_id)
@@ -76,6 +79,8 @@ class TrickleSource:
         self.read_errors = 0
         self.resubscribes = 0
         self.jumps = 0
+        self._stalled = False
+        self._last_activity = 0.0
 
     def counters(self) -> dict[str, int]:
         """Drop counters of the demuxer and decoder (totals)."""
@@ -98,16 +103,26 @@ class TrickleSource:
                 verify_tls=self.verify_tls,
                 max_retries=self.subscriber_retries,
             )
+            self._stalled = False
+            self._last_activity = time.monotonic()
+            watchdog = asyncio.create_task(self._watch(subscriber))
             try:
                 async with subscriber:
                     async for segment in subscriber:
                         failing_since, attempt = None, 0
+                        self._last_activity = time.monotonic()
                         if subscriber.jumps != self.jumps:
                             self.jumps = subscriber.jumps
                             sink.mark_discontinuity()
                         await self._segment(segment, sink)
-                log.info("stream %s: input channel ended", self.stream_id)
-                return "ended"
+                if not self._stalled:
+                    log.info("stream %s: input channel ended", self.stream_id)
+                    return "ended"
+                log.warning(
+                    "stream %s: no input for %.0fs; subscribing again",
+                    self.stream_id,
+                    self.stall_timeout_s,
+                )
             except SubscribeError as exc:
                 now = time.monotonic()
                 failing_since = failing_since if failing_since is not None else now
@@ -115,7 +130,6 @@ class TrickleSource:
                     raise
                 delay = RESUBSCRIBE_BACKOFF_S[min(attempt, len(RESUBSCRIBE_BACKOFF_S) - 1)]
                 attempt += 1
-                self.resubscribes += 1
                 log.warning(
                     "stream %s: input unreachable (%s); subscribing again in %.1fs",
                     self.stream_id,
@@ -123,9 +137,25 @@ class TrickleSource:
                     delay,
                 )
                 await asyncio.sleep(delay)
-                start_seq = SEQ_NEXT if sink.frames else self.start_seq
-                self.video.request_keyframe()
-                sink.mark_discontinuity()
+            finally:
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watchdog
+            self.resubscribes += 1
+            start_seq = SEQ_NEXT if sink.frames else self.start_seq
+            self.video.request_keyframe()
+            sink.mark_discontinuity()
+
+    async def _watch(self, subscriber: TrickleSubscriber) -> None:
+        """Drop a subscription that delivers nothing for ``stall_timeout_s`` (a connection that
+        hangs without an error never ends by itself; a live input sends a segment every few
+        seconds, and an idle one costs only a new request)."""
+        while True:
+            await asyncio.sleep(self.stall_timeout_s / 4)
+            if time.monotonic() - self._last_activity >= self.stall_timeout_s:
+                self._stalled = True
+                await subscriber.close()
+                return
 
     async def _segment(self, segment: SubscribedSegment, sink: RingSink) -> None:
         self.segments += 1
@@ -133,6 +163,7 @@ class TrickleSource:
         try:
             async for chunk in segment.chunks():
                 # iter_any() hands over everything buffered: after a chunk the reader is idle.
+                self._last_activity = time.monotonic()
                 await self._packets(self.demuxer.feed(chunk), sink)
                 await self._packets(self.demuxer.flush_pending(), sink)
         except SegmentReadError as exc:

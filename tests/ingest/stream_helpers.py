@@ -228,3 +228,86 @@ async def spawned_worker(
         yield worker
     finally:
         await worker.stop()
+
+
+class FlakyLink:
+    """A loopback TCP relay in front of a server whose link can go down for a while: while it is
+    down, every relayed connection is reset and new ones are reset as soon as they arrive; while
+    it is silent, connections stay open but carry nothing (a hang without an error)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.is_down = False
+        self.is_silent = False
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._transports: set[asyncio.WriteTransport] = set()
+
+    def url(self, server_url: str) -> str:
+        return server_url.replace(f":{self.target_port}/", f":{self.port}/", 1)
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def down(self) -> None:
+        self.is_down = True
+        for transport in list(self._transports):
+            transport.abort()
+        self._transports.clear()
+
+    def up(self) -> None:
+        self.is_down = False
+
+    async def close(self) -> None:
+        self.down()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.is_down:
+            writer.transport.abort()
+            return
+        self._transports.add(writer.transport)
+        task = asyncio.create_task(self._relay(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        if self.is_down:
+            writer.transport.abort()
+            up_writer.transport.abort()
+            return
+        self._transports.add(up_writer.transport)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    if self.is_silent:
+                        continue
+                    dst.write(data)
+                    await dst.drain()
+
+        pipes = [
+            asyncio.create_task(pipe(reader, up_writer)),
+            asyncio.create_task(pipe(up_reader, writer)),
+        ]
+        try:
+            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in pipes:
+                task.cancel()
+            await asyncio.gather(*pipes, return_exceptions=True)
+            for transport in (writer.transport, up_writer.transport):
+                transport.abort()
+                self._transports.discard(transport)

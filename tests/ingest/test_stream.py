@@ -14,12 +14,13 @@ import pytest
 from benchmarks.media.clip import ClipSpec, TsSegment, ffmpeg_ts_segments, read_counter
 from byoc.livepeer.trickle import TricklePublisher
 from ingest.decode import split_adts
-from ingest.stream import IngestStream
+from ingest.stream import IngestStream, TrickleSource
 from ingest.tsdemux import TS_PACKET_SIZE, TsDemuxer
 from ipc.frame import FrameFlag, Stage
 from ipc.messages import IngestConfig, StreamAudio, StreamState, StreamStats
 from tests.ingest.stream_helpers import (
     CONTENT_TYPE,
+    FlakyLink,
     SentMessages,
     owned_ring,
     publish_segments,
@@ -262,3 +263,103 @@ async def test_stream_start_needs_a_source_and_an_existing_ring() -> None:
     stream = IngestStream("bad-2", config(spec, "http://127.0.0.1:9/x"), SentMessages().send)
     with pytest.raises(FileNotFoundError):
         stream.start()  # the parent has not created the ring
+
+
+async def test_network_outage_resubscribes_and_resumes_after_the_gap(
+    video_segments: list[TsSegment],
+) -> None:
+    spec = ring_spec()
+    sent = SentMessages()
+    async with owned_ring(spec) as ring, trickle_channel() as (server, _name, url):
+        assert server.base_url is not None
+        port = int(server.base_url.split(":")[2].split("/")[0])
+        link = FlakyLink(port)
+        await link.start()
+        stream = IngestStream("outage-1", config(spec, link.url(url)), sent.send)
+        assert isinstance(stream.source, TrickleSource)
+        stream.source.subscriber_retries = 1  # give up on a subscription quickly
+        frames: list = []  # type: ignore[type-arg]
+        done = asyncio.Event()
+
+        async def collect() -> None:
+            with ring.reader() as reader:
+                while not done.is_set():
+                    frame = await reader.read_async(timeout=0.1)
+                    if frame is not None:
+                        frames.append(frame)
+
+        reader_task = asyncio.create_task(collect())
+        stream.start()
+        try:
+            async with TricklePublisher(url, CONTENT_TYPE, delete_on_close=False) as publisher:
+                live = asyncio.create_task(
+                    publish_segments(publisher, video_segments, frame_interval=1 / 30)
+                )
+                await sent.wait_for(StreamState, lambda m: m.state == "processing")
+                link.down()  # the network goes away for a second
+                cut_at = len(frames)
+                await asyncio.sleep(1.0)
+                link.up()
+                await asyncio.wait_for(live, 30)
+                await asyncio.sleep(0.3)
+        finally:
+            done.set()
+            await reader_task
+            await stream.stop()
+            await link.close()
+    assert stream.source.resubscribes >= 1
+    assert [m.state for m in sent.of(StreamState)] == ["processing"]  # neither ended nor failed
+    resumed = frames[cut_at:]
+    assert resumed, "no frame after the outage"
+    gap = next(i for i, f in enumerate(frames) if i >= cut_at and f.flags & FrameFlag.DISCONTINUITY)
+    assert frames[gap].flags & FrameFlag.KEYFRAME
+    seen = counters(frames)
+    assert seen == sorted(seen) and seen[-1] == 5 * SEGMENT - 1  # type: ignore[type-var]
+
+
+async def test_a_subscription_that_hangs_silently_is_replaced(
+    video_segments: list[TsSegment],
+) -> None:
+    spec = ring_spec()
+    sent = SentMessages()
+    async with owned_ring(spec) as ring, trickle_channel() as (server, _name, url):
+        assert server.base_url is not None
+        link = FlakyLink(int(server.base_url.split(":")[2].split("/")[0]))
+        await link.start()
+        stream = IngestStream("hang-1", config(spec, link.url(url)), sent.send)
+        assert isinstance(stream.source, TrickleSource)
+        stream.source.stall_timeout_s = 0.4
+        frames: list = []  # type: ignore[type-arg]
+        done = asyncio.Event()
+
+        async def collect() -> None:
+            with ring.reader() as reader:
+                while not done.is_set():
+                    frame = await reader.read_async(timeout=0.1)
+                    if frame is not None:
+                        frames.append(frame)
+
+        reader_task = asyncio.create_task(collect())
+        stream.start()
+        try:
+            async with TricklePublisher(url, CONTENT_TYPE, delete_on_close=False) as publisher:
+                live = asyncio.create_task(
+                    publish_segments(publisher, video_segments, frame_interval=1 / 30)
+                )
+                await sent.wait_for(StreamState, lambda m: m.state == "processing")
+                link.is_silent = True  # bytes stop, nothing fails
+                await asyncio.sleep(0.8)
+                cut_at = len(frames)
+                link.is_silent = False
+                await asyncio.wait_for(live, 30)
+                await asyncio.sleep(0.3)
+        finally:
+            done.set()
+            await reader_task
+            await stream.stop()
+            await link.close()
+    assert stream.source.resubscribes >= 1
+    assert [m.state for m in sent.of(StreamState)] == ["processing"]
+    assert len(frames) > cut_at
+    seen = counters(frames)
+    assert seen == sorted(seen) and seen[-1] == 5 * SEGMENT - 1  # type: ignore[type-var]
