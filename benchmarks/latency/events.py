@@ -96,9 +96,6 @@ class EventLog:
     events: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     other: int = 0  # documents that were not status events (pytrickle's own kinds, heartbeats)
 
-    def last(self) -> dict[str, Any] | None:
-        return self.events[-1][1] if self.events else None
-
     def states(self) -> list[str]:
         return [str(e.get("state")) for _, e in self.events]
 
