@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from benchmarks.media.clip import COUNTER_MODULO, ClipSpec, audio_frame, read_counter, video_yuv420p
 from byoc.livepeer.trickle import (
@@ -354,14 +355,25 @@ def identify(luma: np.ndarray, spec: ClipSpec = SPEC) -> tuple[int | None, bool 
     value = read_counter(luma)
     if value is None:
         return None, None
-    if luma.shape != (spec.height, spec.width):
-        return value, None
     candidates = [(value, False), (COUNTER_MODULO - 1 - value, True)]
     errors = [
-        float(np.abs(luma.astype(np.int16) - expected_luma(i, inverted=inv, spec=spec)).mean())
+        float(
+            np.abs(
+                luma.astype(np.int16) - _fit(expected_luma(i, inverted=inv, spec=spec), luma)
+            ).mean()
+        )
         for i, inv in candidates
     ]
     return candidates[int(errors[1] < errors[0])]
+
+
+def _fit(expected: np.ndarray, luma: np.ndarray) -> np.ndarray:
+    """``expected`` scaled to the output's size (the runner scales to ``params`` width/height)."""
+    if expected.shape == luma.shape:
+        return expected
+    picture = Image.fromarray(expected.clip(0, 255).astype(np.uint8))
+    scaled = picture.resize((luma.shape[1], luma.shape[0]), Image.Resampling.BILINEAR)
+    return np.asarray(scaled).astype(np.int16)
 
 
 def expected_luma(index: int, *, inverted: bool, spec: ClipSpec = SPEC) -> np.ndarray:
