@@ -58,7 +58,7 @@ async def test_three_named_workers_become_ready(supervisor: Supervisor) -> None:
     assert supervisor.status() == "healthy"
     for name, info in snapshot.items():
         assert info["state"] == "ready"
-        cmdline = Path(f"/proc/{info['pid']}/cmdline").read_bytes()  # noqa: ASYNC240
+        cmdline = Path(f"/proc/{info['pid']}/cmdline").read_bytes()
         assert cmdline.startswith(f"comfystream-byoc: {name}".encode()), cmdline
 
 
