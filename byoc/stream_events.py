@@ -8,9 +8,14 @@ Each event is one JSON document (one trickle segment)::
 
 ``timestamp`` is milliseconds since the epoch (as Livepeer's runners send it). Figures come from
 the workers' latest ``StreamStats``: ``fps_in`` from ingest, ``fps_out`` from egress (or the
-largest any worker reports), ``frames_dropped`` summed over every worker and reason, and
-``latency_ms`` the sum of the p50 of every stage (stages are disjoint per worker). All zero until
-media flows.
+largest any worker reports), ``frames_dropped`` the video frames lost, summed over workers and
+reasons (frames that were scaled or passed through, and audio, are not lost frames), and
+``latency_ms`` the p50 of egress's ``end_to_end`` stage (first byte in -> published) when it has
+one, else the sum of the p50 of each distinct stage. All zero until media flows.
+
+Two fields beyond go-livepeer's status map carry the detail: ``stages`` (each stage's p50, p95,
+p99 and count, egress's figures first since it sees the whole path) and ``dropped`` (drops by
+``worker.reason``).
 """
 
 from __future__ import annotations
@@ -19,9 +24,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ipc.messages import StreamStats
+from ipc.messages import StageLatency, StreamStats
 
 QUEUE_EVENT_TYPE = "ai_stream_events"
+END_TO_END = "end_to_end"
+NOT_LOST = frozenset({"scaled", "mp4_scaled", "workflow_error"})
+"""Reasons counted by workers for frames that were still delivered."""
+
+
+def _lost(reason: str) -> bool:
+    return reason not in NOT_LOST and not reason.startswith("audio_")
 
 
 @dataclass
@@ -49,11 +61,33 @@ class StreamFigures:
 
     @property
     def frames_dropped(self) -> int:
-        return sum(sum(s.dropped.values()) for s in self.by_worker.values())
+        return sum(n for reason, n in self.dropped.items() if _lost(reason.split(".", 1)[1]))
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Every counted reason, as ``worker.reason``."""
+        return {
+            f"{worker}.{reason}": n
+            for worker, s in sorted(self.by_worker.items())
+            for reason, n in s.dropped.items()
+        }
+
+    @property
+    def stages(self) -> dict[str, StageLatency]:
+        """Each stage once: egress's view first (it sees every stamp), then the others'."""
+        order = sorted(self.by_worker, key=lambda w: (w != "egress", w))
+        merged: dict[str, StageLatency] = {}
+        for worker in order:
+            for name, stage in self.by_worker[worker].stages.items():
+                merged.setdefault(name, stage)
+        return merged
 
     @property
     def latency_ms(self) -> float:
-        return sum(stage.p50 for s in self.by_worker.values() for stage in s.stages.values())
+        stages = self.stages
+        if END_TO_END in stages:
+            return stages[END_TO_END].p50
+        return sum(stage.p50 for stage in stages.values())
 
 
 def status_event(
@@ -81,5 +115,10 @@ def status_event(
             "restarts": restarts,
             "last_error": last_error,
             "timestamp": int((time.time() if now is None else now) * 1000),
+            "stages": {
+                name: {"p50": st.p50, "p95": st.p95, "p99": st.p99, "count": st.count}
+                for name, st in figures.stages.items()
+            },
+            "dropped": figures.dropped,
         },
     }

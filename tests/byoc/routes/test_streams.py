@@ -30,6 +30,8 @@ EVENT_KEYS = {
     "restarts",
     "last_error",
     "timestamp",
+    "stages",  # detail beyond go-livepeer's status map
+    "dropped",
 }
 
 
