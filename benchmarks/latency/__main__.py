@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.01,
         help="drop rate that counts as 'dropping' when comparing stream counts (default 0.01)",
     )
+    parser.add_argument(
+        "--latency-budget",
+        type=float,
+        default=100.0,
+        help="glass-to-glass p99 (ms) a stream count must keep to count as handled, beside the "
+        "drop rate (default 100)",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     return parser
@@ -93,6 +100,7 @@ def config_from_args(argv: list[str] | None = None) -> BenchConfig:
         json_path=args.json,
         plot_path=args.plot or args.json.with_suffix(".png"),
         drop_threshold=args.drop_threshold,
+        latency_budget_ms=args.latency_budget,
         keep_logs=args.keep_logs,
         progress=not args.no_progress,
     )

@@ -56,6 +56,7 @@ class BenchConfig:
     plot_path: Path = REPO / "benchmarks" / "results" / "latency.png"
     warmup_s: float = 1.0
     drop_threshold: float = 0.01
+    latency_budget_ms: float = 100.0
     pytrickle_python: Path = field(default_factory=lambda: baseline_side.default_python(REPO))
     keep_logs: bool = False
     progress: bool = True
@@ -326,7 +327,7 @@ def _build_report(
     notes: list[str],
 ) -> dict[str, Any]:
     phase_docs = [p.to_json() for p in phases]
-    comparison = compare(phase_docs, config.drop_threshold)
+    comparison = compare(phase_docs, config.drop_threshold, config.latency_budget_ms)
     settings = {
         k: (str(v) if isinstance(v, Path) else v)
         for k, v in asdict(config).items()

@@ -90,6 +90,10 @@ def test_comparison_ratios_and_stream_limits() -> None:
     assert limits["ours"] == {"max_streams": 4, "first_dropping_at": None}
     assert limits["baseline"] == {"max_streams": 1, "first_dropping_at": 2}
     assert comparison["streams_ratio"] == {"ratio": 4.0, "bound": "lower"}
+    # Within a 100 ms p99 as well: the baseline's 2-stream phase is also too late (200 ms).
+    assert comparison["streams_within_budget"]["baseline"]["max_streams"] == 1
+    tight = compare(PHASES, drop_threshold=0.01, latency_budget_ms=26.0)
+    assert tight["streams_within_budget"]["ours"] == {"max_streams": 1, "first_dropping_at": 2}
 
 
 def test_targets_pass_and_fail_on_the_one_stream_phase() -> None:
