@@ -38,10 +38,10 @@ async def status_of(env: Env, session_id: str) -> dict[str, Any]:
 
 
 @pytest.mark.xfail(
-    reason="clip job: frames are lost between the ingest and egress rings (ingest wrote 45, "
-    "egress muxed 39-41) and none is counted: the infer worker's last StreamStats for the "
-    "stream is from before the clip ended (frames_in 18 of 45), so its drops never reach "
-    "the stream's figures",
+    reason="clip job: infer skips frames (latest frame wins) and the skips are never counted: "
+    "infer/worker.py sends StreamStats only from its periodic _report loop, never a final one "
+    "when a stream ends, so the last interval's infer_behind never reaches the stream's "
+    "figures (ingest wrote 45, egress muxed 39-41, frames_dropped 0)",
     strict=True,
 )
 async def test_uploaded_clip_is_processed_to_an_inverted_mp4(env: Env) -> None:
