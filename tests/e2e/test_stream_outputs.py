@@ -31,13 +31,15 @@ async def test_status_events_carry_live_figures_once_media_flows(env: Env) -> No
         live = await events.until(
             lambda e: e["fps_in"] > 0 and e["fps_out"] > 0 and e["latency_ms"] > 0, timeout=15
         )
+        # Once a whole report interval has media in it, the rates are the clip's 30 fps
+        # (give or take frames a busy machine drops).
+        await events.until(lambda e: e["fps_in"] > 15 and e["fps_out"] > 10, timeout=15)
     finally:
         await source.stop()
         await reader.close()
         await events.close()
     assert live["stream_id"] == "figures" and live["state"] == "processing"
-    assert 5 < live["fps_in"] < 60 and 5 < live["fps_out"] < 60
-    assert live["latency_ms"] < 5_000
+    assert live["fps_in"] <= 60 and live["fps_out"] <= 60 and live["latency_ms"] < 5_000
     assert reader.frames, "the figures came with real output"
 
 
@@ -57,10 +59,13 @@ async def test_text_outputs_reach_the_data_channel_as_json_lines(env: Env) -> No
                     break
     finally:
         await source.stop()
+    frames = []
     for line in lines:
         assert len(line) < 64 * 1024
         document = json.loads(line)
-        assert isinstance(document, dict)
-    text = json.dumps([json.loads(line) for line in lines])
-    # FrameStatistics of the inverted 256x256 clip frames are in there.
-    assert "256" in text and "mean" in text, text[:500]
+        assert document["type"] == "text"
+        statistics = json.loads(document["text"])  # FrameStatistics of one inverted frame
+        assert (statistics["width"], statistics["height"]) == (256, 256)
+        assert len(statistics["mean"]) == 3 and all(0 < m < 1 for m in statistics["mean"])
+        frames.append(document["frame"])
+    assert frames == sorted(frames) and len(set(frames)) == len(frames)
