@@ -128,6 +128,7 @@ class WorkerMediaPipeline:
                 workflow=_workflow_text(params),
                 width=width,
                 height=height,
+                live=not spec.source_path,
                 stats_interval_s=self.stats_interval_s,
             )
         }
@@ -194,6 +195,7 @@ class WorkerMediaPipeline:
             workflow=_workflow_text(merged),
             width=width,
             height=height,
+            live=infer.live,
             stats_interval_s=infer.stats_interval_s,
         )
 

@@ -143,6 +143,7 @@ class InferStream:
             workflow=self.config.workflow,
             width=width,
             height=height,
+            live=self.config.live,
             stats_interval_s=self.config.stats_interval_s,
         )
 
@@ -159,6 +160,8 @@ class InferStream:
         """The newest unread input frame as a zero-copy view; older unread ones are skipped."""
         assert self.reader is not None and self.in_ring is not None
         frame = self.reader.read(copy=False, stamp=Stage.INFER_READ)
+        if not self.config.live:
+            return frame  # a clip: every frame, in order
         while frame is not None and self.in_ring.stats().unread > 0:
             frame.release()  # a newer frame is waiting: latest frame wins
             self.skipped += 1

@@ -148,6 +148,7 @@ class InferService:
             return
         # Frames of this stream may be on the inference thread: close once it is done with them.
         await asyncio.get_running_loop().run_in_executor(self._frames_pool, lambda: None)
+        await self.ctx.send(stream.stats())  # the last interval's figures too
         stream.close()
         log.info("stream %s: inference stopped", stream_id)
 

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 _ADTS_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 _DEFAULT_FPS = 30
+CLIP_BACKPRESSURE_POLL_S = 0.002
 
 
 def is_adts(data: bytes) -> bool:
@@ -176,6 +177,7 @@ class ClipSource:
             self._t0, self._pts0 = time.monotonic(), pts
         due = self._t0 + (pts - self._pts0) / TS_CLOCK / self.speed
         await asyncio.sleep(max(0.0, due - time.monotonic()))
+        await self._wait_for_room(sink)
         now = time.monotonic_ns()
         await sink.video(
             frame,
@@ -186,6 +188,14 @@ class ClipSource:
             end_of_stream=end_of_stream,
         )
         self.frames += 1
+
+    async def _wait_for_room(self, sink: RingSink) -> None:
+        """A clip is not live: rather than let the ring drop a frame, wait while the consumer
+        is behind (it keeps one slot pinned, so one slot must stay free)."""
+        ring = sink.writer.ring
+        # The reader's progress lives in shared memory with no wake-up towards the writer: poll.
+        while ring.stats().unread >= ring.spec.slots - 1:  # noqa: ASYNC110
+            await asyncio.sleep(CLIP_BACKPRESSURE_POLL_S)
 
     async def _audio(self, packet: av.Packet, stream: AudioStream, sink: RingSink) -> None:
         if packet.pts is None or packet.time_base is None or packet.size == 0:

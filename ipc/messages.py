@@ -94,6 +94,9 @@ class InferConfig(msgspec.Struct, tag="infer", kw_only=True):
     width: int = 0
     height: int = 0
     """Output size (both or neither, 0 = the input's size)."""
+    live: bool = True
+    """Live input: when inference is behind, the newest frame wins and older ones are skipped.
+    False for an uploaded clip: every frame is processed, in order."""
     stats_interval_s: float = 1.0
 
 

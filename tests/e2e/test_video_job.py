@@ -11,7 +11,6 @@ from typing import Any
 
 import av
 import numpy as np
-import pytest
 
 from benchmarks.media.clip import ffmpeg_ts_segments, read_counter
 from tests.byoc.harness import Env
@@ -37,13 +36,6 @@ async def status_of(env: Env, session_id: str) -> dict[str, Any]:
     return document
 
 
-@pytest.mark.xfail(
-    reason="clip job: infer skips frames (latest frame wins) and the skips are never counted: "
-    "infer/worker.py sends StreamStats only from its periodic _report loop, never a final one "
-    "when a stream ends, so the last interval's infer_behind never reaches the stream's "
-    "figures (ingest wrote 45, egress muxed 39-41, frames_dropped 0)",
-    strict=True,
-)
 async def test_uploaded_clip_is_processed_to_an_inverted_mp4(env: Env) -> None:
     clip = b"".join(s.data for s in ffmpeg_ts_segments(SPEC, CLIP_FRAMES, audio_codec=AUDIO))
     answer = await post_job(
