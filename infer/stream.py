@@ -30,6 +30,25 @@ log = logging.getLogger(__name__)
 DEFAULT_SIZE = 512
 """Warm-up size until the first frame tells the real one."""
 _INPUT_NODES = ("LoadTensor", "LoadImage", "PrimaryInputLoadImage")
+_OUTPUT_NODES = ("SaveTensor", "SaveImage", "PreviewImage")
+
+
+def is_passthrough(prompt: Prompt) -> bool:
+    """Whether a workflow only hands its input frame to its output (no node in between)."""
+    inputs = [nid for nid, node in prompt.items() if node["class_type"] in _INPUT_NODES]
+    outputs = [node for node in prompt.values() if node["class_type"] in _OUTPUT_NODES]
+    return (
+        len(prompt) == 2
+        and len(inputs) == 1
+        and len(outputs) == 1
+        and all(
+            value == [inputs[0], 0]
+            for value in outputs[0]["inputs"].values()
+            if isinstance(value, list)
+        )
+    )
+
+
 _LATENCY_WINDOW = 1024
 
 
@@ -107,6 +126,8 @@ class InferStream:
             config.height or DEFAULT_SIZE,
             pixel_format=config.in_ring.pixel_format,
         )
+        self.passthrough = False
+        """The workflow changes nothing: frames are forwarded without the engine (bit-exact)."""
         self.in_ring: FrameRing | None = None
         self.out_ring: FrameRing | None = None
         self.reader: RingReader | None = None
@@ -126,7 +147,9 @@ class InferStream:
 
     def prepare(self) -> None:
         """Validate and warm up the stream's workflow (raises ``WorkflowError``)."""
-        self.pipeline.start(stream_workflow(self.params, self.config.width, self.config.height))
+        prompt = stream_workflow(self.params, self.config.width, self.config.height)
+        self.pipeline.start(prompt)
+        self.passthrough = is_passthrough(prompt)
 
     def update(self, params: dict[str, Any]) -> None:
         """Apply new parameters: a new workflow and/or a new output size, warmed up aside."""
@@ -135,7 +158,9 @@ class InferStream:
         height = int(params.get("height", self.config.height) or 0)
         if bool(width) != bool(height):
             raise ValueError("width and height must be given together")
-        self.pipeline.update(stream_workflow(merged, width, height))
+        prompt = stream_workflow(merged, width, height)
+        self.pipeline.update(prompt)
+        self.passthrough = is_passthrough(prompt)
         self.params = merged
         self.config = InferConfig(
             in_ring=self.config.in_ring,

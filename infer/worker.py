@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import time
 from typing import Any
 
 from ipc.child import WorkerContext, WorkerSpec, run_worker
@@ -205,6 +206,9 @@ class InferService:
             if frame is None:
                 stream.idle.set()
                 continue
+            if stream.passthrough:
+                await self._deliver(stream, frame, _forwarded(frame))
+                continue
             if stream.needs_resize(frame):
                 await self._resize(stream, frame)
             items.append((stream, frame))
@@ -320,6 +324,23 @@ class InferService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(_log_failure)
+
+
+def _forwarded(frame: Any) -> Any:
+    """The result of a passthrough workflow: the input frame itself, stamped."""
+    from infer.pipeline import FrameResult
+    from ipc.frame import Stage
+
+    now = time.monotonic_ns()
+    frame.stamp(Stage.INFER_START, now)
+    frame.stamp(Stage.INFER_END, now)
+    return FrameResult(
+        frame=frame.data,
+        width=frame.width,
+        height=frame.height,
+        infer_start_ns=now,
+        infer_end_ns=now,
+    )
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

@@ -257,3 +257,37 @@ async def test_bad_image_job_is_a_400(infer: tuple[Supervisor, Inbox]) -> None:
     assert isinstance(result, JobResult)
     assert result.status == 400
     assert result.error
+
+
+async def test_a_passthrough_stream_forwards_frames_bit_exact(
+    infer: tuple[Supervisor, Inbox],
+) -> None:
+    supervisor, inbox = infer
+    token = f"p{os.getpid()}"
+    specs = [
+        RingSpec(
+            name=f"cbyoc-{token}-{d}", slots=4, max_width=64, max_height=64, pixel_format="yuv420p"
+        )
+        for d in ("in", "out")
+    ]
+    rings = [FrameRing.create(spec) for spec in specs]
+    try:
+        writer, reader = rings[0].writer(), rings[1].reader()
+        config = InferConfig(in_ring=specs[0], out_ring=specs[1])
+        assert (await start(supervisor, inbox, config, "r-pass")).status == 200
+        planes = [
+            np.random.default_rng(5).integers(0, 256, shape, dtype=np.uint8)
+            for shape in ((32, 48), (16, 24), (16, 24))
+        ]
+        writer.write(planes, pts=77, time_base=Fraction(1, 90000))
+        out = await read_output(rings[1], reader)
+        assert np.array_equal(out.data, np.concatenate([p.reshape(-1) for p in planes]))
+        assert (out.width, out.height, out.pts) == (48, 32, 77)
+        assert out.stamps[Stage.INFER_END] >= out.stamps[Stage.INFER_START] > 0
+        await supervisor.send("infer", StreamStop(stream_id="s1"))
+        reader.close()
+        writer.close()
+    finally:
+        for ring in rings:
+            ring.close()
+            ring.unlink()
