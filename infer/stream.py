@@ -8,13 +8,10 @@ the inference thread, and hands each result back here to be written to the strea
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import logging
 import time
 from typing import Any
-
-import numpy as np
 
 from infer.engine.base import Engine
 from infer.pipeline import FrameResult, StreamPipeline
@@ -22,8 +19,9 @@ from infer.ring_io import write_result
 from infer.workflow import PASSTHROUGH_WORKFLOW, workflow_from_params
 from infer.workflow.source import Prompt
 from ipc.frame import Frame, Stage
-from ipc.messages import InferConfig, StageLatency, StreamData, StreamStats
+from ipc.messages import InferConfig, StreamData, StreamStats
 from ipc.ring import FrameRing, RingReader, RingWriter
+from ipc.stats import StageLatencies
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +45,6 @@ def is_passthrough(prompt: Prompt) -> bool:
             if isinstance(value, list)
         )
     )
-
-
-_LATENCY_WINDOW = 1024
 
 
 def stream_workflow(params: dict[str, Any], width: int = 0, height: int = 0) -> Prompt:
@@ -87,29 +82,6 @@ def _scale_input(prompt: Prompt, width: int, height: int) -> Prompt:
     return scaled
 
 
-class _Latencies:
-    """A bounded window of per-frame stage durations (ms), summarised once per report."""
-
-    def __init__(self) -> None:
-        self._values: dict[str, collections.deque[float]] = {}
-
-    def add(self, stage: str, start_ns: int, end_ns: int) -> None:
-        if start_ns and end_ns >= start_ns:
-            window = self._values.setdefault(stage, collections.deque(maxlen=_LATENCY_WINDOW))
-            window.append((end_ns - start_ns) / 1e6)
-
-    def summary(self) -> dict[str, StageLatency]:
-        out = {}
-        for stage, window in self._values.items():
-            if window:
-                p50, p95, p99 = np.percentile(np.fromiter(window, float), [50, 95, 99])
-                out[stage] = StageLatency(
-                    p50=float(p50), p95=float(p95), p99=float(p99), count=len(window)
-                )
-            window.clear()
-        return out
-
-
 class InferStream:
     """The infer worker's state for one stream."""
 
@@ -141,7 +113,7 @@ class InferStream:
         self._window_start = time.monotonic()
         self._window_in = 0
         self._window_out = 0
-        self._latencies = _Latencies()
+        self._latencies = StageLatencies()
 
     # -- set-up (inference-side calls are blocking: run them off the event loop) ----------------
 
@@ -209,10 +181,10 @@ class InferStream:
         self._window_in += 1
         self._window_out += 1
         stamps = frame.stamps
-        self._latencies.add(
+        self._latencies.record_between(
             "ingest_to_infer", int(stamps[Stage.INGEST_WRITTEN]), int(stamps[Stage.INFER_READ])
         )
-        self._latencies.add("infer", result.infer_start_ns, result.infer_end_ns)
+        self._latencies.record_between("infer", result.infer_start_ns, result.infer_end_ns)
         return [
             StreamData(
                 stream_id=self.stream_id,
@@ -243,6 +215,7 @@ class InferStream:
             dropped=dropped,
             stages=self._latencies.summary(),
         )
+        self._latencies.reset()
         self._window_start, self._window_in, self._window_out = now, 0, 0
         return stats
 
