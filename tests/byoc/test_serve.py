@@ -3,6 +3,7 @@ Ctrl-C leaves nothing behind, and the parent never imports torch."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -64,8 +65,9 @@ def process_gone(pid: int) -> bool:
     return not stat.exists() or stat.read_text().split(")")[-1].split()[0] == "Z"
 
 
-@pytest.fixture
-def runner(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+@contextlib.contextmanager
+def serving(workspace: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``comfystream-byoc serve`` as a subprocess, healthy, stopped with Ctrl-C afterwards."""
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -76,11 +78,11 @@ def runner(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
             "--port",
             str(port),
             "--workspace",
-            str(tmp_path),
+            str(workspace),
         ],
         env={**os.environ, **FAST_ENV},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for(lambda: get_health(port)["status"] == "healthy")
@@ -93,8 +95,12 @@ def runner(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        assert proc.stderr is not None
-        proc.stderr.close()
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    with serving(tmp_path) as running:
+        yield running
 
 
 def test_health_shape_and_named_workers(runner: tuple[subprocess.Popen[bytes], int]) -> None:
@@ -191,27 +197,11 @@ def test_start_removes_rings_left_by_a_dead_runner(tmp_path: Path) -> None:
     name = f"cbyoc-{dead.pid}-deadbeef-in"
     fd = _posixshmem.shm_open(f"/{name}", os.O_CREAT | os.O_RDWR, 0o600)
     os.close(fd)
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            str(SCRIPT),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workspace",
-            str(tmp_path),
-        ],
-        env={**os.environ, **FAST_ENV},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        wait_for(lambda: get_health(port)["status"] == "healthy")
-        assert not Path("/dev/shm", name).exists()
+        with serving(tmp_path) as (proc, _):
+            assert not Path("/dev/shm", name).exists()
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(20) == 0
     finally:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(20) == 0
         if Path("/dev/shm", name).exists():
             _posixshmem.shm_unlink(f"/{name}")
