@@ -82,6 +82,10 @@ class IngestConfig(msgspec.Struct, tag="ingest", kw_only=True):
     audio: bool = True
     """Forward the input's audio packets (``StreamAudio``) towards egress."""
     stats_interval_s: float = 1.0
+    whip: bool = False
+    """The input is a WHIP peer: its offer comes as a ``PeerOffer`` after the start."""
+    idle_timeout_s: float = 10.0
+    """A WHIP peer that sends no media for this long has gone: the stream ends."""
 
 
 class InferConfig(msgspec.Struct, tag="infer", kw_only=True):
@@ -111,6 +115,8 @@ class EgressConfig(msgspec.Struct, tag="egress", kw_only=True):
     segment_seconds: float = 1.0
     audio: bool = True
     stats_interval_s: float = 1.0
+    whep: bool = False
+    """Serve WHEP viewers (``PeerOffer``) from the ring, beside or instead of the other outputs."""
 
 
 StreamConfig = IngestConfig | InferConfig | EgressConfig
@@ -210,6 +216,71 @@ class StreamData(_Base, tag="stream_data"):
     line: str
 
 
+# --- WebRTC signalling (parent <-> the worker that holds the peer connection) ---------------
+
+
+class IceServer(msgspec.Struct):
+    """A STUN or TURN server (``RTCIceServer``)."""
+
+    urls: list[str]
+    username: str = ""
+    credential: str = ""
+
+
+PeerRole = Literal["whip", "whep"]
+
+
+class PeerOffer(_Base, tag="peer_offer"):
+    """A WHIP publisher's (ingest) or a WHEP viewer's (egress) SDP offer; answered with a
+    ``PeerAnswer`` carrying the same ``request_id``."""
+
+    stream_id: str
+    peer_id: str
+    request_id: str
+    role: PeerRole
+    sdp: str
+    ice_servers: list[IceServer] = []
+
+
+class PeerCandidates(_Base, tag="peer_candidates"):
+    """Late ICE candidates of a peer (a WHIP/WHEP ``PATCH`` body, trickle-ice-sdpfrag)."""
+
+    stream_id: str
+    peer_id: str
+    request_id: str
+    sdpfrag: str
+
+
+class PeerClose(_Base, tag="peer_close"):
+    """Close one WHEP viewer (``DELETE`` of its resource); answered with a ``PeerAnswer``."""
+
+    stream_id: str
+    peer_id: str
+    request_id: str
+
+
+class PeerAnswer(_Base, tag="peer_answer"):
+    """A worker's answer to ``PeerOffer``/``PeerCandidates``/``PeerClose``.
+
+    ``status`` is HTTP-like: 201 answered (``sdp``), 204 candidates added, 200 closed, 400 bad
+    SDP, 404 no such stream or peer, 422 an offer or PATCH the worker does not support."""
+
+    stream_id: str
+    peer_id: str
+    request_id: str
+    status: int
+    sdp: str = ""
+    error: str = ""
+
+
+class PeerGone(_Base, tag="peer_gone"):
+    """A WHEP viewer's connection ended by itself (closed, failed, idle)."""
+
+    stream_id: str
+    peer_id: str
+    reason: str = ""
+
+
 # --- one-shot jobs ---------------------------------------------------------------------------
 
 
@@ -253,6 +324,11 @@ Message = (
     | StreamStats
     | StreamAudio
     | StreamData
+    | PeerOffer
+    | PeerCandidates
+    | PeerClose
+    | PeerAnswer
+    | PeerGone
     | JobRequest
     | JobProgress
     | JobResult
@@ -273,6 +349,11 @@ MESSAGE_TYPES: tuple[type[msgspec.Struct], ...] = (
     StreamStats,
     StreamAudio,
     StreamData,
+    PeerOffer,
+    PeerCandidates,
+    PeerClose,
+    PeerAnswer,
+    PeerGone,
     JobRequest,
     JobProgress,
     JobResult,
