@@ -6,7 +6,7 @@ from aiohttp import web
 
 from byoc.auth import auth_middleware
 from byoc.errors import MAX_BODY_BYTES_KEY, error_middleware
-from byoc.routes import health, jobs, sessions, streams, video
+from byoc.routes import health, jobs, sessions, streams, video, whep, whip
 from byoc.runtime import RUNTIME_KEY, Runtime
 from byoc.settings import Settings
 
@@ -38,4 +38,6 @@ def create_app(runtime: Runtime) -> web.Application:
     streams.add_routes(app)
     sessions.add_routes(app)
     video.add_routes(app)
+    whip.add_routes(app)
+    whep.add_routes(app)
     return app

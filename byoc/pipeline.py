@@ -59,6 +59,8 @@ class MediaStream:
     data_task: asyncio.Task[None] | None = None
     data_queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(256))
     data_dropped: int = 0
+    set_up: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once every part was started (infer warmed up): WHEP viewers may attach."""
 
 
 def _size(params: dict[str, Any]) -> tuple[int, int]:
@@ -138,6 +140,7 @@ class WorkerMediaPipeline:
                 publish_url=spec.publish_url or "",
                 output_path=spec.output_path or "",
                 stats_interval_s=self.stats_interval_s,
+                whep=not spec.source_path,
             )
         if spec.subscribe_url or spec.source_path:
             configs["ingest"] = IngestConfig(
@@ -149,9 +152,11 @@ class WorkerMediaPipeline:
             )
         stream = MediaStream(spec=spec, rings=rings, configs=configs, params=params)
         self.streams[spec.stream_id] = stream
+        # Parts attached meanwhile (a WHIP input) were started by whoever attached them.
+        parts = [w for w in ("egress", "ingest") if w in configs]  # the consumer first
         try:
             await self._request("infer", spec.stream_id, configs["infer"])
-            for worker in ("egress", "ingest"):  # the consumer first, so no frame waits
+            for worker in parts:
                 if worker in configs:
                     await self._send(
                         worker, StreamStart(stream_id=spec.stream_id, config=configs[worker])
@@ -166,7 +171,47 @@ class WorkerMediaPipeline:
         except BaseException:
             await self.stop(spec.stream_id, "set-up failed")
             raise
+        stream.set_up.set()
         log.info("stream %s: media path started (%s)", spec.stream_id, ", ".join(sorted(configs)))
+
+    async def attach_whip(self, stream_id: str, *, wait_s: float = 10.0) -> None:
+        """Give a stream a WHIP input (its offer follows as a ``PeerOffer``); the stream's rings
+        exist as soon as it was admitted, so this does not wait for infer's warm-up."""
+        stream = await self._admitted(stream_id, wait_s)
+        config = IngestConfig(
+            ring=stream.rings[0].spec,
+            whip=True,
+            idle_timeout_s=self.settings.webrtc_idle_timeout_s,
+            stats_interval_s=self.stats_interval_s,
+        )
+        stream.configs["ingest"] = config
+        await self._send("ingest", StreamStart(stream_id=stream_id, config=config))
+
+    async def attach_whep(self, stream_id: str) -> bool:
+        """Make sure the stream's egress serves WHEP viewers; False while the stream is not
+        set up yet (a viewer then gets 409 and retries)."""
+        stream = self.streams.get(stream_id)
+        if stream is None or not stream.set_up.is_set():
+            return False
+        egress = stream.configs.get("egress")
+        if isinstance(egress, EgressConfig) and egress.whep:
+            return True
+        if egress is not None:
+            return False  # a clip's MP4 output: no live viewers
+        config = EgressConfig(
+            ring=stream.rings[1].spec, whep=True, stats_interval_s=self.stats_interval_s
+        )
+        stream.configs["egress"] = config
+        await self._send("egress", StreamStart(stream_id=stream_id, config=config))
+        return True
+
+    async def _admitted(self, stream_id: str, wait_s: float) -> MediaStream:
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while (stream := self.streams.get(stream_id)) is None:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise MediaUnavailable(f"stream {stream_id} has no media path")
+            await asyncio.sleep(0.01)
+        return stream
 
     async def update(self, stream_id: str, params: dict[str, Any]) -> None:
         stream = self.streams.get(stream_id)

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from byoc.clips import ClipStore
+from byoc.ice_servers import IceServers
 from byoc.jobs import WorkerJobs
+from byoc.peers import PeerSignalling
 from byoc.registration import RegistrationService
 from byoc.sessions import JobSlots, SessionTable
 from byoc.settings import Settings
@@ -31,6 +33,9 @@ class Runtime:
     registration: RegistrationService | None = None
     clips: ClipStore = field(default_factory=ClipStore)
     """Input and output files of runner-API video sessions (closed with the runner)."""
+    peers: PeerSignalling | None = None
+    """WebRTC signalling towards the workers (None: no worker media path, no WHIP/WHEP)."""
+    ice_servers: IceServers | None = None
 
     def busy(self) -> bool:
         """A stream or a job is live (re-registering now would reset the orchestrator's load)."""

@@ -12,12 +12,15 @@ import contextlib
 import logging
 import signal
 from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 
 from byoc.app import create_app
+from byoc.ice_servers import IceServers
 from byoc.jobs import WorkerJobs
 from byoc.media import MediaFactory, MediaPipeline, NoMediaPipeline
+from byoc.peers import PeerSignalling
 from byoc.registration import RegistrationService, build_capabilities
 from byoc.runtime import Runtime
 from byoc.sessions import JobSlots, SessionTable
@@ -27,6 +30,21 @@ from byoc.supervisor import Supervisor, WorkerEntry
 from ipc import shm
 
 log = logging.getLogger(__name__)
+
+
+def webrtc_worker_options(settings: Settings) -> dict[str, dict[str, Any]]:
+    """ICE options of the workers that hold peer connections; the UDP port range is split
+    between them (ingest the lower half, egress the upper)."""
+    base: dict[str, Any] = {"host_addresses": list(settings.webrtc_host_addresses)}
+    ranges: dict[str, Any] = {"ingest": None, "egress": None}
+    if settings.webrtc_ports is not None:
+        first, last = settings.webrtc_ports
+        middle = first + (last - first + 1) // 2
+        ranges = {"ingest": [first, middle - 1], "egress": [middle, last]}
+    return {
+        worker: {"webrtc": {**base, "port_range": ranges[worker]}}
+        for worker in ("ingest", "egress")
+    }
 
 
 class Runner:
@@ -53,6 +71,7 @@ class Runner:
                     "workspace": str(settings.workspace),
                     "max_image_side": settings.max_image_side,
                 },
+                **webrtc_worker_options(settings),
             },
         )
         sessions = SessionTable(settings.capacity, settings.session_retention_s)
@@ -66,6 +85,7 @@ class Runner:
         streams = StreamManager(settings, sessions, self.media)
         self.supervisor.on_message(streams.on_worker_message)
         self.supervisor.on_restart(streams.on_worker_restart)
+        ice_servers = IceServers(settings)
         self.runtime = Runtime(
             settings=settings,
             supervisor=self.supervisor,
@@ -73,6 +93,8 @@ class Runner:
             job_slots=JobSlots(settings.max_jobs),
             worker_jobs=WorkerJobs(self.supervisor),
             streams=streams,
+            peers=PeerSignalling(self.supervisor, ice_servers),
+            ice_servers=ice_servers,
         )
         self.registration: RegistrationService | None = None
         self.url = ""  # http://host:port once started

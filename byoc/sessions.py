@@ -51,9 +51,10 @@ TERMINAL_STATES = frozenset({SessionState.STOPPED, SessionState.COMPLETED, Sessi
 TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
     SessionState.STARTING: frozenset({SessionState.READY, SessionState.CONNECTED})
     | TERMINAL_STATES,
-    SessionState.READY: frozenset({SessionState.PROCESSING}) | TERMINAL_STATES,
+    SessionState.READY: frozenset({SessionState.PROCESSING, SessionState.CONNECTED})
+    | TERMINAL_STATES,
     SessionState.PROCESSING: TERMINAL_STATES,
-    SessionState.CONNECTED: TERMINAL_STATES,
+    SessionState.CONNECTED: frozenset({SessionState.PROCESSING}) | TERMINAL_STATES,
     SessionState.STOPPED: frozenset(),
     SessionState.COMPLETED: frozenset(),
     SessionState.FAILED: frozenset(),

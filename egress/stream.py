@@ -32,6 +32,7 @@ from egress.live import LiveSegmenter
 from egress.mp4 import Mp4Writer
 from egress.publish import SegmentPublisher
 from egress.stats import EgressStats
+from egress.whep.viewers import StreamViewers
 from ipc.frame import Frame, FrameFlag, Stage
 from ipc.messages import EgressConfig, Message, StreamAudio, StreamState, StreamStats
 from ipc.pixfmt import PixelFormat
@@ -68,6 +69,14 @@ def video_frame_of(frame: Frame) -> av.VideoFrame:
     return out
 
 
+def video_frame_of_copy(picture: av.VideoFrame) -> av.VideoFrame:
+    """A copy of ``picture`` (the encoders of other outputs may hold the original)."""
+    out = av.VideoFrame(picture.width, picture.height, picture.format.name)
+    for source, plane in zip(picture.planes, out.planes, strict=True):
+        memoryview(plane)[:] = memoryview(source)
+    return out
+
+
 class EgressStream:
     """The egress worker's part of one stream (see the module docstring)."""
 
@@ -80,8 +89,8 @@ class EgressStream:
         on_done: Callable[[EgressStream], None] | None = None,
         preset: str = "superfast",
     ) -> None:
-        if not config.publish_url and not config.output_path:
-            raise ValueError("an egress stream needs publish_url or output_path")
+        if not config.publish_url and not config.output_path and not config.whep:
+            raise ValueError("an egress stream needs publish_url, output_path or whep")
         self.stream_id = stream_id
         self.config = config
         self.stats = EgressStats(stream_id)
@@ -100,6 +109,7 @@ class EgressStream:
             if config.output_path
             else None
         )
+        self.viewers = StreamViewers(stream_id, send) if config.whep else None
         self.publisher: SegmentPublisher | None = None
         self.outcome: str | None = None
         self._send = send
@@ -132,7 +142,15 @@ class EgressStream:
             "stream %s: egress started from ring %s to %s",
             self.stream_id,
             ring.name,
-            " and ".join(x for x in (self.config.publish_url, self.config.output_path) if x),
+            " and ".join(
+                x
+                for x in (
+                    self.config.publish_url,
+                    self.config.output_path,
+                    "WHEP viewers" if self.viewers is not None else "",
+                )
+                if x
+            ),
         )
         self._task = asyncio.create_task(self._run(), name=f"egress-{self.stream_id}")
         self._reporter = asyncio.create_task(
@@ -147,6 +165,8 @@ class EgressStream:
             self.live.audio(message)
         if self.mp4 is not None:
             self.mp4.audio(message)
+        if self.viewers is not None:
+            self.viewers.audio(message)
         self._audio_arrived.set()
 
     async def stop(self, *, finish: bool = True) -> None:
@@ -161,6 +181,8 @@ class EgressStream:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self._close_outputs(finish=finish)
+        if self.viewers is not None:
+            await self.viewers.close()
         if was_running:
             await self._send(self._report())  # the final figures
         self._release()
@@ -184,6 +206,8 @@ class EgressStream:
             self._reporter.cancel()
         if state != "completed":
             await self._close_outputs(finish=state == "failed")
+        if self.viewers is not None:
+            await self.viewers.close()
         await self._send(self._report())
         await self._send(
             StreamState(stream_id=self.stream_id, worker="egress", state=state, error=error)
@@ -217,6 +241,9 @@ class EgressStream:
     async def _frame(self, frame: Frame) -> bool:
         """Encode and send one frame; returns whether it ended the stream."""
         self.stats.frame_read()
+        if self.live is None and self.mp4 is None and not self.viewers:
+            frame.release()  # WHEP only, and nobody watches: nothing to encode
+            return bool(frame.flags & FrameFlag.END_OF_STREAM)
         try:
             picture = video_frame_of(frame)
         finally:
@@ -234,6 +261,12 @@ class EgressStream:
             written = self.mp4.frames
             self.mp4.video(picture, pts)
             accepted = accepted and self.mp4.frames > written
+        if self.viewers:
+            # Viewers encode in their own senders; they get a picture of their own.
+            self.viewers.publish(
+                picture if self.live is None and self.mp4 is None else video_frame_of_copy(picture),
+                pts,
+            )
         stamps[Stage.ENCODED] = time.monotonic_ns()
         if self.publisher is not None and chunks:
             await self.publisher.publish(chunks)
@@ -285,7 +318,7 @@ class EgressStream:
         if self._ring is not None and not self._ring.closed:
             self._ring_dropped = self._ring.stats().dropped
         dropped = {"ring_overwrite": self._ring_dropped}
-        for part in (self.live, self.mp4):
+        for part in (self.live, self.mp4, self.viewers):
             if part is not None:
                 for reason, n in part.dropped().items():
                     dropped[reason] = dropped.get(reason, 0) + n
