@@ -14,7 +14,13 @@ import aiohttp
 import aioice.ice
 import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError
 
 from benchmarks.media.clip import ClipSpec, audio_frame, video_frame
@@ -114,6 +120,25 @@ class Publisher:
     answer: str
 
 
+async def publisher_offer(
+    *, audio: bool = True, codec: str | None = None, videos: int = 1
+) -> tuple[RTCPeerConnection, CounterTrack, ToneTrack | None]:
+    """A publishing peer with its offer set as local description."""
+    pc = RTCPeerConnection()
+    video = CounterTrack()
+    for _ in range(videos):
+        transceiver = pc.addTransceiver(video, direction="sendonly")
+    if codec is not None:
+        caps = RTCRtpSender.getCapabilities("video")
+        assert caps is not None
+        transceiver.setCodecPreferences([c for c in caps.codecs if c.mimeType == codec])
+    tone = ToneTrack() if audio else None
+    if tone is not None:
+        pc.addTransceiver(tone, direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc, video, tone
+
+
 async def whip_publish(
     http: aiohttp.ClientSession,
     url: str,
@@ -123,19 +148,7 @@ async def whip_publish(
     headers: dict[str, str] | None = None,
 ) -> Publisher:
     """Offer a counter video (and a tone) to a WHIP endpoint; returns once answered."""
-    pc = RTCPeerConnection()
-    video = CounterTrack()
-    transceiver = pc.addTransceiver(video, direction="sendonly")
-    if codec is not None:
-        from aiortc import RTCRtpSender
-
-        caps = RTCRtpSender.getCapabilities("video")
-        assert caps is not None
-        transceiver.setCodecPreferences([c for c in caps.codecs if c.mimeType == codec])
-    tone = ToneTrack() if audio else None
-    if tone is not None:
-        pc.addTransceiver(tone, direction="sendonly")
-    await pc.setLocalDescription(await pc.createOffer())
+    pc, video, tone = await publisher_offer(audio=audio, codec=codec)
     async with http.post(
         url,
         data=pc.localDescription.sdp,
@@ -211,24 +224,15 @@ async def _drain(track: MediaStreamTrack, received: Received) -> None:
                 received.audio_levels.append(float(np.abs(samples).mean()))
 
 
-async def whep_view(
-    http: aiohttp.ClientSession,
-    url: str,
-    *,
-    audio: bool = True,
-    codec: str | None = None,
-    headers: dict[str, str] | None = None,
-    expect: int = 201,
-) -> Viewer | aiohttp.ClientResponse:
-    """Offer to a WHEP endpoint (recvonly video, and audio); returns the viewer once answered,
-    or the response when it was not 201 (its body already read)."""
+async def viewer_offer(
+    *, audio: bool = True, codec: str | None = None
+) -> tuple[RTCPeerConnection, Received, list[asyncio.Task[None]]]:
+    """A receiving peer (video, and audio) with its offer set as local description."""
     pc = RTCPeerConnection()
     received = Received()
     tasks: list[asyncio.Task[None]] = []
     video = pc.addTransceiver("video", direction="recvonly")
     if codec is not None:
-        from aiortc import RTCRtpReceiver
-
         caps = RTCRtpReceiver.getCapabilities("video")
         assert caps is not None
         video.setCodecPreferences([c for c in caps.codecs if c.mimeType == codec])
@@ -240,6 +244,32 @@ async def whep_view(
         tasks.append(asyncio.create_task(_drain(track, received)))
 
     await pc.setLocalDescription(await pc.createOffer())
+    return pc, received, tasks
+
+
+def answered_codec(sdp: str) -> str:
+    """The first video codec of an answer."""
+    in_video = False
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            in_video = line.startswith("m=video")
+        elif in_video and line.startswith("a=rtpmap:"):
+            return line.split(" ", 1)[1].split("/")[0]
+    return ""
+
+
+async def whep_view(
+    http: aiohttp.ClientSession,
+    url: str,
+    *,
+    audio: bool = True,
+    codec: str | None = None,
+    headers: dict[str, str] | None = None,
+    expect: int = 201,
+) -> Viewer | aiohttp.ClientResponse:
+    """Offer to a WHEP endpoint (recvonly video, and audio); returns the viewer once answered,
+    or the response when it was not 201 (its body already read)."""
+    pc, received, tasks = await viewer_offer(audio=audio, codec=codec)
     async with http.post(
         url,
         data=pc.localDescription.sdp,
@@ -251,25 +281,5 @@ async def whep_view(
             assert response.status == expect, body
             return response
         await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
-        for line in body.splitlines():
-            if line.startswith("a=rtpmap:") and not received.codec:
-                received.codec = line.split(" ", 1)[1].split("/")[0]
+        received.codec = answered_codec(body)
         return Viewer(pc, received, response.headers["Location"], response.headers["ETag"], tasks)
-
-
-async def wait_for(predicate, timeout: float = 60.0, interval: float = 0.05) -> None:  # type: ignore[no-untyped-def]
-    """Poll ``predicate`` until true (a hang guard, not a figure)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
-
-
-@contextlib.asynccontextmanager
-async def closing(*peers: RTCPeerConnection) -> AsyncIterator[None]:
-    try:
-        yield
-    finally:
-        for pc in peers:
-            await pc.close()
