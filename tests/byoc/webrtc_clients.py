@@ -126,8 +126,9 @@ async def publisher_offer(
     """A publishing peer with its offer set as local description."""
     pc = RTCPeerConnection()
     video = CounterTrack()
-    for _ in range(videos):
-        transceiver = pc.addTransceiver(video, direction="sendonly")
+    transceiver = pc.addTransceiver(video, direction="sendonly")
+    for _ in range(videos - 1):  # more video tracks than a WHIP session may carry
+        pc.addTransceiver(CounterTrack(), direction="sendonly")
     if codec is not None:
         caps = RTCRtpSender.getCapabilities("video")
         assert caps is not None

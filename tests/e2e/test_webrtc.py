@@ -3,6 +3,8 @@ loopback. WHIP in -> invert workflow -> WHEP out; DELETE frees everything."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 from collections.abc import AsyncIterator
@@ -13,6 +15,7 @@ import pytest
 from aiortc import RTCSessionDescription
 
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_MPEGTS
+from byoc.livepeer.webrtc.sdp import ice_credentials
 from byoc.sessions import SessionState
 from tests.byoc.harness import Env, wait_until
 from tests.byoc.webrtc_clients import (
@@ -236,3 +239,120 @@ async def test_whip_ingest_capability_trickle_out_whep_subscribe_and_params(env:
             await viewer_pc.close()
         if reader is not None:
             await reader.close()
+
+
+def sockets_of(pid: int) -> int:
+    """Open sockets of a process (its peer connections' UDP ports among them)."""
+    fds = f"/proc/{pid}/fd"
+    count = 0
+    for fd in os.listdir(fds):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"{fds}/{fd}").startswith("socket:")
+    return count
+
+
+def fragment(ufrag: str, pwd: str, port: int = 9) -> str:
+    return (
+        f"a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\n"
+        f"a=candidate:1 1 udp 2130706431 127.0.0.1 {port} typ host\r\na=end-of-candidates\r\n"
+    )
+
+
+async def test_patch_then_a_silent_peer_ends_after_the_idle_timeout(env: Env) -> None:
+    ingest = env.runner.supervisor.workers["ingest"].process
+    assert ingest is not None and ingest.pid is not None
+    sockets_before = sockets_of(ingest.pid)
+    publisher = await whip_publish(env.http, whip_url(env, INVERT))
+    session_id = publisher.location.rsplit("/", 1)[1]
+    url = f"{env.url}{publisher.location}"
+    ufrag, pwd = ice_credentials(publisher.pc.localDescription.sdp)
+    try:
+        sdpfrag = {"Content-Type": "application/trickle-ice-sdpfrag"}
+        async with env.http.patch(url, data="a=x", headers={"Content-Type": "text/plain"}) as r:
+            assert r.status == 415
+        async with env.http.patch(url, data=fragment(ufrag, pwd), headers=sdpfrag) as r:
+            assert r.status == 204, await r.text()
+            assert "ETag" not in r.headers
+        stale = {**sdpfrag, "If-Match": '"stale"'}
+        async with env.http.patch(url, data=fragment(ufrag, pwd), headers=stale) as r:
+            assert r.status == 412
+        async with env.http.patch(
+            url, data=fragment("newufrag", "newpassword"), headers=sdpfrag
+        ) as r:
+            body = await r.json()
+            assert r.status == 422 and body["status_code"] == 422, body
+        async with env.http.patch(url, data="garbage", headers=sdpfrag) as r:
+            assert r.status == 400
+        await wait_until(lambda: state_of(env, session_id) is SessionState.PROCESSING, 60)
+        # The peer goes silent without a DELETE: the idle timeout (3 s here) ends the session.
+        publisher.video.flowing.clear()
+        assert publisher.audio is not None
+        publisher.audio.flowing.clear()
+        await wait_until(lambda: state_of(env, session_id) is SessionState.COMPLETED, 30)
+        await wait_until(lambda: not rings_of(session_id), 30)
+        async with env.http.patch(url, data=fragment(ufrag, pwd), headers=sdpfrag) as r:
+            assert r.status == 404, "PATCH on a finished session"
+        async with env.http.delete(url) as r:
+            assert r.status == 404
+        await wait_until(lambda: sockets_of(ingest.pid) <= sockets_before, 30)
+    finally:
+        await publisher.pc.close()
+
+
+async def test_bad_input_auth_cors_and_capacity() -> None:
+    token = {"Authorization": "Bearer secret-token"}
+    sdp_type = {"Content-Type": "application/sdp", **token}
+    with loopback_candidates():
+        async with live_runner(capacity=1, token="secret-token", **WEBRTC) as env:
+            async with env.http.options(f"{env.url}/whip") as r:  # preflight: no token
+                assert r.status == 204
+                exposed = r.headers["Access-Control-Expose-Headers"]
+                assert all(h in exposed for h in ("Location", "ETag", "Link"))
+            pc, _, _ = await publisher_offer()
+            offer = pc.localDescription.sdp
+            three, _, _ = await publisher_offer(videos=3)
+            try:
+                async with env.http.post(
+                    f"{env.url}/whip", data=offer, headers={"Content-Type": "application/sdp"}
+                ) as r:
+                    assert r.status == 401
+                cases = [
+                    ("/whip", offer, {"Content-Type": "text/plain", **token}, 415),
+                    ("/whip", "hello", sdp_type, 400),
+                    ("/whip", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n", sdp_type, 400),
+                    ("/whip", three.localDescription.sdp, sdp_type, 422),
+                    ("/whip?width=abc&height=5", offer, sdp_type, 400),
+                    ("/byoc/whip/unknown", offer, sdp_type, 404),
+                    ("/byoc/whep/unknown", offer, sdp_type, 404),
+                    ("/byoc/whep/unknown", offer, {"Content-Type": "text/plain", **token}, 415),
+                ]
+                for path, body, headers, status in cases:
+                    async with env.http.post(f"{env.url}{path}", data=body, headers=headers) as r:
+                        answer = await r.json()
+                        assert r.status == status, (path, answer)
+                        assert answer["status_code"] == status and answer["error"]
+                async with env.http.delete(f"{env.url}/byoc/whep/unknown/x", headers=token) as r:
+                    assert r.status == 404
+                assert env.runner.runtime.sessions.live_count() == 0, "nothing was admitted"
+
+                # 200 concurrent offers with room for one: one 201, the rest 503 + Retry-After.
+                async def post() -> tuple[int, str, str]:
+                    async with env.http.post(f"{env.url}/whip", data=offer, headers=sdp_type) as r:
+                        return r.status, r.headers.get("Retry-After", ""), await r.text()
+
+                results = await asyncio.gather(*(post() for _ in range(200)))
+                created = [body for status, _, body in results if status == 201]
+                refused = [(s, retry) for s, retry, _ in results if s != 201]
+                assert len(created) == 1
+                assert all(s == 503 and retry for s, retry in refused), refused[:3]
+                await pc.setRemoteDescription(RTCSessionDescription(created[0], "answer"))
+                (session_id,) = [s.id for s in env.runner.runtime.sessions if s.state.live]
+                async with env.http.delete(f"{env.url}/byoc/whip/{session_id}", headers=token) as r:
+                    assert r.status == 200
+                assert env.runner.runtime.sessions.live_count() == 0
+                await wait_until(lambda: not rings_of(session_id), 30)
+                peers = env.runner.runtime.peers
+                assert peers is not None and not peers.peers
+            finally:
+                await pc.close()
+                await three.close()
