@@ -7,6 +7,9 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -356,3 +359,24 @@ async def test_bad_input_auth_cors_and_capacity() -> None:
             finally:
                 await pc.close()
                 await three.close()
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None,
+    reason="needs root, unshare and ip for a network namespace",
+)
+def test_runner_in_a_loopback_only_namespace_needs_no_patch() -> None:
+    """The runner started in a network namespace whose only interface is loopback serves a
+    client in the same namespace: 127.0.0.1 is offered without any patch in the runner."""
+    script = "ip link set lo up && exec python -m tests.e2e.netns_webrtc"
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["unshare", "-n", "sh", "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    assert "frames received over WHEP" in done.stdout
