@@ -9,6 +9,7 @@ margin). A failure is logged once (until the next success) and the configured li
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from typing import Any
@@ -69,8 +70,9 @@ class IceServers:
             async with aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=TWILIO_TIMEOUT_S)
             ) as http:
-                auth = aiohttp.BasicAuth(s.twilio_account_sid, s.twilio_auth_token)
-                async with http.post(url, auth=auth) as response:
+                credentials = f"{s.twilio_account_sid}:{s.twilio_auth_token}".encode()
+                auth = {"Authorization": "Basic " + base64.b64encode(credentials).decode()}
+                async with http.post(url, headers=auth) as response:
                     if response.status >= 300:
                         raise RuntimeError(f"HTTP {response.status}")
                     body = await response.json(content_type=None)

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import fractions
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import aiohttp
