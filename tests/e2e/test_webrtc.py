@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -19,8 +20,10 @@ from aiortc import RTCSessionDescription
 
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_MPEGTS
 from byoc.livepeer.webrtc.sdp import ice_credentials
+from byoc.pipeline import WorkerMediaPipeline
 from byoc.sessions import SessionState
-from tests.byoc.harness import Env, wait_until
+from byoc.supervisor import default_workers
+from tests.byoc.harness import Env, running, wait_until
 from tests.byoc.webrtc_clients import (
     Viewer,
     loopback_candidates,
@@ -29,6 +32,7 @@ from tests.byoc.webrtc_clients import (
     whep_view,
     whip_publish,
 )
+from tests.e2e import held_infer
 from tests.e2e.conftest import (
     INVERT,
     PASSTHROUGH,
@@ -356,6 +360,27 @@ async def test_bad_input_auth_cors_and_capacity() -> None:
                 await wait_until(lambda: not rings_of(session_id), 30)
                 peers = env.runner.runtime.peers
                 assert peers is not None and not peers.peers
+
+                # A workflow infer refuses: the offer is answered at once (no warm-up waited
+                # for), then the session fails with the reason and frees its slot.
+                bad = {"1": {"class_type": "NoSuchNode", "inputs": {}}}
+                again, _, _ = await publisher_offer()
+                try:
+                    url = whip_url(env, bad)
+                    sdp = again.localDescription.sdp
+                    async with env.http.post(url, data=sdp, headers=sdp_type) as r:
+                        assert r.status == 201, await r.text()
+                        failed_id = r.headers["Location"].rsplit("/", 1)[1]
+                    await wait_until(lambda: state_of(env, failed_id) is SessionState.FAILED, 60)
+                    status = await (
+                        await env.http.get(
+                            f"{env.url}/byoc/session/{failed_id}/status", headers=token
+                        )
+                    ).json()
+                    assert status["status"] == "failed" and "NoSuchNode" in status["error"]
+                    await wait_until(lambda: not rings_of(failed_id), 30)
+                finally:
+                    await again.close()
             finally:
                 await pc.close()
                 await three.close()
@@ -380,3 +405,50 @@ def test_runner_in_a_loopback_only_namespace_needs_no_patch() -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     assert "frames received over WHEP" in done.stdout
+
+
+async def test_the_answer_does_not_wait_for_the_workflow_warm_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Warm-up held on an event: the 201 still comes, frames wait in the input ring (newest
+    win, drops counted), viewers get 409 + Retry-After until it is live, then processed frames."""
+    gate = tmp_path / "warmed-up"
+    monkeypatch.setenv(held_infer.GATE_ENV, str(gate))
+    workers = {**default_workers(), "infer": held_infer.main}
+    with loopback_candidates():
+        async with running(
+            workers=workers,
+            media_factory=WorkerMediaPipeline,
+            engine="builtin",
+            worker_start_timeout_s=120.0,
+            **WEBRTC,
+        ) as env:
+            assert await env.runner.supervisor.wait_ready(120)
+            publisher = await whip_publish(env.http, whip_url(env, INVERT))
+            session_id = publisher.location.rsplit("/", 1)[1]
+            viewer: Viewer | None = None
+            try:
+                assert state_of(env, session_id) in (
+                    SessionState.CONNECTED,
+                    SessionState.PROCESSING,
+                )
+                pipeline = env.runner.media
+                assert isinstance(pipeline, WorkerMediaPipeline)
+                in_ring = pipeline.streams[session_id].rings[0]
+                await wait_until(lambda: in_ring.stats().dropped > 0, 60)  # waiting, counted
+                refused = await whep_view(env.http, f"{env.url}/byoc/whep/{session_id}", expect=409)
+                assert not isinstance(refused, Viewer)
+                assert refused.headers["Retry-After"]
+                gate.touch()
+                viewer = await watch(env, session_id)
+                received = viewer.received
+                await wait_until(lambda: sum(c is not None for c in received.counters) >= 10, 60)
+                assert all(
+                    inv
+                    for c, inv in zip(received.counters, received.inverted, strict=True)
+                    if c is not None
+                )
+            finally:
+                if viewer is not None:
+                    await viewer.close()
+                await publisher.pc.close()
