@@ -52,3 +52,59 @@ class RtpClock:
         self._last = ts
         self._extended += delta
         return self._anchor_pts + self._extended * TS_RATE // self.rate
+
+
+class SenderClock:
+    """A track's RTCP sender reports: its RTP timestamps on the sender's wall clock (NTP)."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.reports = 0
+        self._report: tuple[float, int] | None = None
+
+    def on_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
+        """A sender report: 64-bit NTP time (32.32 fixed point) and the RTP time it matches."""
+        self._report = (ntp_timestamp / (1 << 32), rtp_timestamp % WRAP)
+        self.reports += 1
+
+    def wallclock(self, rtp_timestamp: int) -> float | None:
+        """The sender's wall-clock time (seconds) of an RTP timestamp; None before a report."""
+        if self._report is None:
+            return None
+        ntp, rtp = self._report
+        delta = (rtp_timestamp - rtp) % WRAP
+        if delta >= WRAP // 2:
+            delta -= WRAP
+        return ntp + delta / self.rate
+
+
+class AvTimeline:
+    """Video and audio of one WebRTC input on one 90 kHz timeline.
+
+    Video pts come from its RTP clock (``RtpClock``). Audio pts come from the sender reports of
+    both tracks once there are some (the sender's wall clock is common to its tracks: audio lands
+    where the video sampled at the same instant lands); before that, from the audio's own RTP
+    clock anchored at its arrival, which is close (network jitter apart)."""
+
+    def __init__(self) -> None:
+        origin = SharedOrigin()
+        self.video = RtpClock(TS_RATE, origin)
+        self.audio = RtpClock(48_000, origin)
+        self.video_reports = SenderClock(TS_RATE)
+        self.audio_reports = SenderClock(48_000)
+        self._video_ref: tuple[int, int] | None = None  # (RTP timestamp, pts) of a video frame
+
+    def video_pts(self, rtp_timestamp: int, arrived_ns: int | None = None) -> int:
+        pts = self.video.pts(rtp_timestamp, arrived_ns)
+        self._video_ref = (rtp_timestamp, pts)
+        return pts
+
+    def audio_pts(self, rtp_timestamp: int, arrived_ns: int | None = None) -> int:
+        own = self.audio.pts(rtp_timestamp, arrived_ns)
+        if self._video_ref is None:
+            return own
+        audio_wall = self.audio_reports.wallclock(rtp_timestamp)
+        video_wall = self.video_reports.wallclock(self._video_ref[0])
+        if audio_wall is None or video_wall is None:
+            return own
+        return max(0, self._video_ref[1] + round((audio_wall - video_wall) * TS_RATE))

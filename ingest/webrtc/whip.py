@@ -8,7 +8,8 @@ answer with every candidate gathered (WHIP servers cannot trickle). Video may be
 Nothing between the network and the ring queues without bound: each track is drained as fast as
 frames come; when the ring writer falls behind, the newest decoded frame wins and the skipped
 ones are counted (``late_frame``). Audio is re-encoded to Opus packets (``StreamAudio``) on the
-same timeline as the video (``RtpClock``).
+same timeline as the video: RTP timestamps are unwrapped, and the tracks' RTCP sender reports
+put audio where the video sampled at the same instant lands (``AvTimeline``).
 
 The stream ends ``completed`` when the peer goes away: its connection fails or closes, its
 tracks end, or it sends no media for ``idle_timeout_s`` (a peer that vanished without a
@@ -27,9 +28,11 @@ import av
 from aiortc import (
     MediaStreamTrack,
     RTCPeerConnection,
+    RTCRtpReceiver,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import RtcpSrPacket
 from aiortc.sdp import candidate_from_sdp
 
 from byoc.livepeer.webrtc.codecs import order_codecs
@@ -37,7 +40,7 @@ from byoc.livepeer.webrtc.ice import rtc_configuration
 from byoc.livepeer.webrtc.sdp import SdpError, parse_fragment
 from ingest.ring_sink import RingSink
 from ingest.webrtc.audio import OpusPackets
-from ingest.webrtc.clock import RtpClock, SharedOrigin
+from ingest.webrtc.clock import AvTimeline, SenderClock
 from ipc.messages import PeerAnswer, PeerCandidates, PeerOffer
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,18 @@ VIDEO_CODECS = ("video/H264", "video/VP8")
 AUDIO_CODECS = ("audio/opus",)
 OFFER_WAIT_S = 30.0
 MAX_AUDIO_BACKLOG = 25  # decoded audio frames (0.5 s) before the oldest are dropped
+
+
+def watch_sender_reports(receiver: RTCRtpReceiver, clock: SenderClock) -> None:
+    """Feed the RTCP sender reports ``receiver`` gets to ``clock`` (aiortc keeps them to itself)."""
+    handle = receiver._handle_rtcp_packet
+
+    async def handle_rtcp_packet(packet: Any) -> None:
+        if isinstance(packet, RtcpSrPacket):
+            clock.on_report(packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp)
+        await handle(packet)
+
+    receiver._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
 
 
 class WhipSource:
@@ -60,7 +75,7 @@ class WhipSource:
         self.drops: dict[str, int] = {}
         self.video_frames = 0
         self.audio_frames = 0
-        self._origin = SharedOrigin()
+        self.timeline = AvTimeline()
         self._sink: RingSink | None = None
         self._pending: list[MediaStreamTrack] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -99,6 +114,12 @@ class WhipSource:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
             for transceiver in pc.getTransceivers():
+                reports = (
+                    self.timeline.video_reports
+                    if transceiver.kind == "video"
+                    else self.timeline.audio_reports
+                )
+                watch_sender_reports(transceiver.receiver, reports)
                 if transceiver.kind == "video":
                     order_codecs(transceiver, VIDEO_CODECS)
                 elif transceiver.kind == "audio":
@@ -209,7 +230,6 @@ class WhipSource:
             await pc.close()
 
     async def _drain_video(self, track: MediaStreamTrack, sink: RingSink) -> None:
-        clock = RtpClock(90_000, self._origin)
         queue: asyncio.Queue[Any] | None = getattr(track, "_queue", None)  # aiortc's own queue
         try:
             while True:
@@ -227,7 +247,7 @@ class WhipSource:
                 self.video_frames += 1
                 await sink.video(
                     frame,
-                    pts=clock.pts(frame.pts or 0, received),
+                    pts=self.timeline.video_pts(frame.pts or 0, received),
                     keyframe=bool(frame.key_frame),
                     received_ns=received,
                     decoded_ns=received,
@@ -236,7 +256,6 @@ class WhipSource:
             self._end("video track ended")
 
     async def _drain_audio(self, track: MediaStreamTrack, sink: RingSink) -> None:
-        clock = RtpClock(48_000, self._origin)
         queue: asyncio.Queue[Any] | None = getattr(track, "_queue", None)
         encoder: OpusPackets | None = None
         try:
@@ -249,7 +268,7 @@ class WhipSource:
                         raise MediaStreamError
                     self._count("audio_late")
                 self.audio_frames += 1
-                pts = clock.pts(frame.pts or 0)
+                pts = self.timeline.audio_pts(frame.pts or 0)
                 if not (self.audio and sink.audio_enabled):
                     continue
                 if encoder is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest.webrtc.clock import WRAP, RtpClock, SharedOrigin
+from ingest.webrtc.clock import WRAP, AvTimeline, RtpClock, SharedOrigin
 
 
 def test_video_pts_follow_rtp_across_the_wrap() -> None:
@@ -30,3 +30,21 @@ def test_audio_and_video_share_the_origin_of_the_first_arrival() -> None:
     # Audio first seen 0.5 s later: it starts 45000 ticks into the stream.
     assert audio.pts(777, arrived_ns=1_500_000_000) == 45_000
     assert audio.pts(777 + 48_000, arrived_ns=2_600_000_000) == 45_000 + 90_000
+
+
+def test_sender_reports_put_audio_where_the_video_of_the_same_instant_is() -> None:
+    timeline = AvTimeline()
+    ntp = 3_900_000_000 << 32  # seconds since 1900, 32.32 fixed point
+    # At wall time T the sender's video clock read 1_000_000 and its audio clock 5_000.
+    timeline.video_reports.on_report(ntp, 1_000_000)
+    timeline.audio_reports.on_report(ntp, 5_000)
+    assert timeline.video_pts(1_000_000, arrived_ns=0) == 0
+    # Audio sampled 0.25 s after T, whatever its arrival: 22500 ticks after that video frame.
+    assert timeline.audio_pts(5_000 + 12_000, arrived_ns=9_000_000_000) == 22_500
+    assert timeline.audio_reports.wallclock(5_000 - 48_000) == 3_900_000_000 - 1.0
+
+
+def test_without_sender_reports_audio_follows_its_arrival() -> None:
+    timeline = AvTimeline()
+    assert timeline.video_pts(10, arrived_ns=0) == 0
+    assert timeline.audio_pts(99, arrived_ns=100_000_000) == 9_000
