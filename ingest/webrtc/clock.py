@@ -8,6 +8,7 @@ audio and video that arrive together get pts that agree (within the network's ji
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 WRAP = 1 << 32
 TS_RATE = 90_000
@@ -55,11 +56,15 @@ class RtpClock:
 
 
 class SenderClock:
-    """A track's RTCP sender reports: its RTP timestamps on the sender's wall clock (NTP)."""
+    """A track's RTCP sender reports: its RTP timestamps on the sender's wall clock (NTP).
+
+    aiortc hands out frames with the track's first RTP timestamp subtracted; ``rtp_origin``
+    gives it back (None until the first packet), so frame timestamps and reports compare."""
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self.reports = 0
+        self.rtp_origin: Callable[[], int | None] = lambda: 0
         self._report: tuple[float, int] | None = None
 
     def on_report(self, ntp_timestamp: int, rtp_timestamp: int) -> None:
@@ -67,12 +72,13 @@ class SenderClock:
         self._report = (ntp_timestamp / (1 << 32), rtp_timestamp % WRAP)
         self.reports += 1
 
-    def wallclock(self, rtp_timestamp: int) -> float | None:
-        """The sender's wall-clock time (seconds) of an RTP timestamp; None before a report."""
-        if self._report is None:
+    def wallclock(self, frame_timestamp: int) -> float | None:
+        """The sender's wall-clock time (seconds) of a frame's timestamp; None before a report."""
+        origin = self.rtp_origin()
+        if self._report is None or origin is None:
             return None
         ntp, rtp = self._report
-        delta = (rtp_timestamp - rtp) % WRAP
+        delta = (frame_timestamp + origin - rtp) % WRAP
         if delta >= WRAP // 2:
             delta -= WRAP
         return ntp + delta / self.rate

@@ -52,8 +52,11 @@ MAX_AUDIO_BACKLOG = 25  # decoded audio frames (0.5 s) before the oldest are dro
 
 
 def watch_sender_reports(receiver: RTCRtpReceiver, clock: SenderClock) -> None:
-    """Feed the RTCP sender reports ``receiver`` gets to ``clock`` (aiortc keeps them to itself)."""
+    """Feed the RTCP sender reports ``receiver`` gets to ``clock`` (aiortc keeps them, and the
+    RTP timestamp origin it subtracts from frame timestamps, to itself)."""
     handle = receiver._handle_rtcp_packet
+    mapper = getattr(receiver, "_RTCRtpReceiver__timestamp_mapper", None)
+    clock.rtp_origin = lambda: getattr(mapper, "_origin", None)
 
     async def handle_rtcp_packet(packet: Any) -> None:
         if isinstance(packet, RtcpSrPacket):

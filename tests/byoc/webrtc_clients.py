@@ -41,29 +41,47 @@ def loopback_candidates() -> Iterator[None]:
         aioice.ice.get_host_addresses = original
 
 
+class StartClock:
+    """The instant a publisher's tracks start from: frame ``i`` and tone sample ``s`` are due at
+    ``start + i / fps`` and ``start + s / rate``, whichever track asks first."""
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+
+    def origin(self) -> float:
+        if self.start is None:
+            self.start = time.monotonic()
+        return self.start
+
+
 class CounterTrack(MediaStreamTrack):
     """Video frames with a frame counter, paced at the clip's frame rate."""
 
     kind = "video"
 
-    def __init__(self, spec: ClipSpec = SPEC, *, frames: int | None = None) -> None:
+    def __init__(
+        self,
+        spec: ClipSpec = SPEC,
+        *,
+        frames: int | None = None,
+        clock: StartClock | None = None,
+    ) -> None:
         super().__init__()
         self.spec = spec
         self.frames = frames
         self.sent = 0
-        self._start: float | None = None
+        self.clock = clock or StartClock()
         self.flowing = asyncio.Event()
         self.flowing.set()
         """Cleared: the track stops sending (a peer that went silent)."""
 
     async def recv(self) -> av.VideoFrame:  # type: ignore[override]
-        if self._start is None:
-            self._start = time.monotonic()
+        start = self.clock.origin()
         index = self.sent
         if self.frames is not None and index >= self.frames:
             self.stop()
             raise MediaStreamError
-        wait = self._start + index / self.spec.fps - time.monotonic()
+        wait = start + index / self.spec.fps - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
         await self.flowing.wait()
@@ -75,29 +93,37 @@ class CounterTrack(MediaStreamTrack):
 
 
 class ToneTrack(MediaStreamTrack):
-    """A 440 Hz tone in 20 ms frames, paced in real time."""
+    """A 440 Hz tone in 20 ms frames, paced in real time. With ``beeps`` the tone sounds only
+    for the first 100 ms of every second (onsets at sample ``k * rate``: frame ``k * fps``)."""
 
     kind = "audio"
 
-    def __init__(self, spec: ClipSpec = SPEC) -> None:
+    def __init__(
+        self, spec: ClipSpec = SPEC, *, clock: StartClock | None = None, beeps: bool = False
+    ) -> None:
         super().__init__()
         self.spec = spec
+        self.clock = clock or StartClock()
+        self.beeps = beeps
         self.samples = 0
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=spec.audio_rate)
-        self._start: float | None = None
         self.flowing = asyncio.Event()
         self.flowing.set()
         """Cleared: the track stops sending (a peer that went silent)."""
 
     async def recv(self) -> av.AudioFrame:  # type: ignore[override]
-        if self._start is None:
-            self._start = time.monotonic()
-        wait = self._start + self.samples / self.spec.audio_rate - time.monotonic()
+        start = self.clock.origin()
+        wait = start + self.samples / self.spec.audio_rate - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
         await self.flowing.wait()
         size = self.spec.audio_rate // 50
         tone = audio_frame(self.spec, self.samples, size)
+        if self.beeps and self.samples % self.spec.audio_rate >= self.spec.audio_rate // 10:
+            tone = av.AudioFrame.from_ndarray(
+                np.zeros((1, size), np.float32), format="fltp", layout="mono"
+            )
+            tone.sample_rate = self.spec.audio_rate
         tone.pts = None
         (frame,) = self._resampler.resample(tone)  # aiortc's Opus encoder takes s16 only
         frame.pts = self.samples
@@ -121,11 +147,12 @@ class Publisher:
 
 
 async def publisher_offer(
-    *, audio: bool = True, codec: str | None = None, videos: int = 1
+    *, audio: bool = True, codec: str | None = None, videos: int = 1, beeps: bool = False
 ) -> tuple[RTCPeerConnection, CounterTrack, ToneTrack | None]:
     """A publishing peer with its offer set as local description."""
     pc = RTCPeerConnection()
-    video = CounterTrack()
+    clock = StartClock()
+    video = CounterTrack(clock=clock)
     transceiver = pc.addTransceiver(video, direction="sendonly")
     for _ in range(videos - 1):  # more video tracks than a WHIP session may carry
         pc.addTransceiver(CounterTrack(), direction="sendonly")
@@ -133,7 +160,7 @@ async def publisher_offer(
         caps = RTCRtpSender.getCapabilities("video")
         assert caps is not None
         transceiver.setCodecPreferences([c for c in caps.codecs if c.mimeType == codec])
-    tone = ToneTrack() if audio else None
+    tone = ToneTrack(clock=clock, beeps=beeps) if audio else None
     if tone is not None:
         pc.addTransceiver(tone, direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 import pytest
 from aiortc import RTCSessionDescription
 
@@ -452,3 +453,59 @@ async def test_the_answer_does_not_wait_for_the_workflow_warm_up(
                 if viewer is not None:
                     await viewer.close()
                 await publisher.pc.close()
+
+
+def beep_onsets(audio: list[Any], rate: int = 48_000) -> list[int]:
+    """The pts (90 kHz) where a beep starts: sound after at least 0.3 s of silence."""
+    onsets, quiet_since = [], None
+    window = rate // 200  # 5 ms
+    for chunk in audio:
+        raw = chunk.frame.to_ndarray()
+        scale = 32768.0 if raw.dtype == np.int16 else 1.0
+        samples = np.abs(raw.astype(np.float32) / scale).reshape(-1)
+        if chunk.channels > 1:
+            samples = samples[:: chunk.channels]
+        for start in range(0, samples.size - window + 1, window):
+            pts = chunk.pts + start * 90_000 // chunk.sample_rate
+            loud = float(samples[start : start + window].mean()) > 0.02
+            if not loud:
+                quiet_since = pts if quiet_since is None else quiet_since
+            elif quiet_since is not None and pts - quiet_since >= 27_000:
+                onsets.append(pts)
+                quiet_since = None
+            else:
+                quiet_since = None
+    return onsets
+
+
+async def test_whip_audio_and_video_stay_in_sync_on_the_trickle_output(env: Env) -> None:
+    """A beep at every whole second of the publisher's clock, drawn with the frame counter on the
+    same clock: in the output, each beep starts where the frame of that second is."""
+    assert env.orch is not None
+    env.orch.trickle.create_channel("sync-out", CONTENT_TYPE_MPEGTS)
+    publish_url = f"{env.orch.trickle_base}sync-out"
+    pc, _, _ = await publisher_offer(beeps=True)
+    reader: OutputReader | None = None
+    try:
+        response = await env.job(
+            "whip-ingest", {"sdp_offer": pc.localDescription.sdp, "publish_url": publish_url}
+        )
+        body = await response.json()
+        assert response.status == 200, body
+        await pc.setRemoteDescription(RTCSessionDescription(body["result"]["sdp_answer"], "answer"))
+        reader = OutputReader(publish_url, start_seq=-1).start()
+        await reader.wait_for(lambda r: max(r.counters(), default=0) >= 9 * 30, timeout=120)
+        frames = [(f.counter, f.pts) for f in reader.frames if f.counter is not None]
+        # Sender reports come within the first seconds; judge the beeps after them.
+        onsets = [p for p in beep_onsets(reader.audio) if p > frames[0][1] + 3 * 90_000]
+        assert len(onsets) >= 2, (len(reader.audio), beep_onsets(reader.audio))
+        for onset in onsets:
+            counter, pts = min(frames, key=lambda f: abs(f[1] - onset))
+            at_onset = counter + (onset - pts) / 3_000  # the clip's frame index at the beep
+            second = round(at_onset / 30)
+            error_s = (at_onset - second * 30) / 30
+            assert abs(error_s) < 0.1, (onset, counter, pts, error_s)
+    finally:
+        await pc.close()
+        if reader is not None:
+            await reader.close()
