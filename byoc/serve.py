@@ -27,6 +27,7 @@ from byoc.sessions import JobSlots, SessionTable
 from byoc.settings import Settings
 from byoc.streams import StreamManager
 from byoc.supervisor import Supervisor, WorkerEntry
+from byoc.webrtc import end_peers_on_worker_restart
 from ipc import shm
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class Runner:
             peers=PeerSignalling(self.supervisor, ice_servers),
             ice_servers=ice_servers,
         )
+        end_peers_on_worker_restart(self.runtime)
         self.registration: RegistrationService | None = None
         self.url = ""  # http://host:port once started
         self._app_runner: web.AppRunner | None = None

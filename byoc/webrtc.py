@@ -25,6 +25,7 @@ from byoc.pipeline import WorkerMediaPipeline
 from byoc.runtime import Runtime
 from byoc.sessions import CapacityError, Session, SessionState, new_session_id
 from byoc.stream_params import check_params
+from byoc.streams import StreamController
 from ipc.messages import IceServer, PeerRole
 
 log = logging.getLogger(__name__)
@@ -127,12 +128,11 @@ async def start_whip_session(
 async def attach_whip(runtime: Runtime, session_id: str, sdp: str) -> PeerSetup:
     """The WHIP publisher of an existing session (``comfystream-video``'s ``whip_endpoint``)."""
     pipeline, peers, ice_servers = _parts(runtime)
-    session, _ = _live_session(runtime, session_id)
+    session, controller = _live_session(runtime, session_id)
     _check_offer(sdp, "whip")
     if peers.publisher(session_id) is not None:
         raise ApiError(409, "this session already has a WHIP publisher")
-    spec = runtime.streams.get(session_id)
-    if spec is not None and (spec.spec.subscribe_url or spec.spec.source_path):
+    if controller.spec.subscribe_url or controller.spec.source_path:
         raise ApiError(409, "this session already has an input")
     return await _publish(runtime, pipeline, peers, ice_servers, session, sdp)
 
@@ -165,7 +165,7 @@ async def _publish(
     )
 
 
-def _live_session(runtime: Runtime, session_id: str) -> tuple[Session, Any]:
+def _live_session(runtime: Runtime, session_id: str) -> tuple[Session, StreamController]:
     """A live stream session, or 404 (never naming other sessions: ids are secrets)."""
     session = runtime.sessions.get(session_id)
     controller = runtime.streams.get(session_id)
@@ -211,3 +211,28 @@ async def add_viewer(runtime: Runtime, session_id: str, sdp: str) -> PeerSetup:
         resource,
         servers,
     )
+
+
+def end_peers_on_worker_restart(runtime: Runtime) -> None:
+    """A restarted worker lost its peer connections (they cannot be resumed like a trickle
+    subscription): WHIP sessions on ingest fail at once (the publisher must connect again), WHEP
+    viewers on egress are forgotten (a player reconnects with a new ``POST``)."""
+    peers = runtime.peers
+    if peers is None:
+        return
+
+    async def on_restart(worker: str, restarts: int) -> None:
+        role = {"ingest": "whip", "egress": "whep"}.get(worker)
+        lost = [p for p in list(peers.peers.values()) if p.role == role]
+        for resource in lost:
+            peers.peers.pop(resource.peer_id, None)
+            if role != "whip":
+                continue
+            controller = runtime.streams.get(resource.stream_id)
+            if controller is not None:
+                error = "WHIP publisher lost: the ingest worker restarted"
+                await controller.end(SessionState.FAILED, error, error=error)
+        if lost:
+            log.warning("%d WebRTC peer(s) lost with the %s worker's restart", len(lost), worker)
+
+    runtime.supervisor.on_restart(on_restart)

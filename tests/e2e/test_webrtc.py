@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -91,6 +92,8 @@ async def watch(env: Env, session_id: str, **kwargs: Any) -> Viewer:
 
 
 async def test_whip_invert_whep_frames_in_order_with_audio(env: Env) -> None:
+    pids = {name: env.runner.supervisor.workers[name].process for name in ("ingest", "egress")}
+    sockets_before = {name: sockets_of(p.pid) for name, p in pids.items() if p and p.pid}
     publisher = await whip_publish(env.http, whip_url(env, INVERT))
     session_id = publisher.location.rsplit("/", 1)[1]
     viewer: Viewer | None = None
@@ -130,6 +133,9 @@ async def test_whip_invert_whep_frames_in_order_with_audio(env: Env) -> None:
     await wait_until(lambda: not rings_of(session_id), timeout=30)
     peers = env.runner.runtime.peers
     assert peers is not None and not peers.peers
+    for name, process in pids.items():  # every peer connection's UDP port closed
+        assert process is not None and process.pid is not None
+        await wait_until(lambda p=process, n=name: sockets_of(p.pid) <= sockets_before[n], 30)
 
 
 async def test_a_trickle_stream_is_watched_over_whep(env: Env) -> None:
@@ -324,6 +330,12 @@ async def test_bad_input_auth_cors_and_capacity() -> None:
                     f"{env.url}/whip", data=offer, headers={"Content-Type": "application/sdp"}
                 ) as r:
                     assert r.status == 401
+                async with env.http.post(
+                    f"{env.url}/byoc/whep/any",
+                    data=offer,
+                    headers={"Content-Type": "application/sdp"},
+                ) as r:
+                    assert r.status == 401, "a paid stream is not public"
                 cases = [
                     ("/whip", offer, {"Content-Type": "text/plain", **token}, 415),
                     ("/whip", "hello", sdp_type, 400),
@@ -509,3 +521,73 @@ async def test_whip_audio_and_video_stay_in_sync_on_the_trickle_output(env: Env)
         await pc.close()
         if reader is not None:
             await reader.close()
+
+
+async def test_a_killed_ingest_worker_fails_its_whip_sessions_at_once(env: Env) -> None:
+    """A WHIP peer connection dies with its worker and cannot be resumed: the session fails as
+    soon as the worker is back (not after the offer wait), and frees everything."""
+    publisher = await whip_publish(env.http, whip_url(env))
+    session_id = publisher.location.rsplit("/", 1)[1]
+    try:
+        await wait_until(lambda: state_of(env, session_id) is SessionState.PROCESSING, 60)
+        ingest = env.runner.supervisor.workers["ingest"].process
+        assert ingest is not None and ingest.pid is not None
+        os.kill(ingest.pid, signal.SIGKILL)
+        await wait_until(lambda: state_of(env, session_id) is SessionState.FAILED, 30)
+        session = env.runner.runtime.sessions.get(session_id)
+        assert session is not None and "ingest worker restarted" in (session.error or "")
+        await wait_until(lambda: not rings_of(session_id), 30)
+        peers = env.runner.runtime.peers
+        assert peers is not None and not peers.peers
+    finally:
+        await publisher.pc.close()
+
+
+async def test_comfystream_video_whip_and_whep_endpoints_work_as_advertised(env: Env) -> None:
+    response = await env.job(
+        "comfystream-video", {"input": {"workflow": INVERT, "width": 256, "height": 256}}
+    )
+    body = await response.json()
+    assert response.status == 200, body
+    session_id = body["session_id"]
+    result = body["result"]
+    publisher = await whip_publish(env.http, f"{env.url}{result['whip_endpoint']}")
+    viewer: Viewer | None = None
+    try:
+        assert publisher.location == result["whip_endpoint"]
+        second = await whep_view(
+            env.http, f"{env.url}{result['whip_endpoint']}", expect=422
+        )  # a WHEP-shaped (recvonly) offer is not a publisher's
+        assert not isinstance(second, Viewer)
+        await wait_until(lambda: state_of(env, session_id) is SessionState.PROCESSING, 60)
+        viewer = await watch(env, session_id)
+        assert viewer.location.startswith(result["whep_endpoint"] + "/")
+        received = viewer.received
+        await wait_until(lambda: sum(c is not None for c in received.counters) >= 15, 60)
+        assert all(
+            inv
+            for c, inv in zip(received.counters, received.inverted, strict=True)
+            if c is not None
+        )
+        again = await whip_publish_status(env, result["whip_endpoint"])
+        assert again == 409, "one publisher per session"
+    finally:
+        if viewer is not None:
+            await viewer.close()
+        await publisher.pc.close()
+        async with env.http.delete(f"{env.url}/byoc/session/{session_id}") as r:
+            assert r.status == 200
+    await wait_until(lambda: not rings_of(session_id), 30)
+
+
+async def whip_publish_status(env: Env, path: str) -> int:
+    pc, _, _ = await publisher_offer()
+    try:
+        async with env.http.post(
+            f"{env.url}{path}",
+            data=pc.localDescription.sdp,
+            headers={"Content-Type": "application/sdp"},
+        ) as r:
+            return r.status
+    finally:
+        await pc.close()
