@@ -11,13 +11,20 @@ from byoc.routes.job_context import parse_json_object
 from byoc.runtime import RUNTIME_KEY
 from byoc.streams import StreamNotFound
 
+STREAM_FIGURES = ("fps_in", "fps_out", "frames_dropped", "latency_ms", "stages", "dropped")
+
 
 async def session_status(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME_KEY]
     session = runtime.sessions.get(request.match_info["session_id"])
     if session is None:
         raise ApiError(404, "session not found")
-    return web.json_response(session.status())
+    body = session.status()
+    controller = runtime.streams.get(session.id)
+    if controller is not None:  # a live stream: the workers' latest figures, as in its events
+        event = controller.event()["event"]
+        body["stream"] = {key: event[key] for key in STREAM_FIGURES}
+    return web.json_response(body)
 
 
 async def delete_session(request: web.Request) -> web.Response:
