@@ -15,8 +15,10 @@ from aiohttp.typedefs import Handler, Middleware
 
 from byoc.errors import json_error
 
-# Routes open without the token: liveness checks must work for load balancers and humans.
-PUBLIC_PATHS = frozenset({"/health"})
+# Routes open without the token: liveness checks must work for load balancers and humans, and
+# the browser page must load before its user can type the token (it holds no session data).
+PUBLIC_PATHS = frozenset({"/health", "/", "/workflows"})
+PUBLIC_PREFIXES = ("/web/",)
 
 
 def token_matches(header: str | None, token: str) -> bool:
@@ -35,7 +37,11 @@ def auth_middleware(
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not token or request.match_info.http_exception is not None:
             return await handler(request)  # no token configured, or 404/405 answered as such
-        if request.path in PUBLIC_PATHS or request.method == "OPTIONS":
+        if (
+            request.path in PUBLIC_PATHS
+            or request.path.startswith(PUBLIC_PREFIXES)
+            or request.method == "OPTIONS"
+        ):
             return await handler(request)  # a CORS preflight never carries credentials
         if token_matches(request.headers.get("Authorization"), token):
             return await handler(request)
