@@ -22,6 +22,7 @@ const page = {
   source: null, // the MediaStream sent
   counter: null, // the CounterSource, when that is the source
   latencies: [],
+  lastCounter: null, // the last counter read back from the output: {value, inverted}
   timers: [],
   stopping: false,
   workflows: [],
@@ -220,8 +221,9 @@ function readCountersFrom(video) {
       reader.height = 2 * block;
       context.drawImage(video, 0, 0, width, 2 * block, 0, 0, width, 2 * block);
       const counter = readCounter(context.getImageData(0, 0, width, 2 * block), block);
-      const sentAt = counter === null ? undefined : page.counter.sentAt.get(counter);
+      const sentAt = counter === null ? undefined : page.counter.sentAt.get(counter.value);
       if (sentAt !== undefined) {
+        page.lastCounter = counter;
         page.latencies.push(performance.now() - sentAt);
         if (page.latencies.length > LATENCY_SAMPLES) page.latencies.shift();
       }
@@ -304,6 +306,7 @@ async function start() {
   showError("");
   page.stopping = false;
   page.latencies = [];
+  page.lastCounter = null;
   const width = Number($("width").value);
   const height = Number($("height").value);
   setState("starting");
@@ -331,10 +334,14 @@ async function applyWorkflow(workflow = parsedWorkflow()) {
   if (!response.ok) throw await apiError(response);
 }
 
-async function teardown() {
-  page.stopping = true;
+function stopTimers() {
   for (const timer of page.timers) clearInterval(timer);
   page.timers = [];
+}
+
+async function teardown() {
+  page.stopping = true;
+  stopTimers();
   for (const pc of [page.viewer, page.publisher]) if (pc) pc.close();
   page.viewer = page.publisher = null;
   if (page.counter) page.counter.stop();
@@ -347,7 +354,10 @@ async function teardown() {
 async function stop({ failed = false } = {}) {
   const { viewerResource, whipResource } = page;
   page.viewerResource = page.whipResource = null;
-  await teardown();
+  page.stopping = true;
+  stopTimers();
+  // DELETE while the peer connections are still up: closing them first would let the runner
+  // end the session on its own, and the DELETE would find nothing to end.
   try {
     if (viewerResource) await fetch(viewerResource, { method: "DELETE", headers: authHeaders() });
     if (whipResource) {
@@ -357,6 +367,7 @@ async function stop({ failed = false } = {}) {
   } catch (error) {
     showError(error.message);
   }
+  await teardown();
   if (page.sessionId) await updateStatus().catch(() => {}); // shows how the session ended
   setState(failed ? "failed" : "stopped");
 }

@@ -62,8 +62,9 @@ export class CounterSource {
   }
 }
 
-/** The counter in the strip of `pixels` (an ImageData of the top 2 * `block` rows), or null
- *  when the strip does not read (another picture, or a workflow that moved it). */
+/** The counter in the strip of `pixels` (an ImageData of the top 2 * `block` rows) as
+ *  `{value, inverted}`, or null when the strip does not read (another picture, or a workflow
+ *  that moved it). `inverted`: the picture came back as its negative. */
 export function readCounter(pixels, block) {
   const luma = (bx, by) => {
     // Mean luma of the middle half of one block: edges blur through the codec.
@@ -89,5 +90,5 @@ export function readCounter(pixels, block) {
     if (i === 0) inverted = !one;
     else if (one !== inverted) value |= 1 << (i - 1);
   }
-  return value;
+  return { value, inverted };
 }
