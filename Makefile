@@ -11,7 +11,7 @@ HOST ?= 0.0.0.0
 PORT ?= 8889
 ORCH_PORT ?= 8890
 
-.PHONY: serve test test-fast lint format bench bench-ipc bench-trickle bench-infer bench-latency clean
+.PHONY: serve system-packages test test-fast lint format bench bench-ipc bench-trickle bench-infer bench-latency clean
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +30,15 @@ $(VENV_PYTRICKLE)/.installed: requirements/pytrickle.txt requirements/pytrickle-
 	$(VENV_PYTRICKLE)/bin/pip install $(PIP_FLAGS) --only-binary av -r requirements/pytrickle.txt -c requirements/pytrickle-lock.txt
 	touch $@
 
+# ffmpeg and Chromium, installed with apt-get when run as root and missing.
+system-packages:
+	.ci/system-packages
+
 # The runner on $(PORT) with the local orchestrator stand-in beside it on $(ORCH_PORT).
 serve: $(VENV)/.installed
 	$(VENV)/bin/comfystream-byoc serve --host $(HOST) --port $(PORT) --with-orchestrator --orchestrator-port $(ORCH_PORT)
 
-test: $(VENV)/.installed $(VENV_COMFY)/.installed $(VENV_PYTRICKLE)/.installed
+test: system-packages $(VENV)/.installed $(VENV_COMFY)/.installed $(VENV_PYTRICKLE)/.installed
 	$(VENV)/bin/python -m pytest -m "not comfyui" $(PYTEST_ARGS)
 	$(VENV_COMFY)/bin/python -m pytest -m comfyui $(PYTEST_ARGS)
 
