@@ -26,8 +26,8 @@ def chromium_or_skip() -> str:
     """The Chromium executable; skip (or fail under ``CI``) when it or Playwright is missing."""
     problems = []
     path = os.environ.get("CHROMIUM") or shutil.which("chromium")
-    if path is None:
-        problems.append("no chromium executable (apt-get install chromium)")
+    if path is None or not os.access(path, os.X_OK):
+        problems.append(f"no chromium executable at {path} (apt-get install chromium)")
     try:
         import playwright.async_api  # noqa: F401
     except ImportError:
