@@ -90,7 +90,7 @@ def configure(level: str, log_format: str, process: str, stream: TextIO | None =
     """Send every log record of this process to ``stream`` (stderr) in ``log_format``.
 
     Calling it again replaces the handler it installed before (other handlers, such as a test
-    runner's capture, are left alone).
+    runner's capture, are left alone). Python warnings are logged too (logger ``py.warnings``).
     """
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(formatter(log_format, process))
@@ -101,3 +101,4 @@ def configure(level: str, log_format: str, process: str, stream: TextIO | None =
             root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    logging.captureWarnings(True)  # Python warnings become records in the same format
