@@ -138,10 +138,8 @@ class _StageHistogram:
 class _StreamSeries:
     """What the parent accumulated for one live stream from its workers' reports."""
 
-    fps_in: dict[str, float] = field(default_factory=dict)
-    fps_out: dict[str, float] = field(default_factory=dict)
-    frames_in: dict[str, int] = field(default_factory=dict)
-    frames_out: dict[str, int] = field(default_factory=dict)
+    frames_in: dict[str, float] = field(default_factory=dict)
+    frames_out: dict[str, float] = field(default_factory=dict)
     dropped: dict[tuple[str, str], float] = field(default_factory=dict)
     last_totals: dict[tuple[str, str], int] = field(default_factory=dict)
     stages: dict[str, _StageHistogram] = field(default_factory=dict)
@@ -238,14 +236,17 @@ class RunnerMetrics:
                 return  # late figures of an ended stream must not bring its series back
             series = self._streams[message.stream_id] = _StreamSeries()
         name = message.worker or worker
+        # Running totals of the worker (keys with a space never clash with a drop reason).
         self.trickle_bytes.labels("in").inc(series.delta((name, " bytes_in"), message.bytes_in))
         self.trickle_bytes.labels("out").inc(series.delta((name, " bytes_out"), message.bytes_out))
         if not live:
             return
-        series.fps_in[name] = message.fps_in
-        series.fps_out[name] = message.fps_out
-        series.frames_in[name] = message.frames_in
-        series.frames_out[name] = message.frames_out
+        series.frames_in[name] = series.frames_in.get(name, 0) + series.delta(
+            (name, " frames_in"), message.frames_in
+        )
+        series.frames_out[name] = series.frames_out.get(name, 0) + series.delta(
+            (name, " frames_out"), message.frames_out
+        )
         for reason, total in message.dropped.items():
             key = (name, reason)
             series.dropped[key] = series.dropped.get(key, 0) + series.delta(key, total)
