@@ -33,12 +33,20 @@ def _slope_per_minute(times: Sequence[float], values: Sequence[float]) -> float 
 
 
 def process_figures(
-    samples: list[Sample], warmup_s: float, flat_tolerance: int = 1
+    samples: list[Sample], warmup_s: float, streams_end_s: float, flat_tolerance: int = 1
 ) -> dict[str, dict[str, Any]]:
-    """Per process: RSS at the start/end, its slope after the warm-up, fds and threads."""
+    """Per process: RSS at the start/end, its slope after the warm-up, fds and threads.
+
+    Slopes and flatness cover the samples up to ``streams_end_s`` (while the streams ran);
+    the samples after it are reported as ``after_stop`` (what stopping the streams released).
+    """
     by_process: dict[str, list[Sample]] = defaultdict(list)
+    stopped: dict[str, Sample] = {}
     for sample in samples:
-        by_process[sample.process].append(sample)
+        if sample.t <= streams_end_s:
+            by_process[sample.process].append(sample)
+        else:
+            stopped[sample.process] = sample
     out: dict[str, dict[str, Any]] = {}
     for name, series in sorted(by_process.items()):
         after = [s for s in series if s.t >= warmup_s] or series
@@ -62,6 +70,13 @@ def process_figures(
             "threads_ok": threads_end <= threads_start + flat_tolerance,
             "restarted": len({s.pid for s in series}) > 1,
         }
+        last = stopped.get(name)
+        if last is not None:
+            out[name]["after_stop"] = {
+                "rss_mib": round(last.rss_bytes / MIB, 1),
+                "fds": last.fds,
+                "threads": last.threads,
+            }
     return out
 
 

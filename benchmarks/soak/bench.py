@@ -23,7 +23,13 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.latency import runner as runner_side
-from benchmarks.latency.bench import INVERT_WORKFLOW, _leftover_segments, _wait_gone
+from benchmarks.latency.bench import (
+    INVERT_WORKFLOW,
+    _leftover_segments,
+    _load_average,
+    _schedule_notes,
+    _wait_gone,
+)
 from benchmarks.latency.machine import machine_info
 from benchmarks.latency.phase import PhaseSettings, System, run_phase
 from benchmarks.latency.plot import Panel, Series, draw
@@ -74,6 +80,12 @@ class MetricsLog:
     http: aiohttp.ClientSession
     points: list[tuple[float, int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    dropped: dict[str, float] = field(default_factory=dict)
+    """The runner's own drop counters (``worker.reason``, summed over the streams) at the last
+    scrape that saw live streams."""
+    last_live_t: float = float("inf")
+    """Time of the last scrape that saw live streams: the samples up to it are those taken
+    while the streams ran."""
 
     async def scrape(self, t: float) -> None:
         try:
@@ -81,8 +93,17 @@ class MetricsLog:
                 text = await resp.text()
                 if resp.status != 200:
                     raise RuntimeError(f"HTTP {resp.status}")
-            count = sum(len(f.samples) for f in text_string_to_metric_families(text))
-            self.points.append((round(t, 2), count))
+            families = list(text_string_to_metric_families(text))
+            self.points.append((round(t, 2), sum(len(f.samples) for f in families)))
+            dropped: dict[str, float] = {}
+            for family in families:
+                if family.name == "byoc_stream_frames_dropped":
+                    for sample in family.samples:
+                        key = f"{sample.labels['worker']}.{sample.labels['reason']}"
+                        dropped[key] = dropped.get(key, 0.0) + sample.value
+            if any(f.name == "byoc_stream_fps" and f.samples for f in families):
+                self.last_live_t = t
+                self.dropped = dropped
         except Exception as exc:
             self.errors.append(f"{t:.0f}s: {exc!r}")
 
@@ -175,8 +196,9 @@ async def run(config: SoakConfig) -> dict[str, Any]:
     assert phase is not None and sampler is not None and metrics is not None
     if phase.error:
         notes.append(f"stream phase error: {phase.error}")
+    notes.extend(_schedule_notes([phase]))
     samples = sampler.samples
-    processes = process_figures(samples, config.warmup_s)
+    processes = process_figures(samples, config.warmup_s, metrics.last_live_t)
     per_minute = latency_per_minute(
         [(s.series["t"], s.series["glass_to_glass"]) for s in phase.per_stream], config.minute_s
     )
@@ -197,6 +219,8 @@ async def run(config: SoakConfig) -> dict[str, Any]:
         "latency_p50_per_bin_ms": per_minute,
         "bin_s": config.minute_s,
         "streams_summary": phase.summary,
+        "runner_dropped_by_reason": metrics.dropped,
+        "load_average_after": _load_average(),
         "metrics_series_per_scrape": metrics.points,
         "samples": [asdict(s) for s in samples],
         "cleanup": {"processes_left": left, "shm_segments_left": shm_left},
@@ -245,9 +269,21 @@ def format_report(report: dict[str, Any]) -> str:
             f"{'-' if growth is None else growth:>9} "
             f"{p['fds'][0]:>4}->{p['fds'][1]:<4} {p['threads'][0]:>4}->{p['threads'][1]:<4}"
             + ("  (restarted)" if p["restarted"] else "")
+            + (
+                f"  after stop: {p['after_stop']['rss_mib']} MiB, {p['after_stop']['fds']} fds, "
+                f"{p['after_stop']['threads']} threads"
+                if "after_stop" in p
+                else ""
+            )
         )
     bins = ", ".join(f"{v:g}" for _, v in report["latency_p50_per_bin_ms"])
     lines.append(f"latency p50 per {report['bin_s']:g} s (ms): {bins}")
+    summary = report["streams_summary"]
+    lines.append(
+        f"frames sent {summary.get('frames_sent')}, seen {summary.get('frames_seen')}, "
+        f"fps out per stream {summary.get('fps_out_per_stream')}; runner drops by reason: "
+        f"{report['runner_dropped_by_reason'] or '-'}; load average after {report['load_average_after']}"
+    )
     for name, check in report["checks"].items():
         figure = {k: v for k, v in check.items() if k not in ("target", "passed")}
         lines.append(

@@ -57,8 +57,12 @@ class Sampler:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
+    def elapsed(self) -> float:
+        """Seconds since sampling started (the time base of every sample)."""
+        return time.monotonic() - self._t0
+
     async def sample_once(self) -> None:
-        t = time.monotonic() - self._t0
+        t = self.elapsed()
         for name, pid in sorted((await self.pids()).items()):
             figures = read_process(pid)
             if figures is not None:
