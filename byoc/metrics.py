@@ -232,8 +232,10 @@ class RunnerMetrics:
         live = runtime is not None and runtime.streams.get(message.stream_id) is not None
         series = self._streams.get(message.stream_id)
         if series is None:
-            if not live:
+            if not live or runtime is None:
                 return  # late figures of an ended stream must not bring its series back
+            # Scrapes drop ended streams too; this keeps a runner nobody scrapes from piling up.
+            self.forget_ended(c.id for c in runtime.streams.live())
             series = self._streams[message.stream_id] = _StreamSeries()
         name = message.worker or worker
         # Running totals of the worker (keys with a space never clash with a drop reason).
