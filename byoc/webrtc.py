@@ -111,6 +111,7 @@ async def start_whip_session(
     try:
         outcome = await runtime.streams.start(spec, wait_s=0)
     except CapacityError as exc:
+        runtime.metrics.admission_refused("stream_capacity")
         raise ApiError(503, str(exc), {"Retry-After": str(RETRY_AFTER_FULL_S)}) from None
     if outcome.error_status:
         raise ApiError(outcome.error_status, outcome.error)
@@ -149,6 +150,7 @@ async def _publish(
     try:
         await pipeline.attach_whip(session.id)
     except MediaUnavailable as exc:
+        runtime.metrics.admission_refused("worker_unavailable")
         raise ApiError(503, str(exc), {"Retry-After": str(RETRY_AFTER_FULL_S)}) from None
     answer, resource = await peers.offer(session.id, "whip", sdp, servers)
     if resource is None:
@@ -192,6 +194,7 @@ async def add_viewer(runtime: Runtime, session_id: str, sdp: str) -> PeerSetup:
     try:
         attached = await pipeline.attach_whep(session_id)
     except MediaUnavailable as exc:
+        runtime.metrics.admission_refused("worker_unavailable")
         raise ApiError(503, str(exc), {"Retry-After": str(RETRY_AFTER_FULL_S)}) from None
     if not attached:
         raise ApiError(
