@@ -6,7 +6,7 @@ from aiohttp import web
 
 from byoc.auth import auth_middleware
 from byoc.errors import MAX_BODY_BYTES_KEY, error_middleware
-from byoc.routes import health, jobs, page, sessions, streams, video, whep, whip
+from byoc.routes import health, jobs, metrics, page, sessions, streams, video, whep, whip
 from byoc.runtime import RUNTIME_KEY, Runtime
 from byoc.settings import Settings
 
@@ -41,4 +41,6 @@ def create_app(runtime: Runtime) -> web.Application:
     whip.add_routes(app)
     whep.add_routes(app)
     page.add_routes(app)
+    if not settings.metrics_port:  # else /metrics is served on its own listener only
+        metrics.add_routes(app, runtime.metrics)
     return app

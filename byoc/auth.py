@@ -19,6 +19,9 @@ from byoc.errors import json_error
 # the browser page must load before its user can type the token (it holds no session data).
 PUBLIC_PATHS = frozenset({"/health", "/", "/workflows"})
 PUBLIC_PREFIXES = ("/web/",)
+# Routes an orchestrator never calls: a refused request there (a scraper without the token) is
+# not a sign that the orchestrator holds an old token, so it does not trigger re-registration.
+NOT_ORCHESTRATOR_PATHS = frozenset({"/metrics"})
 
 
 def token_matches(header: str | None, token: str) -> bool:
@@ -45,7 +48,7 @@ def auth_middleware(
             return await handler(request)  # a CORS preflight never carries credentials
         if token_matches(request.headers.get("Authorization"), token):
             return await handler(request)
-        if on_rejected is not None:
+        if on_rejected is not None and request.path not in NOT_ORCHESTRATOR_PATHS:
             result = on_rejected()
             if result is not None:
                 await result

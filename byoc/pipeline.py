@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,10 +175,12 @@ class WorkerMediaPipeline:
         stream.set_up.set()
         log.info("stream %s: media path started (%s)", spec.stream_id, ", ".join(sorted(configs)))
 
-    async def attach_whip(self, stream_id: str, *, wait_s: float = 10.0) -> None:
+    async def attach_whip(
+        self, stream_id: str, *, wait_s: float = 10.0, alive: Callable[[], bool] = lambda: True
+    ) -> None:
         """Give a stream a WHIP input (its offer follows as a ``PeerOffer``); the stream's rings
         exist as soon as it was admitted, so this does not wait for infer's warm-up."""
-        stream = await self._admitted(stream_id, wait_s)
+        stream = await self._admitted(stream_id, wait_s, alive)
         config = IngestConfig(
             ring=stream.rings[0].spec,
             whip=True,
@@ -205,10 +208,12 @@ class WorkerMediaPipeline:
         await self._send("egress", StreamStart(stream_id=stream_id, config=config))
         return True
 
-    async def _admitted(self, stream_id: str, wait_s: float) -> MediaStream:
+    async def _admitted(
+        self, stream_id: str, wait_s: float, alive: Callable[[], bool]
+    ) -> MediaStream:
         deadline = asyncio.get_running_loop().time() + wait_s
         while (stream := self.streams.get(stream_id)) is None:
-            if asyncio.get_running_loop().time() >= deadline:
+            if not alive() or asyncio.get_running_loop().time() >= deadline:
                 raise MediaUnavailable(f"stream {stream_id} has no media path")
             await asyncio.sleep(0.01)
         return stream

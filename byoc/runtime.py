@@ -10,6 +10,7 @@ from aiohttp import web
 from byoc.clips import ClipStore
 from byoc.ice_servers import IceServers
 from byoc.jobs import WorkerJobs
+from byoc.metrics import RunnerMetrics
 from byoc.peers import PeerSignalling
 from byoc.registration import RegistrationService
 from byoc.sessions import JobSlots, SessionTable
@@ -36,6 +37,8 @@ class Runtime:
     peers: PeerSignalling | None = None
     """WebRTC signalling towards the workers (None: no worker media path, no WHIP/WHEP)."""
     ice_servers: IceServers | None = None
+    metrics: RunnerMetrics = field(default_factory=RunnerMetrics)
+    """Prometheus metrics (``GET /metrics``); collects from this runtime once ``watch``-ed."""
 
     def busy(self) -> bool:
         """A stream or a job is live (re-registering now would reset the orchestrator's load)."""

@@ -80,6 +80,13 @@ def whip_params(raw: dict[str, Any], max_side: int) -> dict[str, Any]:
         raise ApiError(400, str(exc)) from None
 
 
+def _raise_if_failed(session: Session) -> None:
+    """A session that failed while its offer was being answered (infer refused the workflow
+    first): its error, not the closed peer connection, is the client's news."""
+    if not session.state.live and session.error:
+        raise ApiError(400, f"the session failed: {session.error}")
+
+
 def _forget_on_end(peers: PeerSignalling, session: Session) -> None:
     def listener(s: Session) -> None:
         if not s.state.live:
@@ -111,6 +118,7 @@ async def start_whip_session(
     try:
         outcome = await runtime.streams.start(spec, wait_s=0)
     except CapacityError as exc:
+        runtime.metrics.admission_refused("stream_capacity")
         raise ApiError(503, str(exc), {"Retry-After": str(RETRY_AFTER_FULL_S)}) from None
     if outcome.error_status:
         raise ApiError(outcome.error_status, outcome.error)
@@ -147,11 +155,14 @@ async def _publish(
 ) -> PeerSetup:
     servers = await ice_servers.current()
     try:
-        await pipeline.attach_whip(session.id)
+        await pipeline.attach_whip(session.id, alive=lambda: session.state.live)
     except MediaUnavailable as exc:
+        _raise_if_failed(session)
+        runtime.metrics.admission_refused("worker_unavailable")
         raise ApiError(503, str(exc), {"Retry-After": str(RETRY_AFTER_FULL_S)}) from None
     answer, resource = await peers.offer(session.id, "whip", sdp, servers)
     if resource is None:
+        _raise_if_failed(session)
         raise ApiError(answer.status if answer.status >= 400 else 500, answer.error)
     _forget_on_end(peers, session)
     if session.state in (SessionState.STARTING, SessionState.READY):
@@ -192,6 +203,7 @@ async def add_viewer(runtime: Runtime, session_id: str, sdp: str) -> PeerSetup:
     try:
         attached = await pipeline.attach_whep(session_id)
     except MediaUnavailable as exc:
+        runtime.metrics.admission_refused("worker_unavailable")
         raise ApiError(503, str(exc), {"Retry-After": str(RETRY_AFTER_FULL_S)}) from None
     if not attached:
         raise ApiError(

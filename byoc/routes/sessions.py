@@ -1,5 +1,6 @@
-"""Runner-API session routes: ``GET /byoc/session/{id}/status``, ``DELETE /byoc/session/{id}``,
-``POST /byoc/session/{id}/params`` and ``GET /byoc-stats``."""
+"""Runner-API session routes: ``GET /byoc/session/{id}/status`` (with a live stream's current
+figures under ``figures``), ``DELETE /byoc/session/{id}``, ``POST /byoc/session/{id}/params``
+and ``GET /byoc-stats``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from byoc.routes.job_context import parse_json_object
 from byoc.runtime import RUNTIME_KEY
 from byoc.streams import StreamNotFound
 
-STREAM_FIGURES = ("fps_in", "fps_out", "frames_dropped", "latency_ms", "stages", "dropped")
+FIGURES = ("fps_in", "fps_out", "frames_dropped", "latency_ms", "stages", "dropped")
+"""A live stream's figures in its status (as its status events carry them)."""
 
 
 async def session_status(request: web.Request) -> web.Response:
@@ -21,9 +23,9 @@ async def session_status(request: web.Request) -> web.Response:
         raise ApiError(404, "session not found")
     body = session.status()
     controller = runtime.streams.get(session.id)
-    if controller is not None:  # a live stream: the workers' latest figures, as in its events
+    if controller is not None and controller.session is session and not controller.ended:
         event = controller.event()["event"]
-        body["stream"] = {key: event[key] for key in STREAM_FIGURES}
+        body["figures"] = {key: event[key] for key in FIGURES}
     return web.json_response(body)
 
 

@@ -280,7 +280,7 @@ async function updateStatus() {
   if (!response.ok) return;
   const body = await response.json();
   $("session-status").textContent = body.error ? `${body.status}: ${body.error}` : body.status;
-  const stream = body.stream;
+  const stream = body.figures; // present while the stream is live
   if (stream) {
     $("runner-fps").textContent = `${fps(stream.fps_in)} / ${fps(stream.fps_out)}`;
     $("runner-dropped").textContent = String(stream.frames_dropped);

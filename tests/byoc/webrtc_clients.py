@@ -70,6 +70,8 @@ class CounterTrack(MediaStreamTrack):
         self.spec = spec
         self.frames = frames
         self.sent = 0
+        self.sent_at: list[float] = []
+        """When frame ``i`` left this track (monotonic seconds), for latency measurements."""
         self.clock = clock or StartClock()
         self.flowing = asyncio.Event()
         self.flowing.set()
@@ -89,6 +91,7 @@ class CounterTrack(MediaStreamTrack):
         frame.pts = index * 90_000 // self.spec.fps
         frame.time_base = VIDEO_TIME_BASE
         self.sent += 1
+        self.sent_at.append(time.monotonic())
         return frame
 
 

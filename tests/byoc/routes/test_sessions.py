@@ -29,7 +29,7 @@ async def test_status_shows_the_live_streams_figures() -> None:
         async with env.http.get(env.url + "/byoc/session/fig/status") as r:
             body = await r.json()
         assert body["status"] == "ready"
-        stream = body["stream"]
+        stream = body["figures"]
         assert stream["fps_out"] == 29.5 and stream["frames_dropped"] == 3
         assert stream["latency_ms"] == 41.0
         assert stream["stages"]["end_to_end"] == {
@@ -42,4 +42,4 @@ async def test_status_shows_the_live_streams_figures() -> None:
         await controller.end(SessionState.STOPPED, "test")
         async with env.http.get(env.url + "/byoc/session/fig/status") as r:
             body = await r.json()
-        assert body["status"] == "stopped" and "stream" not in body
+        assert body["status"] == "stopped" and "figures" not in body
