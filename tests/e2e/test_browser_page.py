@@ -20,6 +20,7 @@ from tests.e2e.browser import chromium_or_skip, chromium_page
 from tests.e2e.conftest import live_runner
 
 HANG_GUARD_MS = 90_000  # a loaded 2-core machine runs Chromium and three workers at once
+TOKEN = "page-token"
 WEBRTC = {"webrtc_host_addresses": ("127.0.0.1",), "webrtc_idle_timeout_s": 10.0}
 
 pytestmark = pytest.mark.timeout(240)
@@ -137,15 +138,29 @@ async def test_the_camera_is_published_and_played_back_inverted_then_stop_delete
         assert not errors, errors
 
 
-async def test_the_counter_source_measures_latency_and_apply_swaps_the_workflow_live(
-    env: Env,
-) -> None:
-    async with chromium_page() as page:
+async def test_with_a_token_the_counter_source_measures_latency_and_apply_swaps_the_workflow() -> (
+    None
+):
+    chromium_or_skip()
+    async with live_runner(token=TOKEN, **WEBRTC) as env, chromium_page() as page:
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        await page.goto(env.url + "/")
+        await page.goto(env.url + "/")  # the page itself needs no token
         await page.fill("#width", "256")
         await page.fill("#height", "256")
+        await page.wait_for_function(
+            "document.querySelectorAll('#workflow-choice option').length > 1",
+            timeout=HANG_GUARD_MS,
+        )
+        await page.select_option("#source", "canvas")
+        await page.click("#start")  # no token typed: the runner refuses the WHIP offer
+        await page.wait_for_function(
+            "window.byocPage.state === 'failed'", timeout=HANG_GUARD_MS, polling=200
+        )
+        assert (await page.text_content("#error") or "").startswith("401")
+        assert not env.runner.runtime.streams.controllers
+
+        await page.fill("#token", TOKEN)
         session_id = await start_from_page(page, source="canvas", workflow="passthrough")
 
         # The page reads its frame counter back from the output: glass-to-glass latency.
