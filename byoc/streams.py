@@ -96,6 +96,9 @@ class StreamController:
                     CONTENT_TYPE_JSON,
                     verify_tls=False,
                     delete_on_close=False,  # the orchestrator owns its channels
+                    # A resumed stream goes on where the channel stands, not at seq 0.
+                    start_seq=None if session.resumed else 0,
+                    reset=bool(session.resumed),
                 )
             )
             if spec.events_url
