@@ -245,21 +245,30 @@ async def test_kill_9_mid_stream_then_serve_again_resumes_the_stream(tmp_path: P
             first.wait(30)
             await poll(lambda: all(process_gone(pid) for pid in workers), 30)  # PDEATHSIG
 
+            # Frames arriving after the new start come from the new runner (what the old one
+            # had in flight was flushed to the reader when its connection broke).
+            restarted_at = loop.time()
             s.start_runner()
+            await poll(s.health, RESUME_HANG_GUARD_S, interval=0.05)
+            listening_at = loop.time()
             after = await poll(
                 lambda: _processing(s, "resume-1"), RESUME_HANG_GUARD_S, interval=0.05
             )
+            processing_at = loop.time()
             await reader.wait_for(
-                lambda rd: any(f.arrived > killed_at for f in rd.frames),
+                lambda rd: any(f.arrived > restarted_at for f in rd.frames),
                 timeout=RESUME_HANG_GUARD_S,
             )
-            first_new = next(f for f in reader.frames if f.arrived > killed_at)
-            resume_s = first_new.arrived - killed_at
-            print(f"resume: kill -9 -> first output frame {resume_s:.2f}s")
+            first_new = next(f for f in reader.frames if f.arrived > restarted_at)
+            print(
+                f"resume: kill -9 -> first output frame {first_new.arrived - killed_at:.2f}s "
+                f"(new runner started {restarted_at - killed_at:.2f}s, listening "
+                f"{listening_at - killed_at:.2f}s, processing {processing_at - killed_at:.2f}s)"
+            )
             # Output keeps flowing after the resume, and it is the processed (inverted) input.
             count = len(reader.frames)
             await reader.wait_for(lambda rd: len(rd.frames) >= count + 15, timeout=30)
-            resumed_frames = [f for f in reader.frames if f.arrived > killed_at]
+            resumed_frames = [f for f in reader.frames if f.arrived > restarted_at]
             assert all(f.inverted for f in resumed_frames if f.counter is not None)
             event = await events.until(lambda e: e.get("resumed") == 1, timeout=30)
             assert event["stream_id"] == "resume-1"
