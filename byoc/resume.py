@@ -37,10 +37,14 @@ class SessionRecorder:
         self.store = store
 
     def session_changed(self, session: Session) -> None:
-        self.store.save_session(session.id, session.state.value, session.ended_at, record(session))
+        if self.store.is_open:  # a late change while the runner stops is not kept
+            self.store.save_session(
+                session.id, session.state.value, session.ended_at, record(session)
+            )
 
     def session_removed(self, session_id: str) -> None:
-        self.store.delete_session(session_id)
+        if self.store.is_open:
+            self.store.delete_session(session_id)
 
 
 def record(session: Session) -> dict[str, Any]:

@@ -273,7 +273,10 @@ class SessionTable:
         session = self._sessions.pop(session_id, None)
         if session is not None:
             for observer in self.observers:
-                observer.session_removed(session_id)
+                try:
+                    observer.session_removed(session_id)
+                except Exception:
+                    log.exception("session %s: observer failed", session_id)
         return session
 
     def restore(self, session: Session) -> None:

@@ -99,6 +99,10 @@ class StateStore:
             self._conn = None
         self._unlock()
 
+    @property
+    def is_open(self) -> bool:
+        return self._writer is not None
+
     def flush(self, timeout: float = 30.0) -> bool:
         """Block until every write queued so far is on disk; False on timeout."""
         if self._writer is None:
