@@ -61,3 +61,40 @@ async def test_a_second_runner_on_the_same_state_dir_is_refused(tmp_path: Path) 
                 pass
         async with env.http.get(f"{env.url}/health") as r:
             assert r.status == 200  # the first one is untouched
+
+
+async def test_a_stream_whose_channels_are_gone_is_resumed_then_ended(tmp_path: Path) -> None:
+    """A live stream left by a killed runner whose orchestrator closed its channels meanwhile:
+    the resume attempt finds the control channel gone and ends the session."""
+    import dataclasses
+
+    from byoc.media import StreamSpec
+    from byoc.resume import SessionRecorder
+    from byoc.sessions import SessionTable
+    from byoc.state_store import StateStore
+
+    async with running(state_dir=tmp_path / "unused") as env:
+        base = f"{env.orch_url}/ai/trickle/"  # a live stand-in without these channels
+        store = StateStore(tmp_path / "state")
+        store.open()
+        table = SessionTable(4, 600)
+        table.observers.append(SessionRecorder(store))
+        session = table.admit_stream("comfystream-video", "gone")
+        spec = StreamSpec(
+            stream_id="gone",
+            capability="comfystream-video",
+            control_url=base + "gone-control",
+            events_url=base + "gone-events",
+            subscribe_url=base + "gone",
+            publish_url=base + "gone-out",
+        )
+        session.stream = dataclasses.asdict(spec)
+        session.transition(SessionState.READY)
+        session.transition(SessionState.PROCESSING)
+        store.close()  # as a kill -9 leaves it: the stream is live in the file
+
+        async with running(state_dir=tmp_path / "state", orch_urls=(env.orch_url,)) as again:
+            await wait_until(lambda: state_of(again, "gone") is SessionState.STOPPED, timeout=30)
+            code, body = await status(again, "gone")
+            assert code == 200 and body["status"] == "stopped" and body["resumed"] == 1
+            assert not again.runner.runtime.streams.controllers
