@@ -7,7 +7,7 @@ from aiohttp import web
 from byoc import drain
 from byoc.auth import auth_middleware
 from byoc.errors import MAX_BODY_BYTES_KEY, error_middleware
-from byoc.routes import health, jobs, sessions, streams, video
+from byoc.routes import health, jobs, metrics, sessions, streams, video
 from byoc.runtime import RUNTIME_KEY, Runtime
 from byoc.settings import Settings
 
@@ -27,7 +27,9 @@ def create_app(runtime: Runtime) -> web.Application:
         middlewares=[
             error_middleware(),
             auth_middleware(settings.token, token_rejected),
-            drain.drain_middleware(runtime.drain),
+            drain.drain_middleware(
+                runtime.drain, lambda: runtime.metrics.admission_refused("draining")
+            ),
         ],
     )
     app[SETTINGS_KEY] = settings
@@ -45,4 +47,6 @@ def create_app(runtime: Runtime) -> web.Application:
     sessions.add_routes(app)
     video.add_routes(app)
     drain.add_routes(app, runtime.drain, runtime.sessions.live_count)
+    if not settings.metrics_port:  # else /metrics is served on its own listener only
+        metrics.add_routes(app, runtime.metrics)
     return app

@@ -63,8 +63,9 @@ class Drain:
         return max(1, math.ceil(left))
 
 
-def drain_middleware(drain: Drain) -> Middleware:
-    """503 with ``Retry-After`` for every request that would admit new work while draining."""
+def drain_middleware(drain: Drain, on_refused: Callable[[], None] | None = None) -> Middleware:
+    """503 with ``Retry-After`` for every request that would admit new work while draining;
+    ``on_refused`` counts each one."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -74,6 +75,8 @@ def drain_middleware(drain: Drain) -> Middleware:
             and request.path not in STILL_OPEN_WHILE_DRAINING
             and request.match_info.http_exception is None
         ):
+            if on_refused is not None:
+                on_refused()
             response = json_error(503, "runner is draining: it takes no new sessions")
             response.headers["Retry-After"] = str(drain.retry_after_s())
             return response

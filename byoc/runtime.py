@@ -10,6 +10,7 @@ from aiohttp import web
 from byoc.clips import ClipStore
 from byoc.drain import Drain
 from byoc.jobs import WorkerJobs
+from byoc.metrics import RunnerMetrics
 from byoc.registration import RegistrationService
 from byoc.sessions import JobSlots, SessionTable
 from byoc.settings import Settings
@@ -34,6 +35,8 @@ class Runtime:
     """Input and output files of runner-API video sessions (closed with the runner)."""
     drain: Drain = field(default_factory=lambda: Drain(Settings.drain_timeout_s))
     """Whether the runner drains (refuses new work)."""
+    metrics: RunnerMetrics = field(default_factory=RunnerMetrics)
+    """Prometheus metrics (``GET /metrics``); collects from this runtime once ``watch``-ed."""
 
     def busy(self) -> bool:
         """A stream or a job is live (re-registering now would reset the orchestrator's load)."""

@@ -28,6 +28,7 @@ from byoc.jobs import WorkerJobs
 from byoc.media import MediaFactory, MediaPipeline, NoMediaPipeline, StreamSpec
 from byoc.registration import RegistrationService, build_capabilities
 from byoc.resume import SessionRecorder, restore_sessions
+from byoc.routes.metrics import metrics_app
 from byoc.runtime import Runtime
 from byoc.sessions import JobSlots, Session, SessionTable
 from byoc.settings import Settings
@@ -89,9 +90,12 @@ class Runner:
             clips=ClipStore(state_dir / "clips" if state_dir is not None else None),
             drain=self.drain,
         )
+        self.runtime.metrics.watch(self.runtime)
         self.registration: RegistrationService | None = None
         self.url = ""  # http://host:port once started
+        self.metrics_url = ""  # http://host:port/metrics once started
         self._app_runner: web.AppRunner | None = None
+        self._metrics_runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -122,6 +126,14 @@ class Runner:
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
         self.url = f"http://{host}:{port}"
         log.info("listening on http://%s:%d", settings.host, port)
+        self.metrics_url = f"{self.url}/metrics"
+        if settings.metrics_port:
+            try:
+                await self._start_metrics_listener()
+            except BaseException:
+                await app_runner.cleanup()
+                self._app_runner = None
+                raise
         await self.supervisor.start()
         for session, spec in restored:
             self.runtime.streams.resume(session, spec)
@@ -175,6 +187,24 @@ class Runner:
             )
         return idle
 
+    async def _start_metrics_listener(self) -> None:
+        settings = self.settings
+        metrics_runner = web.AppRunner(
+            metrics_app(self.runtime.metrics), access_log=None, handle_signals=False
+        )
+        await metrics_runner.setup()
+        metrics_host = settings.metrics_host or settings.host
+        try:
+            await web.TCPSite(metrics_runner, metrics_host, settings.metrics_port).start()
+        except BaseException:
+            await metrics_runner.cleanup()
+            raise
+        self._metrics_runner = metrics_runner
+        port = metrics_runner.addresses[0][1]
+        host = "127.0.0.1" if metrics_host in ("0.0.0.0", "::", "") else metrics_host
+        self.metrics_url = f"http://{host}:{port}/metrics"
+        log.info("metrics on http://%s:%d/metrics", metrics_host, port)
+
     async def stop(self) -> None:
         """Unregister, end every stream, stop serving, stop the workers, close the state."""
         if self.registration is not None:
@@ -187,6 +217,9 @@ class Runner:
         if self._app_runner is not None:
             await self._app_runner.cleanup()
             self._app_runner = None
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+            self._metrics_runner = None
         await self.runtime.streams.close()  # a start that raced the shutdown
         try:
             await self.media.close()

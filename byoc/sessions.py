@@ -196,6 +196,8 @@ class SessionTable:
         self._result_sizes: dict[str, int] = {}
         self._result_total = 0
         self.observers: list[SessionObserver] = []
+        self.created: list[Callable[[Session], None]] = []
+        """Called with every new session (e.g. metrics count jobs by how they end)."""
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -301,6 +303,8 @@ class SessionTable:
         session.listeners.append(self.changed)
         self.changed(session)
         self._trim()
+        for callback in self.created:
+            callback(session)
 
     def _trim(self) -> None:
         """Drop the oldest ended sessions beyond the count or result budgets."""

@@ -55,6 +55,8 @@ async def test_drain_refuses_new_work_keeps_the_stream_and_stops_when_it_ends() 
                 assert r.status == 503
                 assert 1 <= int(r.headers["Retry-After"]) <= 60
                 assert (await r.json())["status_code"] == 503
+        async with env.http.get(f"{env.url}/metrics", headers=AUTH) as r:
+            assert 'byoc_admissions_refused_total{reason="draining"} 2.0' in await r.text()
         # The live stream still works: params are applied, events keep coming.
         async with env.http.post(
             f"{env.url}/stream/params",
