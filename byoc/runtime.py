@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from byoc.clips import ClipStore
+from byoc.drain import Drain
 from byoc.ice_servers import IceServers
 from byoc.jobs import WorkerJobs
 from byoc.metrics import RunnerMetrics
@@ -37,6 +38,8 @@ class Runtime:
     peers: PeerSignalling | None = None
     """WebRTC signalling towards the workers (None: no worker media path, no WHIP/WHEP)."""
     ice_servers: IceServers | None = None
+    drain: Drain = field(default_factory=lambda: Drain(Settings.drain_timeout_s))
+    """Whether the runner drains (refuses new work)."""
     metrics: RunnerMetrics = field(default_factory=RunnerMetrics)
     """Prometheus metrics (``GET /metrics``); collects from this runtime once ``watch``-ed."""
 
