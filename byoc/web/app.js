@@ -7,7 +7,7 @@ import { CounterSource, blockSize, readCounter } from "./counter.js";
 const $ = (id) => document.getElementById(id);
 const CANVAS = "canvas";
 const FPS = 30;
-const MAX_WORKFLOW_QUERY = 6000; // longer workflows go as a params update instead of the URL
+const MAX_WORKFLOW_QUERY = 6000; // longer workflows go in a JSON body instead of the URL
 const WHEP_WAIT_MS = 120000; // how long a viewer retries while the session warms up
 const ICE_GATHER_MS = 5000;
 const LATENCY_SAMPLES = 300;
@@ -159,21 +159,45 @@ async function publish(stream, workflow, width, height) {
   await transceiver.sender.setParameters(parameters).catch(() => {});
   const sdp = await offerSdp(pc);
 
+  page.sessionId = await sendOffer(sdp, workflow, width, height, (answer) =>
+    pc.setRemoteDescription({ type: "answer", sdp: answer }),
+  );
+}
+
+/** Send the publisher's offer; resolve to the new session's id once `accept` took the answer.
+ *  A workflow that fits in a URL goes with a plain WHIP POST; a longer one goes in the JSON body
+ *  of the runner's whip-ingest capability, which answers the same way inside JSON. */
+async function sendOffer(sdp, workflow, width, height, accept) {
   const text = JSON.stringify(workflow);
-  const query = new URLSearchParams({ width: String(width), height: String(height) });
-  const inQuery = encodeURIComponent(text).length <= MAX_WORKFLOW_QUERY;
-  if (inQuery) query.set("workflow", text);
-  const response = await fetch(`whip?${query}`, {
-    method: "POST",
-    headers: authHeaders({ "Content-Type": "application/sdp" }),
-    body: sdp,
-  });
-  if (response.status !== 201) throw await apiError(response);
-  page.sessionId = lastSegment(response.headers.get("Location"));
-  page.whipResource = `byoc/whip/${encodeURIComponent(page.sessionId)}`;
-  $("session-id").textContent = page.sessionId;
-  await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
-  if (!inQuery) await applyWorkflow(workflow);
+  let sessionId;
+  let answer;
+  if (encodeURIComponent(text).length <= MAX_WORKFLOW_QUERY) {
+    const query = new URLSearchParams({ workflow: text, width: String(width), height: String(height) });
+    const response = await fetch(`whip?${query}`, {
+      method: "POST",
+      headers: authHeaders({ "Content-Type": "application/sdp" }),
+      body: sdp,
+    });
+    if (response.status !== 201) throw await apiError(response);
+    sessionId = lastSegment(response.headers.get("Location"));
+    answer = await response.text();
+  } else {
+    const response = await fetch("process/request/whip-ingest", {
+      method: "POST",
+      headers: authHeaders({ "Content-Type": "application/json" }),
+      body: JSON.stringify({ sdp_offer: sdp, workflow, width, height }),
+    });
+    if (!response.ok) throw await apiError(response);
+    const body = await response.json();
+    sessionId = body.session_id;
+    answer = body.result.sdp_answer;
+  }
+  // Known before the answer is applied, so that Stop can end the session whatever happens next.
+  page.sessionId = sessionId;
+  page.whipResource = `byoc/whip/${encodeURIComponent(sessionId)}`;
+  $("session-id").textContent = sessionId;
+  await accept(answer);
+  return sessionId;
 }
 
 async function watch() {

@@ -5,10 +5,12 @@ DELETE that ends the session."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -202,3 +204,49 @@ async def test_with_a_token_the_counter_source_measures_latency_and_apply_swaps_
         assert (await deleted.value).status == 200
         await wait_until(lambda: session.state is SessionState.COMPLETED, timeout=30)
         assert not errors, errors
+
+
+def long_invert(nodes: int) -> dict[str, Any]:
+    """An odd chain of ``ImageInvert`` nodes: a negative, too long to travel in a URL."""
+    assert nodes % 2 == 1
+    workflow: dict[str, Any] = {"1": {"class_type": "LoadTensor", "inputs": {}}}
+    for i in range(2, nodes + 2):
+        workflow[str(i)] = {"class_type": "ImageInvert", "inputs": {"image": [str(i - 1), 0]}}
+    workflow[str(nodes + 2)] = {
+        "class_type": "SaveTensor",
+        "inputs": {"images": [str(nodes + 1), 0]},
+    }
+    return workflow
+
+
+async def test_a_workflow_too_long_for_a_url_goes_in_the_whip_ingest_json_body(
+    env: Env,
+) -> None:
+    workflow = long_invert(75)
+    assert len(quote(json.dumps(workflow))) > 6000
+    async with chromium_page() as page:
+        requests: list[tuple[str, str]] = []
+        page.on("request", lambda r: requests.append((r.method, r.url)))
+        await page.goto(env.url + "/")
+        await page.fill("#width", "128")
+        await page.fill("#height", "128")
+        await page.wait_for_function(
+            "document.querySelectorAll('#workflow-choice option').length > 1",
+            timeout=HANG_GUARD_MS,
+        )
+        await page.select_option("#source", "canvas")
+        await page.fill("#workflow", json.dumps(workflow))
+        await page.click("#start")
+        await page.wait_for_function(
+            "window.byocPage.lastCounter && window.byocPage.lastCounter.inverted",
+            timeout=HANG_GUARD_MS,
+            polling=250,
+        )
+        session_id = await page.evaluate("window.byocPage.sessionId")
+        posts = [url for method, url in requests if method == "POST"]
+        assert f"{env.url}/process/request/whip-ingest" in posts
+        assert not any("/whip?" in url for url in posts)
+        session = env.runner.runtime.sessions.get(session_id)
+        assert session is not None and len(session.params["workflow"]) == 77
+        await page.click("#stop")
+        await wait_until(lambda: session.state is SessionState.COMPLETED, timeout=30)
