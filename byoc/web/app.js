@@ -318,9 +318,9 @@ async function updateStatus() {
   }
 }
 
-function every(ms, task) {
+function every(intervalMs, task) {
   const run = () => task().catch(() => {}); // a missed update is not an error: try again
-  page.timers.push(setInterval(run, ms));
+  page.timers.push(setInterval(run, intervalMs));
   run();
 }
 
