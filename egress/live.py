@@ -1,8 +1,10 @@
 """Pictures and the input's audio in, MPEG-TS chunks for live trickle segments out.
 
 Video: libx264 zerolatency (``VideoEncoder``) with each frame's own pts; every segment opens with
-a forced IDR frame (``SegmentMuxer``). A new picture size restarts the encoder in a new segment,
-and so does a frame flagged as a discontinuity whose pts went backwards (an input restarted).
+a forced IDR frame (``SegmentMuxer``). The stream's VUI declares the pictures' colour
+description (BT.709 for HD, BT.601 below, when the input said nothing). A new picture size or
+colour description restarts the encoder in a new segment, and so does a frame flagged as a
+discontinuity whose pts went backwards (an input restarted).
 
 Audio: the output gets an Opus track when the stream has audio. Nothing waits for it: the first
 picture goes out at once, with a track if audio arrived before it. When audio arrives later,
@@ -22,6 +24,7 @@ from fractions import Fraction
 import av
 
 from egress.audio import AudioInterleaver, StreamAudioDecoder
+from egress.colour import colour_of
 from egress.encode import OPUS_RATE, TS_TIME_BASE, OpusEncoder, VideoEncoder, to_ts_clock
 from egress.mux import MuxChunk, SegmentMuxer
 from ipc.messages import StreamAudio
@@ -137,8 +140,14 @@ class LiveSegmenter:
         assert self.muxer is not None
         encoder = self.encoder
         size = (frame.width, frame.height)
+        colour = colour_of(frame).resolved(frame.height)
         jumped_back = discontinuity and self._last_pts is not None and pts <= self._last_pts
-        if encoder is None or (encoder.width, encoder.height) != size or jumped_back:
+        if (
+            encoder is None
+            or (encoder.width, encoder.height) != size
+            or encoder.colour != colour
+            or jumped_back
+        ):
             if encoder is not None:
                 chunks.extend(self._mux_video(encoder.flush()))
                 chunks.extend(self.muxer.close())
@@ -153,6 +162,7 @@ class LiveSegmenter:
             encoder = self.encoder = VideoEncoder(
                 frame.width,
                 frame.height,
+                colour=colour,
                 label=self.label,
                 **self._video_options,  # type: ignore[arg-type]
             )
