@@ -72,7 +72,10 @@ class VideoEncoder:
     One thread: sliced threads did not help at this size.
     Keyframes come only when asked for (``force_keyframe``), as IDR frames with SPS/PPS in
     front, or after ``max_keyframe_interval`` seconds; scene-cut keyframes are off so segment
-    sizes stay predictable. ``crf`` sets constant quality; ``bit_rate`` (bits/s) switches to a
+    sizes stay predictable. No frame rate is declared unless ``frame_rate`` is given: the
+    stream's timing is its timestamps, which follow the input's (any rate, variable included;
+    a declared 30 fps under 60 fps timestamps makes FFmpeg, and so a gateway re-muxing the
+    output, drop or reject frames). ``crf`` sets constant quality; ``bit_rate`` (bits/s) switches to a
     VBV-capped average bitrate instead.
     """
 
@@ -84,7 +87,7 @@ class VideoEncoder:
         preset: str = "superfast",
         crf: int = 23,
         bit_rate: int | None = None,
-        frame_rate: int = 30,
+        frame_rate: int | None = None,
         threads: int = 1,
         max_keyframe_interval: float = 10.0,
         colour: Colour | None = None,
@@ -109,8 +112,9 @@ class VideoEncoder:
         ctx.color_primaries = self.colour.primaries
         ctx.color_trc = self.colour.transfer
         ctx.time_base = TS_TIME_BASE
-        ctx.framerate = Fraction(frame_rate)
-        ctx.gop_size = max(1, round(max_keyframe_interval * frame_rate))
+        if frame_rate is not None:
+            ctx.framerate = Fraction(frame_rate)
+        ctx.gop_size = max(1, round(max_keyframe_interval * (frame_rate or 30)))
         ctx.max_b_frames = 0
         ctx.thread_count = threads
         options = {
