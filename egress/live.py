@@ -69,6 +69,7 @@ class LiveSegmenter:
         self._interleaver = AudioInterleaver()
         self._first_pts: int | None = None
         self._last_pts: int | None = None
+        self._last_audio_pts: int | None = None
         self._frame_ticks = _DEFAULT_FRAME_TICKS
         self._rejected_before = 0
 
@@ -153,6 +154,8 @@ class LiveSegmenter:
                 chunks.extend(self.muxer.close())
                 self._rejected_before += encoder.stats.dropped_non_increasing_pts
                 self.encoder_restarts += 1
+                if jumped_back:
+                    self._last_audio_pts = None
                 log.info(
                     "stream %s: new encoder for %dx%d%s",
                     self.label,
@@ -241,5 +244,11 @@ class LiveSegmenter:
             return []
         chunks: list[MuxChunk] = []
         for pts, data in packets:
+            if self._last_audio_pts is not None and pts <= self._last_audio_pts:
+                # Overlapping input audio (an encoder restarted per segment re-primes): players
+                # and FFmpeg reject timestamps that go back.
+                self._count("audio_non_increasing_pts")
+                continue
+            self._last_audio_pts = pts
             chunks.extend(self.muxer.write_audio(data, pts))
         return chunks
