@@ -25,6 +25,7 @@ from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
 
 from benchmarks.media.clip import ClipSpec, video_yuv420p
+from egress.mux import crc32_mpeg2
 
 TS_CLOCK = 90_000
 TS_TIME_BASE = Fraction(1, TS_CLOCK)
@@ -308,3 +309,24 @@ def _tone(start: int, samples: int) -> av.AudioFrame:
     frame.pts = start + START_PTS * AUDIO_RATE // TS_CLOCK
     frame.time_base = Fraction(1, AUDIO_RATE)
     return frame
+
+
+def retype_stream(segment: bytes, old: int, new: int) -> bytes:
+    """``segment`` with the PMT's ``old`` stream type replaced by ``new`` (CRC fixed)."""
+    data = bytearray(segment)
+    pat = next(i for i in range(0, len(data), 188) if data[i + 1] & 0x1F == 0 and data[i + 2] == 0)
+    pmt_pid = ((data[pat + 15] & 0x1F) << 8) | data[pat + 16]
+    for i in range(0, len(data), 188):
+        if ((data[i + 1] & 0x1F) << 8 | data[i + 2]) != pmt_pid:
+            continue
+        start = i + 5 + data[i + 4]  # after the pointer field
+        length = ((data[start + 1] & 0x0F) << 8) | data[start + 2]
+        end = start + 3 + length - 4
+        info = ((data[start + 10] & 0x0F) << 8) | data[start + 11]
+        j = start + 12 + info
+        while j < end:
+            if data[j] == old:
+                data[j] = new
+            j += 5 + (((data[j + 3] & 0x0F) << 8) | data[j + 4])
+        data[end : end + 4] = crc32_mpeg2(bytes(data[start:end])).to_bytes(4, "big")
+    return bytes(data)

@@ -31,6 +31,7 @@ from benchmarks.media.camera import (
     camera_segments,
     colour_patches,
     patch_centres,
+    retype_stream,
     rgb_of_yuv,
 )
 from benchmarks.media.clip import read_counter
@@ -41,7 +42,6 @@ from byoc.livepeer.trickle import (
     TrickleSubscriber,
 )
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_MPEGTS
-from egress.mux import crc32_mpeg2
 from tests.byoc.harness import Env
 from tests.e2e.conftest import PASSTHROUGH, EventLog, start_stream
 
@@ -282,27 +282,6 @@ async def test_hevc_input_is_decoded(env: Env) -> None:
     consecutive_spacing(frames, spec)
 
 
-def retyped(segment: bytes, old: int, new: int) -> bytes:
-    """``segment`` with the PMT's ``old`` stream type replaced by ``new`` (CRC fixed)."""
-    data = bytearray(segment)
-    pat = next(i for i in range(0, len(data), 188) if data[i + 1] & 0x1F == 0 and data[i + 2] == 0)
-    pmt_pid = ((data[pat + 15] & 0x1F) << 8) | data[pat + 16]
-    for i in range(0, len(data), 188):
-        if ((data[i + 1] & 0x1F) << 8 | data[i + 2]) != pmt_pid:
-            continue
-        start = i + 5 + data[i + 4]  # after the pointer field
-        length = ((data[start + 1] & 0x0F) << 8) | data[start + 2]
-        end = start + 3 + length - 4
-        info = ((data[start + 10] & 0x0F) << 8) | data[start + 11]
-        j = start + 12 + info
-        while j < end:
-            if data[j] == old:
-                data[j] = new
-            j += 5 + (((data[j + 3] & 0x0F) << 8) | data[j + 4])
-        data[end : end + 4] = crc32_mpeg2(bytes(data[start:end])).to_bytes(4, "big")
-    return bytes(data)
-
-
 @pytest.mark.parametrize("case", ["audio-only", "unknown-stream-type"])
 async def test_input_without_supported_video_fails_loudly(env: Env, case: str) -> None:
     if case == "audio-only":
@@ -310,7 +289,8 @@ async def test_input_without_supported_video_fails_loudly(env: Env, case: str) -
         arrived = "aac audio"
     else:
         segments = [
-            retyped(s, 0x1B, 0x99) for s in camera_segments(CameraSpec(width=320, height=240), 60)
+            retype_stream(s, 0x1B, 0x99)
+            for s in camera_segments(CameraSpec(width=320, height=240), 60)
         ]
         arrived = "unsupported stream type 0x99"
     stream_id = f"nogo-{case}"
