@@ -6,10 +6,13 @@ ring of a few slots, and the live policy would keep only the newest. ``PacketPac
 packets instead (compressed: a few hundred kB for a 2 s HD segment) and releases each when the
 stream clock reaches its timestamp.
 
-The stream clock is anchored on arrival: ``due(ts) = anchor + ts / 90 kHz``. A packet that
-arrives after its due time moves the anchor so that it is due now; paced input therefore passes
-straight through (each packet is released as it arrives) and only a burst waits. A
-discontinuity re-anchors too. When the buffered packets span more than ``max_buffer_s`` (input
+The stream clock is anchored on arrival: ``due(ts) = anchor + ts / 90 kHz``. What decides
+between paced input and a burst is the newest packet held: when nothing held is more than
+``jitter_s`` ahead of the clock (or the packet arrived alone), the input is paced, the packet is
+released at once and the newest arrival sets the clock. Otherwise (a burst: packets that
+arrived seconds ahead of their time) each packet waits for its due time. A late packet moves the
+anchor to its own arrival; a discontinuity re-anchors too. Paced input therefore passes straight
+through, whatever the network's jitter. When the buffered packets span more than ``max_buffer_s`` (input
 truly faster than real time), the head is released at once (a catch-up, counted) and newest-frame
 wins further down the pipeline, as before. ``max_buffer_s = 0`` turns pacing off.
 """
@@ -29,6 +32,8 @@ Marker = Callable[[], None]
 
 DEFAULT_BUFFER_S = 2.5
 """A little more than one 2 s segment, the usual gateway segment."""
+JITTER_S = 0.05
+"""A packet this close to its due time is not held: network jitter, not a burst."""
 
 
 @dataclass
@@ -46,14 +51,20 @@ class PacketPacer:
     """FIFO of packets and markers; ``get`` returns each packet at its due time."""
 
     def __init__(
-        self, max_buffer_s: float = DEFAULT_BUFFER_S, *, clock: Callable[[], float] = time.monotonic
+        self,
+        max_buffer_s: float = DEFAULT_BUFFER_S,
+        *,
+        jitter_s: float = JITTER_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_buffer_s < 0:
             raise ValueError("max_buffer_s must be >= 0")
         self.max_buffer_s = max_buffer_s
+        self.jitter_s = jitter_s
         self.stats = PacingStats()
         self._clock = clock
-        self._items: deque[EsPacket | Marker] = deque()
+        # Each item with whether it arrived to an empty buffer (nothing held ahead of it).
+        self._items: deque[tuple[EsPacket | Marker, bool]] = deque()
         self._newest_ts: int | None = None
         self._anchor: float | None = None
         self._changed = asyncio.Event()
@@ -66,10 +77,11 @@ class PacketPacer:
         """Queue a packet (timestamps already on the ingest timeline) or a marker."""
         if self._closed:
             raise RuntimeError("the pacer is closed")
-        self._items.append(item)
+        self._items.append((item, not self._items))
         if isinstance(item, EsPacket):
             ts = _timestamp(item)
-            if ts is not None:
+            if ts is not None and (self._newest_ts is None or ts > self._newest_ts):
+                # The furthest timestamp, not the last: audio may be muxed behind the video.
                 self._newest_ts = ts
         self._changed.set()
 
@@ -94,10 +106,11 @@ class PacketPacer:
                 self._changed.clear()
                 await self._changed.wait()
                 continue
-            item = self._items[0]
+            item, arrived_alone = self._items[0]
             if not isinstance(item, EsPacket):
-                return self._items.popleft()
-            wait = self._wait_for(item)
+                self._items.popleft()
+                return item
+            wait = self._wait_for(item, arrived_alone)
             if wait <= 0:
                 self._items.popleft()
                 self.stats.released += 1
@@ -113,8 +126,8 @@ class PacketPacer:
                 self.stats.wait_s += wait
                 return item
 
-    def _wait_for(self, packet: EsPacket) -> float:
-        """Seconds until ``packet`` is due (re-anchoring the clock when it is late)."""
+    def _wait_for(self, packet: EsPacket, arrived_alone: bool) -> float:
+        """Seconds until ``packet`` (the head) is due, moving the clock's anchor where it must."""
         ts = _timestamp(packet)
         now = self._clock()
         if ts is None or self.max_buffer_s == 0:
@@ -124,19 +137,26 @@ class PacketPacer:
         if self._anchor is None or packet.discontinuity:
             self._anchor = now - ts / TS_CLOCK
             return 0.0
-        due = self._anchor + ts / TS_CLOCK
-        if due <= now or due - now > self.max_buffer_s:
-            # Late (or absurdly early: a timestamp we cannot trust): the clock follows it.
+        early = self._anchor + ts / TS_CLOCK - now
+        if early <= 0 or early > self.max_buffer_s:
+            # Late, or a timestamp we cannot trust: the clock follows this packet.
             self._anchor = now - ts / TS_CLOCK
             return 0.0
         if buffered > self.max_buffer_s:
             self._anchor = now - ts / TS_CLOCK
             self.stats.catch_ups += 1
             return 0.0
-        return due - now
+        newest = self._newest_ts if self._newest_ts is not None else ts
+        newest_early = self._anchor + newest / TS_CLOCK - now
+        if (arrived_alone and len(self._items) == 1) or newest_early <= self.jitter_s:
+            # Nothing we hold is ahead of the stream's cadence by more than jitter: this is
+            # paced input, not a burst. Release, and let the newest arrival set the clock.
+            self._anchor = now - newest / TS_CLOCK
+            return 0.0
+        return early
 
     def _head_ts(self) -> int | None:
-        for item in self._items:
+        for item, _ in self._items:
             if isinstance(item, EsPacket):
                 ts = _timestamp(item)
                 if ts is not None:

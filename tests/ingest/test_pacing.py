@@ -40,7 +40,7 @@ async def drain(pacer: PacketPacer, count: int) -> list[tuple[EsPacket, float]]:
 
 
 async def test_a_burst_is_released_no_earlier_than_its_timestamps() -> None:
-    pacer = PacketPacer(2.5)
+    pacer = PacketPacer(2.5, jitter_s=0.0)
     for i in range(10):
         pacer.put(packet(i))
     released = await drain(pacer, 10)
@@ -64,6 +64,19 @@ async def test_late_packets_pass_straight_through() -> None:
         assert item is not None
         now[0] += FRAME / 90_000 + 0.004  # the next one arrives a little late
     assert pacer.stats.waited == 0 and pacer.stats.released == 5
+
+
+async def test_jittery_paced_input_is_never_held() -> None:
+    """Packets arriving up to a jitter early or late, one at a time, pass at once; the clock
+    follows them instead of keeping the worst delay it saw."""
+    now = [100.0]
+    pacer = PacketPacer(2.5, clock=lambda: now[0])
+    offsets = [0.0, 0.03, -0.04, 0.045, -0.03, 0.0, 0.04, -0.045] * 4
+    for i, offset in enumerate(offsets):
+        now[0] = 100.0 + i * FRAME / 90_000 + offset
+        pacer.put(packet(i))
+        assert await asyncio.wait_for(pacer.get(), HANG_GUARD_S) is not None
+    assert pacer.stats.waited == 0
 
 
 async def test_a_discontinuity_restarts_the_clock() -> None:
