@@ -100,6 +100,7 @@ class TrickleSource:
         self._audio_on = audio
         self._retired_counts = {"decode_error": 0, "skipped_until_keyframe": 0}
         self.segments = 0
+        self.bytes_in = 0
         self.read_errors = 0
         self.resubscribes = 0
         self.jumps = 0
@@ -206,6 +207,7 @@ class TrickleSource:
             async for chunk in segment.chunks():
                 # iter_any() hands over everything buffered: after a chunk the reader is idle.
                 self._last_activity = time.monotonic()
+                self.bytes_in += len(chunk)
                 self._queue(self.demuxer.feed(chunk))
                 self._queue(self.demuxer.flush_pending())
                 await asyncio.sleep(0)  # let the decoding task take what is due
@@ -364,7 +366,8 @@ class IngestStream:
         self._release()
 
     def _stats(self) -> StreamStats:
-        return self.stats.report(self.source.counters())
+        bytes_in = self.source.bytes_in if isinstance(self.source, TrickleSource) else 0
+        return self.stats.report(self.source.counters(), bytes_in=bytes_in)
 
     async def _report_loop(self) -> None:
         interval = max(0.05, self.config.stats_interval_s)
