@@ -56,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
         "and a trickle server at /ai/trickle/.",
     )
     _add_orchestrator_arguments(orchestrator)
+    health = commands.add_parser(
+        "health",
+        help="exit 0 when the runner at --url answers /health with its workers up (HEALTHCHECK)",
+    )
+    health.add_argument(
+        "--url",
+        default=f"http://127.0.0.1:{_env_default('PORT', '8889')}",
+        help="runner base URL [default http://127.0.0.1:$PORT, PORT defaulting to 8889]",
+    )
     smoke = commands.add_parser(
         "smoke",
         help="check a deployment: run a generated clip through a live stream, report, exit 0 "
@@ -189,6 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _orchestrator(args)
     if args.command == "smoke":
         return _smoke(args)
+    if args.command == "health":
+        from byoc.healthcheck import check_health
+
+        ok, reason = check_health(args.url)
+        print(reason, file=sys.stdout if ok else sys.stderr)
+        return 0 if ok else 1
     try:
         settings = load(vars(args))
     except SettingsError as exc:

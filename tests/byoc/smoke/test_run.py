@@ -128,6 +128,18 @@ def test_smoke_through_the_orchestrator_with_a_workflow(
     assert shown is not None and shown > COUNTER_MODULO // 2  # inverted: early frames read high
 
 
+def test_health_command_passes_on_the_deployment(deployment: tuple[int, int]) -> None:
+    port, _ = deployment
+    result = subprocess.run(
+        [str(SCRIPT), "health", "--url", f"http://127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() in ("healthy", "degraded")
+
+
 def test_smoke_straight_to_the_runner_prints_the_figures(deployment: tuple[int, int]) -> None:
     port, _ = deployment
     code, stdout, stderr = smoke("--runner-url", f"http://127.0.0.1:{port}", "--seconds", "2")
