@@ -20,7 +20,7 @@ from aiohttp import web
 
 from byoc.smoke.pattern import COUNTER_MODULO, read_frame_counter
 from byoc.smoke.run import WorkflowFileError, load_workflow
-from tests.byoc.test_serve import FAST_ENV, free_port, get_health, wait_for
+from tests.byoc.test_serve import FAST_ENV, PARENT_IMPORTS, free_port, get_health, wait_for
 
 SCRIPT = Path(sys.executable).parent / "comfystream-byoc"
 INVERT = {
@@ -238,3 +238,16 @@ def test_workflow_files_become_stream_params(tmp_path: Path) -> None:
     path.write_text("{}")
     with pytest.raises(WorkflowFileError):
         load_workflow(str(path))
+
+
+def test_the_runner_never_imports_the_smoke_client() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", PARENT_IMPORTS.replace("{port}", str(free_port()))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    modules = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "byoc.app" in modules
+    assert not [m for m in modules if m.startswith("byoc.smoke")]
