@@ -19,6 +19,20 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
+def missing_frames(seen: set[int], sent: int) -> dict[str, int]:
+    """Input frames ``0..sent-1`` absent from ``seen``: before the first seen one, between the
+    first and the last, and after the last."""
+    inside = sorted(i for i in seen if 0 <= i < sent)
+    if not inside:
+        return {"start": sent, "middle": 0, "end": 0}
+    first, last = inside[0], inside[-1]
+    return {
+        "start": first,
+        "middle": (last - first + 1) - len(inside),
+        "end": sent - 1 - last,
+    }
+
+
 @dataclass
 class SmokeReport:
     """What a smoke run saw; ``ok`` when processed frames came back."""
@@ -29,6 +43,8 @@ class SmokeReport:
     frames_out: int = 0  # pictures decoded from the output
     frames_identified: int = 0  # of those, pictures whose frame counter was read
     duplicates: int = 0
+    # input frames not seen in the output, by where they were (identified frames only)
+    missing: dict[str, int] = field(default_factory=dict)
     start_ms: float | None = None  # how long the stream start call took
     first_frame_ms: float | None = None  # first input frame made -> first output picture decoded
     latency_ms: dict[str, float | None] = field(default_factory=dict)  # glass to glass
@@ -56,6 +72,8 @@ class SmokeReport:
             f"  frames in        {self.frames_in}",
             f"  frames out       {self.frames_out} ({self.frames_identified} identified by "
             f"their counter, {self.duplicates} repeated)",
+            f"  frames missing   {self.missing.get('start', 0)} at the start, "
+            f"{self.missing.get('middle', 0)} in the middle, {self.missing.get('end', 0)} at the end",
             f"  stream start     {ms(self.start_ms)}",
             f"  first frame      {ms(self.first_frame_ms)}",
             f"  glass-to-glass   p50 {ms(lat.get('p50'))}  p90 {ms(lat.get('p90'))}  "
@@ -82,6 +100,7 @@ def build_report(report: SmokeReport, source: SourceLog, sink: SinkLog, t0_ns: i
     report.frames_out = sink.decoded
     report.frames_identified = len(sink.frames)
     report.duplicates = sink.duplicates
+    report.missing = missing_frames(set(sink.frames), source.frames_sent)
     if sink.first_picture_ns and t0_ns:
         report.first_frame_ms = (sink.first_picture_ns - t0_ns) / 1e6
     latencies = [

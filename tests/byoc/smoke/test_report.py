@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from byoc.smoke.report import SmokeReport, build_report, percentile
+from byoc.smoke.report import SmokeReport, build_report, missing_frames, percentile
 from byoc.smoke.sink import SinkLog
 from byoc.smoke.source import SourceLog
 
@@ -33,6 +33,7 @@ def test_latency_is_output_decode_minus_input_capture_of_the_same_frame() -> Non
     assert report.latency_ms["max"] == 60.0
     assert report.first_frame_ms == 106.0
     assert report.output_size == "256x128"
+    assert report.missing == {"start": 2, "middle": 2, "end": 4}
     assert report.ok
     assert any("result           OK" in line for line in report.lines())
 
@@ -45,3 +46,10 @@ def test_no_frames_back_is_a_failure_with_the_errors_shown() -> None:
     assert report.to_json()["ok"] is False
     text = "\n".join(report.lines())
     assert "FAILED" in text and "404" in text
+
+
+def test_missing_frames_by_where_they_were() -> None:
+    assert missing_frames({0, 1, 2, 3}, 4) == {"start": 0, "middle": 0, "end": 0}
+    assert missing_frames({3, 5, 6}, 10) == {"start": 3, "middle": 1, "end": 3}
+    assert missing_frames(set(), 5) == {"start": 5, "middle": 0, "end": 0}
+    assert missing_frames({-1, 12}, 5) == {"start": 5, "middle": 0, "end": 0}  # not ours
