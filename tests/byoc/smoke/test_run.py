@@ -149,6 +149,59 @@ def test_smoke_straight_to_the_runner_prints_the_figures(deployment: tuple[int, 
     assert "result           OK" in stdout
 
 
+def test_smoke_through_an_https_orchestrator_with_a_self_signed_certificate(
+    tmp_path: Path,
+) -> None:
+    """As against go-livepeer: the orchestrator serves HTTPS with its own certificate, the
+    runner registers with it over HTTPS, and the trickle channels are HTTPS too."""
+    orch_port, port = free_port(), free_port()
+    env = {**os.environ, **FAST_ENV, "ORCH_SECRET": "s3cret"}
+    orchestrator = subprocess.Popen(
+        [str(SCRIPT), "orchestrator", "--host", "127.0.0.1", "--port", str(orch_port), "--tls"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    runner = subprocess.Popen(
+        [
+            str(SCRIPT),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workspace",
+            str(tmp_path),
+            "--engine",
+            "builtin",
+            "--orch-url",
+            f"https://127.0.0.1:{orch_port}",
+            "--capability-url",
+            f"http://127.0.0.1:{port}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: registered(port), timeout=120)
+        code, stdout, stderr = smoke(
+            "--orch-url", f"https://127.0.0.1:{orch_port}", "--seconds", "2", "--json"
+        )
+        assert code == 0, stderr
+        report = json.loads(stdout)
+        assert report["frames_out"] > 0 and report["frames_identified"] > 0
+    finally:
+        for proc in (runner, orchestrator):
+            proc.send_signal(signal.SIGINT)
+        for proc in (runner, orchestrator):
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 def test_smoke_fails_for_a_capability_the_orchestrator_does_not_have(
     deployment: tuple[int, int],
 ) -> None:
