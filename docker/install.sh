@@ -65,8 +65,10 @@ else
   # shellcheck disable=SC2086
   "$pip" install $pip_flags -r "$here/requirements/comfyui.txt" \
     -c "$here/requirements/comfyui-lock.txt"
+  # With its dependencies, under the same lock: anything the runner needs that ComfyUI does not
+  # bring is installed (and pinned when the lock lists it).
   runner_extras=""
-  install_runner --no-deps
+  install_runner -c "$here/requirements/comfyui-lock.txt"
 fi
 
 # What was installed must import and start: the entry point, the workers' packages and torch.
