@@ -2,6 +2,7 @@
 
 Healthy when the runner answers and its workers are up; a worker that is being restarted once in
 a while still counts as up, a crash-looping one does not (that is the state an operator must see).
+A starting or draining runner (one that takes no new work) is not healthy.
 Standard library only, so the check stays cheap every few seconds.
 """
 

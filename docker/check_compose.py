@@ -5,7 +5,8 @@ Compose resolved (``docker compose config --format json`` on stdin):
 - the runner registers with that orchestrator and gives it a URL on the compose network;
 - every runner and ``register`` variable is one the runner reads (a typo would be ignored silently);
 - ``/dev/shm`` holds the frame rings of every stream the runner accepts;
-- ``stop_grace_period`` leaves the runner time to unregister and stop its workers;
+- ``stop_grace_period`` covers the drain and the shutdown that SIGTERM starts;
+- the runner's state directory is on a volume (sessions survive a new container);
 - the GPU is reserved (unless ``--cpu``), and ``register`` waits for a healthy runner.
 
 Run from the repository root: ``... config --format json | python docker/check_compose.py [--cpu]``.
@@ -79,8 +80,16 @@ def problems(config: dict[str, Any], *, gpu: bool) -> list[str]:
         )
     grace = go_duration_s(str(runner.get("stop_grace_period") or "10s"))
     shutdown = float(env.get("SHUTDOWN_TIMEOUT") or 5)
-    if grace < shutdown + UNREGISTER_MARGIN_S:
-        found.append(f"runner stop_grace_period {grace}s < SHUTDOWN_TIMEOUT {shutdown}s + margin")
+    drain = float(env.get("DRAIN_TIMEOUT") or 60)
+    if grace < drain + shutdown + UNREGISTER_MARGIN_S:
+        found.append(
+            f"runner stop_grace_period {grace}s < DRAIN_TIMEOUT {drain}s + "
+            f"SHUTDOWN_TIMEOUT {shutdown}s + {UNREGISTER_MARGIN_S}s"
+        )
+    state_dir = env.get("STATE_DIR")
+    mounts = {v.get("target") for v in runner.get("volumes") or [] if v.get("type") == "volume"}
+    if not state_dir or state_dir not in mounts:
+        found.append("runner STATE_DIR is not on a volume: sessions would not survive a restart")
     devices = (((runner.get("deploy") or {}).get("resources") or {}).get("reservations") or {}).get(
         "devices"
     ) or []

@@ -53,6 +53,7 @@ async def health_server() -> AsyncIterator[tuple[str, dict[str, Any]]]:
         ("degraded", False, True),  # a worker being restarted once in a while
         ("degraded", True, False),  # crash-looping: the operator must see it
         ("starting", False, False),
+        ("draining", False, False),  # SIGTERM or /admin/drain: no new work taken
     ],
 )
 async def test_status_and_crash_loops_decide(
