@@ -27,7 +27,8 @@ port=${ports% *}
 orch_port=${ports#* }
 
 "$bin" serve --host 127.0.0.1 --port "$port" --workspace "$workspace" --engine builtin \
-  --with-orchestrator --orchestrator-port "$orch_port" > "$log" 2>&1 &
+  --state-dir "$workspace/state" --with-orchestrator --orchestrator-port "$orch_port" \
+  > "$log" 2>&1 &
 serve_pid=$!
 stop_serve() {
   kill -INT "$serve_pid" 2> /dev/null || true
