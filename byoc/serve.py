@@ -165,7 +165,7 @@ async def serve(
     runner: Runner | None = None
     try:
         if settings.with_orchestrator:
-            from byoc.livepeer.orchestrator import LocalOrchestrator
+            from byoc.livepeer.standin.orchestrator import LocalOrchestrator
 
             orchestrator = LocalOrchestrator(secret=settings.orch_secret)
             await orchestrator.start(settings.host, settings.orchestrator_port)

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from byoc.livepeer.header import encode_header
-from byoc.livepeer.orchestrator import LocalOrchestrator
+from byoc.livepeer.standin.orchestrator import LocalOrchestrator
 from byoc.media import MediaFactory, MediaPipeline
 from byoc.serve import Runner, serve
 from byoc.settings import Settings

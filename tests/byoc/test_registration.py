@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from byoc.livepeer.orchestrator import LocalOrchestrator
+from byoc.livepeer.standin.orchestrator import LocalOrchestrator
 from byoc.registration import register_once
 from tests.byoc.harness import SECRET, fast_settings, running, wait_until
 from tests.byoc.stream_helpers import start_via_orch, stop_via_orch

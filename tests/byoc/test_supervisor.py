@@ -77,6 +77,9 @@ async def test_workers_do_not_import_what_they_must_not(supervisor: Supervisor) 
     for name, modules in results.items():
         leaked = [m for m in modules if m.startswith(parent_app)]
         assert not leaked, f"{name} imported parent modules {leaked}"
+        # The trickle client stands on its own: no HTTP server, no local stand-in in a worker.
+        servers = [m for m in modules if m.startswith(("aiohttp.web", "byoc.livepeer.standin"))]
+        assert not servers, f"{name} imported server-side modules {servers}"
     infer = set(results["infer"])
     assert not {"aiohttp", "aiortc"} & infer, "infer must not import aiohttp or aiortc"
 

@@ -8,7 +8,8 @@ import itertools
 import secrets
 
 from benchmarks.media.clip import ClipSpec, audio_frame, read_counter, video_yuv420p
-from byoc.livepeer.trickle import TricklePublisher, TrickleServer, TrickleSubscriber
+from byoc.livepeer.standin.trickle_server import TrickleServer
+from byoc.livepeer.trickle import TricklePublisher, TrickleSubscriber
 from egress.encode import SegmentEncoder
 from ingest.decode import SegmentStreamDecoder
 from ingest.media import DecodedAudio, DecodedVideo

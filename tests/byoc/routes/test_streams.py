@@ -289,7 +289,7 @@ async def test_s13_https_orchestrator_with_a_self_signed_certificate() -> None:
 
 
 async def test_s14_a_new_start_for_a_live_id_replaces_it_cleanly() -> None:
-    from byoc.livepeer.orchestrator import LocalOrchestrator
+    from byoc.livepeer.standin.orchestrator import LocalOrchestrator
 
     async with running(capacity=1) as env:
         async with await start_via_orch(env, "swap") as r:
