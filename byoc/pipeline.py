@@ -137,6 +137,7 @@ class WorkerMediaPipeline:
                 ring=rings[1].spec,
                 publish_url=spec.publish_url or "",
                 output_path=spec.output_path or "",
+                verify_tls=self.settings.trickle_verify_tls,
                 stats_interval_s=self.stats_interval_s,
             )
         if spec.subscribe_url or spec.source_path:
@@ -144,6 +145,7 @@ class WorkerMediaPipeline:
                 ring=rings[0].spec,
                 subscribe_url=spec.subscribe_url or "",
                 source_path=spec.source_path or "",
+                verify_tls=self.settings.trickle_verify_tls,
                 audio="egress" in configs,
                 stats_interval_s=self.stats_interval_s,
             )
@@ -158,7 +160,11 @@ class WorkerMediaPipeline:
                     )
             if spec.data_url:
                 stream.data = JsonLinesPublisher(
-                    TricklePublisher(spec.data_url, CONTENT_TYPE_JSONL, verify_tls=False)
+                    TricklePublisher(
+                        spec.data_url,
+                        CONTENT_TYPE_JSONL,
+                        verify_tls=self.settings.trickle_verify_tls,
+                    )
                 )
                 stream.data_task = asyncio.create_task(
                     self._publish_data(stream), name=f"data-{spec.stream_id}"

@@ -58,6 +58,8 @@ class Settings:
     register_retry_max_s: float = 30.0
     register_rejected_retry_s: float = 60.0
     job_timeout_s: float = 120.0
+    # go-livepeer orchestrators serve self-signed certificates, hence off by default
+    trickle_verify_tls: bool = False
     # development: the local orchestrator stand-in beside the runner
     with_orchestrator: bool = False
     orchestrator_port: int = 8890
@@ -258,6 +260,15 @@ OPTIONS: tuple[Option, ...] = (
         ("JOB_TIMEOUT",),
         _float,
         "longest a worker job may take before 504 (a Livepeer header's timeout_seconds may lower it)",
+    ),
+    Option(
+        "trickle_verify_tls",
+        "--trickle-verify-tls",
+        ("TRICKLE_VERIFY_TLS",),
+        _bool,
+        "verify orchestrators' TLS certificates (trickle channels and registration); off by "
+        "default because go-livepeer orchestrators serve self-signed ones",
+        switch=True,
     ),
     Option(
         "with_orchestrator",

@@ -93,7 +93,7 @@ class StreamController:
                 TricklePublisher(
                     spec.events_url,
                     CONTENT_TYPE_JSON,
-                    verify_tls=False,
+                    verify_tls=self._settings.trickle_verify_tls,
                     delete_on_close=False,  # the orchestrator owns its channels
                 )
             )
@@ -256,7 +256,9 @@ class StreamController:
             log.info("stream %s: final event not sent (%s)", self.id, type(exc).__name__)
 
     async def _control_loop(self) -> None:
-        subscriber = TrickleSubscriber(self.spec.control_url, verify_tls=False)
+        subscriber = TrickleSubscriber(
+            self.spec.control_url, verify_tls=self._settings.trickle_verify_tls
+        )
         try:
             async for segment in subscriber:
                 self.last_control_at = time.monotonic()

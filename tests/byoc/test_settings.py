@@ -95,3 +95,9 @@ def test_engine_comfyui_without_comfyui_installed_is_a_startup_error() -> None:
     else:
         with pytest.raises(SettingsError, match="ComfyUI is not installed"):
             load({"engine": "comfyui"}, environ={})
+
+
+def test_trickle_verify_tls_is_off_by_default_and_set_by_flag_or_environment() -> None:
+    assert load({}, environ={}).trickle_verify_tls is False
+    assert load({}, environ={"TRICKLE_VERIFY_TLS": "1"}).trickle_verify_tls is True
+    assert load({"trickle_verify_tls": "true"}, environ={}).trickle_verify_tls is True
