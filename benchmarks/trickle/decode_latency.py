@@ -4,7 +4,7 @@ Decode latency is the time from the last byte of a frame arriving on a socket to
 picture, per frame. A writer process sends a clip frame by frame over a loopback TCP connection
 at 30 fps; the reader is either
 
-* ``ours``: :class:`ingest.decode.SegmentStreamDecoder`, reading whatever the socket has, and
+* ``ours``: :class:`benchmarks.media.segment_decoder.SegmentStreamDecoder`, reading whatever the socket has, and
   flushing pending frames when the socket has nothing more right now;
 * ``ffmpeg``: FFmpeg's own MPEG-TS demuxer and decoder (PyAV ``av.open`` on the socket), which is
   how ai-runner and pytrickle read trickle input.
@@ -42,9 +42,9 @@ import av
 import numpy as np
 
 from benchmarks.media.clip import ClipSpec, TsSegment, ffmpeg_ts_segments, video_yuv420p
+from benchmarks.media.segment_decoder import SegmentStreamDecoder
 from egress.encode import VideoEncoder
 from egress.mux import SegmentMuxer
-from ingest.decode import SegmentStreamDecoder
 from ingest.media import DecodedVideo
 from ingest.tsdemux import TsDemuxer
 
