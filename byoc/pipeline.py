@@ -22,6 +22,7 @@ from byoc.livepeer.trickle import JsonLinesPublisher, TricklePublisher
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_JSONL
 from byoc.media import MediaUnavailable, ParamsRejected, StreamSpec
 from byoc.settings import Settings
+from byoc.stream_params import output_size
 from byoc.supervisor import Supervisor
 from ipc.channel import ChannelClosed
 from ipc.messages import (
@@ -59,22 +60,6 @@ class MediaStream:
     data_task: asyncio.Task[None] | None = None
     data_queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(256))
     data_dropped: int = 0
-
-
-def _size(params: dict[str, Any]) -> tuple[int, int]:
-    """Output size from params: both ``width`` and ``height`` or neither (0, 0)."""
-    width, height = params.get("width"), params.get("height")
-    if width is None and height is None:
-        return 0, 0
-    if width is None or height is None:
-        raise ParamsRejected("params.width and params.height must be given together")
-    try:
-        w, h = int(width), int(height)
-    except (TypeError, ValueError):
-        raise ParamsRejected("params.width and params.height must be integers") from None
-    if not (16 <= w <= 4096 and 16 <= h <= 4096) or isinstance(width, bool):
-        raise ParamsRejected("params.width and params.height must be between 16 and 4096")
-    return w, h
 
 
 def _workflow_text(params: dict[str, Any]) -> str:
@@ -117,7 +102,7 @@ class WorkerMediaPipeline:
 
     async def start(self, spec: StreamSpec) -> None:
         params = dict(spec.params)
-        width, height = _size(params)
+        width, height = output_size(params, max_side=self.settings.max_image_side)
         if not (spec.subscribe_url or spec.source_path or spec.publish_url or spec.output_path):
             log.info("stream %s: no media channels, control plane only", spec.stream_id)
         rings = self._create_rings(spec.stream_id, width, height)
@@ -183,7 +168,7 @@ class WorkerMediaPipeline:
             stream.params.update(params)
             return
         merged = {**stream.params, **params}
-        _size(merged)  # both or neither, in range
+        output_size(merged, max_side=self.settings.max_image_side)  # both or neither, in range
         request_id = secrets.token_hex(8)
         reply = await self._ask(
             "infer",
@@ -194,7 +179,7 @@ class WorkerMediaPipeline:
         stream.params = merged
         infer = stream.configs["infer"]
         assert isinstance(infer, InferConfig)
-        width, height = _size(merged)
+        width, height = output_size(merged, max_side=self.settings.max_image_side)
         stream.configs["infer"] = InferConfig(
             in_ring=infer.in_ring,
             out_ring=infer.out_ring,

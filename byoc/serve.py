@@ -100,14 +100,12 @@ class Runner:
             raise
         self._app_runner = app_runner
         port = app_runner.addresses[0][1]
-        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-        self.url = f"http://{host}:{port}"
+        self.url = settings.local_url_at(port)
         log.info("listening on http://%s:%d", settings.host, port)
         await self.supervisor.start()
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="session-sweep")
-        public_url = settings.capability_url.rstrip("/") or self.url
         self.registration = RegistrationService(
-            settings, build_capabilities(settings, public_url), self.runtime.busy
+            settings, build_capabilities(settings, settings.public_url_at(port)), self.runtime.busy
         )
         self.runtime.token_rejected.append(self.registration.evicted)
         self.runtime.registration = self.registration

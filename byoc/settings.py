@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ipc.messages import ENGINE_NAMES
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-ENGINES = ("auto", "builtin", "comfyui")
 ALL_CAPABILITIES = (
     "text-reversal",
     "comfystream-image",
@@ -80,10 +81,18 @@ class Settings:
     @property
     def public_url(self) -> str:
         """The URL orchestrators call: ``CAPABILITY_URL`` or one built from host and port."""
+        return self.public_url_at(self.port)
+
+    def public_url_at(self, port: int) -> str:
+        """``public_url`` for the port the server actually bound (``--port 0`` picks one)."""
         if self.capability_url:
             return self.capability_url.rstrip("/")
+        return self.local_url_at(port)
+
+    def local_url_at(self, port: int) -> str:
+        """``http://host:port`` of this runner, a wildcard listen address shown as loopback."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{host}:{port}"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (validated again)."""
@@ -439,8 +448,8 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError(
             f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}"
         )
-    if s.engine not in ENGINES:
-        raise SettingsError(f"--engine must be one of {', '.join(ENGINES)}, got {s.engine!r}")
+    if s.engine not in ENGINE_NAMES:
+        raise SettingsError(f"--engine must be one of {', '.join(ENGINE_NAMES)}, got {s.engine!r}")
     if s.engine == "comfyui" and importlib.util.find_spec("comfy") is None:
         # Found without importing it: the parent never loads torch.
         raise SettingsError(

@@ -21,7 +21,8 @@ import torch
 
 from infer.engine.base import Engine, PreparedWorkflow
 from infer.errors import WorkflowError, WorkflowProblem
-from infer.tensors import Frame, FrameConverter, frame_nbytes
+from infer.tensors import Frame, FrameConverter
+from ipc import pixfmt
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class StreamPipeline:
         self._stats_lock = threading.Lock()
         self._logged_errors: set[str] = set()
         self._closed = False
-        frame_nbytes(width, height, pixel_format)  # rejects unknown formats early
+        pixfmt.parse_pixel_format(pixel_format)  # rejects unknown formats early
 
     # -- state ----------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from infer.engine.base import Engine
 from infer.pipeline import FrameResult, StreamPipeline
 from infer.ring_io import write_result
 from infer.workflow import PASSTHROUGH_WORKFLOW, workflow_from_params
+from infer.workflow.rewrite import frame_input_ids, frame_output_ids
 from infer.workflow.source import Prompt
 from ipc.frame import Frame, Stage
 from ipc.messages import InferConfig, StreamData, StreamStats
@@ -27,14 +28,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SIZE = 512
 """Warm-up size until the first frame tells the real one."""
-_INPUT_NODES = ("LoadTensor", "LoadImage", "PrimaryInputLoadImage")
-_OUTPUT_NODES = ("SaveTensor", "SaveImage", "PreviewImage")
 
 
 def is_passthrough(prompt: Prompt) -> bool:
     """Whether a workflow only hands its input frame to its output (no node in between)."""
-    inputs = [nid for nid, node in prompt.items() if node["class_type"] in _INPUT_NODES]
-    outputs = [node for node in prompt.values() if node["class_type"] in _OUTPUT_NODES]
+    inputs = frame_input_ids(prompt)
+    outputs = [prompt[nid] for nid in frame_output_ids(prompt)]
     return (
         len(prompt) == 2
         and len(inputs) == 1
@@ -57,7 +56,7 @@ def stream_workflow(params: dict[str, Any], width: int = 0, height: int = 0) -> 
 
 
 def _scale_input(prompt: Prompt, width: int, height: int) -> Prompt:
-    inputs = [nid for nid, node in prompt.items() if node["class_type"] in _INPUT_NODES]
+    inputs = frame_input_ids(prompt)
     scaled: Prompt = {}
     for nid in inputs:
         scale_id = f"{nid}.fit"

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ipc import pixfmt
+
 PIXEL_FORMATS = ("rgb24", "yuv420p", "nv12")
 
 # Ring frames are read-only views; the tensors made over them are only ever read.
@@ -35,15 +37,6 @@ _COLORSPACES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
 
 Frame = Any
 """A frame as the ring hands it over: a uint8 ``np.ndarray`` (or, for yuv420p, three planes)."""
-
-
-def frame_nbytes(width: int, height: int, pixel_format: str) -> int:
-    """Bytes of one frame in ``pixel_format``."""
-    if pixel_format == "rgb24":
-        return width * height * 3
-    if pixel_format in ("yuv420p", "nv12"):
-        return width * height + 2 * ((width + 1) // 2) * ((height + 1) // 2)
-    raise ValueError(f"unsupported pixel format {pixel_format!r}; use one of {PIXEL_FORMATS}")
 
 
 def _yuv_matrices(colorspace: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,7 +74,7 @@ class FrameConverter:
     ) -> None:
         if width <= 0 or height <= 0:
             raise ValueError(f"bad frame size {width}x{height}")
-        self.nbytes = frame_nbytes(width, height, pixel_format)
+        self.nbytes = pixfmt.frame_nbytes(pixfmt.parse_pixel_format(pixel_format), width, height)
         self.width = width
         self.height = height
         self.pixel_format = pixel_format

@@ -6,13 +6,17 @@ Every message is a tagged msgspec ``Struct``; the ``type`` field names it on the
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 
 from ipc.ring import RingSpec
 
 WorkerName = Literal["ingest", "infer", "egress"]
+
+EngineName = Literal["auto", "builtin", "comfyui"]
+"""Inference engines: ``auto`` picks ComfyUI when importable, else the built-in engine."""
+ENGINE_NAMES: tuple[str, ...] = get_args(EngineName)
 
 
 class _Base(msgspec.Struct, tag_field="type"):

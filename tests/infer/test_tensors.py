@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from infer.tensors import FrameConverter, frame_nbytes
+from infer.tensors import FrameConverter
+from ipc.pixfmt import PixelFormat, frame_nbytes
 from tests.infer.conftest import rgb_frame
 
 
@@ -71,7 +72,7 @@ def test_bad_frames_are_rejected() -> None:
         converter.to_images([np.zeros(95, np.uint8)])
     with pytest.raises(ValueError, match="uint8"):
         converter.to_images([np.zeros((4, 8, 3), np.float32)])
-    with pytest.raises(ValueError, match="unsupported pixel format"):
+    with pytest.raises(ValueError, match="unknown pixel format"):
         FrameConverter(8, 4, "bgr0")
 
 
@@ -105,7 +106,7 @@ def test_yuv_round_trip_stays_within_one_level() -> None:
 
 def test_odd_sized_yuv420p_and_separate_planes() -> None:
     width, height = 5, 3
-    assert frame_nbytes(width, height, "yuv420p") == 15 + 2 * 3 * 2
+    assert frame_nbytes(PixelFormat.YUV420P, width, height) == 15 + 2 * 3 * 2
     y = np.full((height, width), 81, np.uint8)  # BT.601 limited-range red: Y=81 U=90 V=240
     u = np.full((2, 3), 90, np.uint8)
     v = np.full((2, 3), 240, np.uint8)

@@ -342,12 +342,12 @@ async def test_s15_token_on_stream_routes_and_a_401_drops_the_capability() -> No
 
 
 async def test_stream_status_and_session_routes(env: Env) -> None:
-    async with await start_via_orch(env, "st", {"params": {"width": 8, "height": 8}}) as r:
+    async with await start_via_orch(env, "st", {"params": {"width": 16, "height": 16}}) as r:
         assert r.status == 200
     await wait_until(lambda: state_of(env, "st") is SessionState.READY)
     async with env.http.get(env.url + "/stream/status", headers={"X-Stream-Id": "st"}) as r:
         status = await r.json()
-    assert status["state"] == "ready" and status["params"] == {"width": 8, "height": 8}
+    assert status["state"] == "ready" and status["params"] == {"width": 16, "height": 16}
     async with env.http.get(env.url + "/stream/status") as r:
         assert await r.json() == {"active_streams": 1, "streams": {"st": "ready"}}
     async with env.http.get(env.url + "/byoc/session/st/status") as r:
