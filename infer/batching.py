@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Hashable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from infer.errors import InferError
-from infer.pipeline import ActiveWorkflow, FrameResult
+from infer.run_state import ActiveWorkflow, BatchMember, FrameResult
 from infer.tensors import Frame
-
-if TYPE_CHECKING:
-    from infer.pipeline import StreamPipeline
 
 
 class _BatchMismatch(Exception):
@@ -29,7 +25,7 @@ class _BatchMismatch(Exception):
 
 
 def process_frames(
-    requests: Sequence[tuple[StreamPipeline, Frame]],
+    requests: Sequence[tuple[BatchMember, Frame]],
     out: Sequence[np.ndarray | None] | None = None,
 ) -> list[FrameResult]:
     """Run each ``(pipeline, frame)``; results in request order, counted in each pipeline.
@@ -70,7 +66,7 @@ def process_frames(
 
 def _run_group(
     members: list[int],
-    requests: Sequence[tuple[StreamPipeline, Frame]],
+    requests: Sequence[tuple[BatchMember, Frame]],
     actives: list[ActiveWorkflow],
     out: Sequence[np.ndarray | None] | None,
     results: list[FrameResult | None],

@@ -13,39 +13,22 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from infer.batching import process_frames
 from infer.engine.base import Engine, PreparedWorkflow
 from infer.errors import WorkflowError, WorkflowProblem
+from infer.run_state import ActiveWorkflow, FrameResult
 from infer.tensors import Frame, FrameConverter
 from ipc import pixfmt
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WARMUP_FRAMES = 3
-
-
-@dataclass
-class FrameResult:
-    """The outcome of one frame."""
-
-    frame: np.ndarray
-    """Output pixels in the stream's pixel format (the input itself when ``failed``)."""
-    width: int
-    height: int
-    """Size of ``frame`` (4:2:0 frames of odd size are 1-D, so the shape does not say it)."""
-    texts: list[str] = field(default_factory=list)
-    """Text outputs produced for this frame (for the data channel)."""
-    failed: bool = False
-    error: str | None = None
-    infer_start_ns: int = 0
-    """``time.monotonic_ns()`` before upload; stamp it as the frame's ``infer_start``."""
-    infer_end_ns: int = 0
-    """``time.monotonic_ns()`` after download; stamp it as the frame's ``infer_end``."""
 
 
 @dataclass
@@ -62,16 +45,6 @@ class PipelineStats:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class ActiveWorkflow:
-    """What a stream runs now; replaced as a whole (one reference swap) on update or resize."""
-
-    prepared: PreparedWorkflow
-    converter: FrameConverter
-    output_size: tuple[int, int]
-    """(width, height) of the output frames, found during warm-up."""
 
 
 class StreamPipeline:
@@ -195,8 +168,6 @@ class StreamPipeline:
 
         ``out`` optionally gives destination arrays (e.g. output ring slots), one per frame.
         """
-        from infer.batching import process_frames
-
         return process_frames([(self, f) for f in frames], out)
 
     def record(self, result: FrameResult) -> None:

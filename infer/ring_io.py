@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from infer.batching import process_frames
-from infer.pipeline import FrameResult, StreamPipeline
+from infer.pipeline import StreamPipeline
+from infer.run_state import FrameResult
 from ipc import pixfmt
 from ipc.frame import Frame, Stage
 from ipc.ring import RingWriter

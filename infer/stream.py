@@ -14,8 +14,9 @@ import time
 from typing import Any
 
 from infer.engine.base import Engine
-from infer.pipeline import FrameResult, StreamPipeline
+from infer.pipeline import StreamPipeline
 from infer.ring_io import write_result
+from infer.run_state import FrameResult
 from infer.workflow import PASSTHROUGH_WORKFLOW, workflow_from_params
 from infer.workflow.rewrite import frame_input_ids, frame_output_ids
 from infer.workflow.source import Prompt

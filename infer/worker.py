@@ -244,7 +244,7 @@ class InferService:
             )
 
     async def _deliver(self, stream: Any, frame: Any, result: Any) -> None:
-        from infer.pipeline import FrameResult
+        from infer.run_state import FrameResult
 
         if result is None:
             result = FrameResult(
@@ -328,7 +328,7 @@ class InferService:
 
 def _forwarded(frame: Any) -> Any:
     """The result of a passthrough workflow: the input frame itself, stamped."""
-    from infer.pipeline import FrameResult
+    from infer.run_state import FrameResult
     from ipc.frame import Stage
 
     now = time.monotonic_ns()

@@ -185,5 +185,5 @@ def test_processing_before_start_or_after_close_is_an_error(engine: BuiltinEngin
     pipeline.close()
     with pytest.raises(RuntimeError):
         pipeline.process([rgb_frame(16, 8)])
-    with pytest.raises(ValueError, match="unsupported pixel format"):
+    with pytest.raises(ValueError, match="unknown pixel format"):
         StreamPipeline(engine, "s3", 16, 8, "rgba")
