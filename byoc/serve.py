@@ -17,7 +17,7 @@ from aiohttp import web
 
 from byoc.app import create_app
 from byoc.jobs import WorkerJobs
-from byoc.media import MediaFactory, MediaPipeline, NoMediaPipeline
+from byoc.media_path import MediaFactory, MediaPath, NoMediaPath
 from byoc.registration import RegistrationService, build_capabilities
 from byoc.runtime import Runtime
 from byoc.sessions import JobSlots, SessionTable
@@ -37,11 +37,11 @@ class Runner:
         settings: Settings,
         *,
         workers: Mapping[str, WorkerEntry] | None = None,
-        media: MediaPipeline | None = None,
+        media: MediaPath | None = None,
         media_factory: MediaFactory | None = None,
     ) -> None:
         """``media`` or ``media_factory(supervisor, settings)`` is the streams' media path.
-        By default the real worker processes run it (``WorkerMediaPipeline``); with a custom
+        By default the real worker processes run it (``WorkerMediaPath``); with a custom
         ``workers`` map and neither given, streams run their control plane only."""
         self.settings = settings
         self.supervisor = Supervisor(
@@ -57,12 +57,12 @@ class Runner:
         )
         sessions = SessionTable(settings.capacity, settings.session_retention_s)
         if media is None and media_factory is None and workers is None:
-            from byoc.pipeline import WorkerMediaPipeline
+            from byoc.worker_media_path import WorkerMediaPath
 
-            media_factory = WorkerMediaPipeline
+            media_factory = WorkerMediaPath
         if media is None and media_factory is not None:
             media = media_factory(self.supervisor, settings)
-        self.media: MediaPipeline = media or NoMediaPipeline()
+        self.media: MediaPath = media or NoMediaPath()
         streams = StreamManager(settings, sessions, self.media)
         self.supervisor.on_message(streams.on_worker_message)
         self.supervisor.on_restart(streams.on_worker_restart)
@@ -127,7 +127,7 @@ class Runner:
         try:
             await self.media.close()
         except Exception:
-            log.exception("media pipeline close failed")
+            log.exception("media path close failed")
         await self.supervisor.stop()
         self.runtime.clips.close()
 
@@ -147,7 +147,7 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     workers: Mapping[str, WorkerEntry] | None = None,
-    media: MediaPipeline | None = None,
+    media: MediaPath | None = None,
     media_factory: MediaFactory | None = None,
     started: list[Runner] | None = None,
 ) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from byoc.media import ParamsRejected
+from byoc.media_path import ParamsRejected
 
 MAX_FRAMERATE = 60
 MIN_OUTPUT_SIDE = 16

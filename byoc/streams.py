@@ -1,5 +1,5 @@
 """Live streams in the parent: per stream, the control subscription, the status events and the
-media pipeline's lifecycle, all tied to the stream's session.
+media path's lifecycle, all tied to the stream's session.
 
 For every stream the parent
 
@@ -11,7 +11,7 @@ For every stream the parent
   for ``control_silence_timeout_s``, when the events channel is gone, when a worker reports its
   input ended or failed, on ``/stream/stop``, on ``DELETE /byoc/session/{id}``, when a new start
   replaces it, and when the runner shuts down. Every end path goes through
-  ``StreamController.end``: the media pipeline is stopped, the subscriptions closed, a final
+  ``StreamController.end``: the media path is stopped, the subscriptions closed, a final
   event published, and the session reaches a terminal state (which frees its capacity slot).
 """
 
@@ -38,7 +38,7 @@ from byoc.livepeer.trickle import (
     TrickleSubscriber,
 )
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_JSON, KEEPALIVE_MESSAGE
-from byoc.media import MediaPipeline, MediaUnavailable, ParamsRejected, StreamSpec
+from byoc.media_path import MediaPath, MediaUnavailable, ParamsRejected, StreamSpec
 from byoc.sessions import CapacityError, Session, SessionState, SessionTable
 from byoc.settings import Settings
 from byoc.stream_events import StreamFigures, status_event
@@ -66,7 +66,7 @@ class StartOutcome:
 
 
 class StreamController:
-    """One live stream: its session, control subscription, events and media pipeline."""
+    """One live stream: its session, control subscription, events and media path."""
 
     def __init__(
         self,
@@ -140,9 +140,9 @@ class StreamController:
             await _cancel_and_wait(tasks)
             if self._media_started or self._setup is not None:
                 try:
-                    await self.manager.pipeline.stop(self.id, reason)
+                    await self.manager.media.stop(self.id, reason)
                 except Exception:
-                    log.exception("stream %s: media pipeline stop failed", self.id)
+                    log.exception("stream %s: media path stop failed", self.id)
             self.session.transition(state, error=error)
             if self._events is not None:
                 await self._send_final_event()
@@ -159,7 +159,7 @@ class StreamController:
         async with self._params_lock:
             if self.ended:
                 raise StreamNotFound(self.id)
-            await self.manager.pipeline.update(self.id, params)
+            await self.manager.media.update(self.id, params)
             self.session.params = {**self.session.params, **params}
         log.info(
             "stream %s: params updated from %s (%s)", self.id, source, ", ".join(params) or "empty"
@@ -210,7 +210,7 @@ class StreamController:
 
     async def _set_up(self) -> None:
         self._media_started = True
-        await self.manager.pipeline.start(self.spec)
+        await self.manager.media.start(self.spec)
         if self.session.state is SessionState.STARTING:
             self.session.transition(SessionState.READY)
 
@@ -329,10 +329,10 @@ async def _cancel_and_wait(tasks: list[asyncio.Task[None]], rounds: int = 10) ->
 class StreamManager:
     """All live streams of the runner, keyed by stream id (the orchestrator's)."""
 
-    def __init__(self, settings: Settings, sessions: SessionTable, pipeline: MediaPipeline) -> None:
+    def __init__(self, settings: Settings, sessions: SessionTable, media: MediaPath) -> None:
         self.settings = settings
         self.sessions = sessions
-        self.pipeline = pipeline
+        self.media = media
         self.controllers: dict[str, StreamController] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._start_locks: dict[str, asyncio.Lock] = {}
@@ -390,7 +390,7 @@ class StreamManager:
         controller = StreamController(self, session, spec)
         if old is not None:
             # The old session left the table (replaced under the same id); end it everywhere
-            # before the new one starts, so the pipeline never holds two under one id.
+            # before the new one starts, so the media path never holds two under one id.
             self.controllers.pop(spec.stream_id, None)
             await old.end(SessionState.STOPPED, "replaced by a new start")
         self.controllers[spec.stream_id] = controller
@@ -450,7 +450,7 @@ class StreamManager:
         for controller in self.live():
             if controller.ended:
                 continue
-            if not self.pipeline.alive(controller.id):
+            if not self.media.alive(controller.id):
                 ended.append(controller.id)
                 await controller.end(
                     SessionState.FAILED, "media path gone", error="media path gone"

@@ -17,7 +17,7 @@ import torch
 
 from infer.errors import InferError
 from infer.run_state import ActiveWorkflow, BatchMember, FrameResult
-from infer.tensors import Frame
+from infer.tensors import Pixels
 
 
 class _BatchMismatch(Exception):
@@ -25,7 +25,7 @@ class _BatchMismatch(Exception):
 
 
 def process_frames(
-    requests: Sequence[tuple[BatchMember, Frame]],
+    requests: Sequence[tuple[BatchMember, Pixels]],
     out: Sequence[np.ndarray | None] | None = None,
 ) -> list[FrameResult]:
     """Run each ``(pipeline, frame)``; results in request order, counted in each pipeline.
@@ -66,7 +66,7 @@ def process_frames(
 
 def _run_group(
     members: list[int],
-    requests: Sequence[tuple[BatchMember, Frame]],
+    requests: Sequence[tuple[BatchMember, Pixels]],
     actives: list[ActiveWorkflow],
     out: Sequence[np.ndarray | None] | None,
     results: list[FrameResult | None],
@@ -124,7 +124,7 @@ def _all_or_none(targets: list[np.ndarray | None]) -> list[np.ndarray] | None:
     return [t for t in targets if t is not None]
 
 
-def _passthrough(frame: Frame, target: np.ndarray | None) -> np.ndarray:
+def _passthrough(frame: Pixels, target: np.ndarray | None) -> np.ndarray:
     """The input frame unchanged (copied into ``target`` when one is given and fits)."""
     if isinstance(frame, (list, tuple)):
         arr = np.concatenate([np.asarray(p, dtype=np.uint8).reshape(-1) for p in frame])

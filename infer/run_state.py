@@ -1,5 +1,5 @@
 """What a stream runs (``ActiveWorkflow``) and what running one frame gives (``FrameResult``),
-shared by ``infer.pipeline`` (one stream) and ``infer.batching`` (frames of several streams)."""
+shared by ``infer.workflow_runner`` (one stream) and ``infer.batching`` (frames of several streams)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Protocol
 import numpy as np
 
 from infer.engine.base import Engine, PreparedWorkflow
-from infer.tensors import FrameConverter
+from infer.tensors import PixelConverter
 
 
 @dataclass
@@ -36,7 +36,7 @@ class ActiveWorkflow:
     """What a stream runs now; replaced as a whole (one reference swap) on update or resize."""
 
     prepared: PreparedWorkflow
-    converter: FrameConverter
+    converter: PixelConverter
     output_size: tuple[int, int]
     """(width, height) of the output frames, found during warm-up."""
 

@@ -1,4 +1,4 @@
-"""One stream in the infer worker: its rings, its pipeline and its figures.
+"""One stream in the infer worker: its rings, its workflow runner and its figures.
 
 The worker's scheduler asks each stream for its newest unread frame (older ones are skipped:
 latest frame wins when inference is behind), runs the frames of all ready streams as one call on
@@ -14,12 +14,12 @@ import time
 from typing import Any
 
 from infer.engine.base import Engine
-from infer.pipeline import StreamPipeline
 from infer.ring_io import write_result
 from infer.run_state import FrameResult
 from infer.workflow import PASSTHROUGH_WORKFLOW, workflow_from_params
 from infer.workflow.rewrite import frame_input_ids, frame_output_ids
 from infer.workflow.source import Prompt
+from infer.workflow_runner import WorkflowRunner
 from ipc.frame import Frame, Stage
 from ipc.messages import InferConfig, StreamData, StreamStats
 from ipc.ring import FrameRing, RingReader, RingWriter
@@ -91,7 +91,7 @@ class InferStream:
         self.params: dict[str, Any] = {}
         if config.workflow:
             self.params["workflow"] = json.loads(config.workflow)
-        self.pipeline = StreamPipeline(
+        self.runner = WorkflowRunner(
             engine,
             stream_id,
             config.width or DEFAULT_SIZE,
@@ -120,7 +120,7 @@ class InferStream:
     def prepare(self) -> None:
         """Validate and warm up the stream's workflow (raises ``WorkflowError``)."""
         prompt = stream_workflow(self.params, self.config.width, self.config.height)
-        self.pipeline.start(prompt)
+        self.runner.start(prompt)
         self.passthrough = is_passthrough(prompt)
 
     def update(self, params: dict[str, Any]) -> None:
@@ -131,7 +131,7 @@ class InferStream:
         if bool(width) != bool(height):
             raise ValueError("width and height must be given together")
         prompt = stream_workflow(merged, width, height)
-        self.pipeline.update(prompt)
+        self.runner.update(prompt)
         self.passthrough = is_passthrough(prompt)
         self.params = merged
         self.config = InferConfig(
@@ -166,7 +166,7 @@ class InferStream:
         return frame
 
     def needs_resize(self, frame: Frame) -> bool:
-        return (frame.width, frame.height) != self.pipeline.size
+        return (frame.width, frame.height) != self.runner.size
 
     def deliver(self, frame: Frame, result: FrameResult) -> list[StreamData]:
         """Write the result to the output ring, release the input view, count; return text
@@ -201,7 +201,7 @@ class InferStream:
         elapsed = max(now - self._window_start, 1e-6)
         dropped = {
             "infer_behind": self.skipped,
-            "workflow_error": self.pipeline.stats.frames_failed,
+            "workflow_error": self.runner.stats.frames_failed,
         }
         if self.in_ring is not None and not self.in_ring.closed:
             dropped["input_ring_overwrite"] = self.in_ring.stats().dropped
@@ -226,4 +226,4 @@ class InferStream:
         for ring in (self.in_ring, self.out_ring):
             if ring is not None:
                 ring.close()
-        self.pipeline.close()
+        self.runner.close()

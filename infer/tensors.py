@@ -35,8 +35,8 @@ warnings.filterwarnings(
 # (Kr, Kb) luma weights; YUV is limited ("TV") range, as H.264 decoders produce it.
 _COLORSPACES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
 
-Frame = Any
-"""A frame as the ring hands it over: a uint8 ``np.ndarray`` (or, for yuv420p, three planes)."""
+Pixels = Any
+"""A frame's pixels as the ring hands them over: a uint8 ``np.ndarray`` (or, for yuv420p, three planes)."""
 
 
 def _yuv_matrices(colorspace: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,7 +57,7 @@ def _yuv_matrices(colorspace: str) -> tuple[torch.Tensor, torch.Tensor]:
     return rgb_from_yuv.float(), torch.linalg.inv(rgb_from_yuv).float()
 
 
-class FrameConverter:
+class PixelConverter:
     """Converts frames of one pixel format to image batches on ``device`` and back.
 
     One converter per stream (it owns reusable staging buffers); not thread-safe.
@@ -90,7 +90,7 @@ class FrameConverter:
 
     # -- frames to images ---------------------------------------------------------------------
 
-    def flatten(self, frame: Frame) -> np.ndarray:
+    def flatten(self, frame: Pixels) -> np.ndarray:
         """A frame as a 1-D uint8 view (or copy, for separate planes); checks its size."""
         if isinstance(frame, (list, tuple)):
             frame = np.concatenate([np.asarray(p, dtype=np.uint8).reshape(-1) for p in frame])
@@ -104,7 +104,7 @@ class FrameConverter:
             )
         return np.ascontiguousarray(arr).reshape(-1)
 
-    def to_images(self, frames: Sequence[Frame]) -> torch.Tensor:
+    def to_images(self, frames: Sequence[Pixels]) -> torch.Tensor:
         """Upload a batch of frames and convert it: ``[B, H, W, 3]`` float32 on the device."""
         raw = self._upload([self.flatten(f) for f in frames])
         if self.pixel_format == "rgb24":

@@ -217,7 +217,7 @@ class InferService:
         loop = asyncio.get_running_loop()
         try:
             results: list[Any] = await loop.run_in_executor(
-                self._frames_pool, process_ring_frames, [(s.pipeline, f) for s, f in items]
+                self._frames_pool, process_ring_frames, [(s.runner, f) for s, f in items]
             )
         except Exception as exc:  # the engine itself broke: frames pass through, counted
             log.exception("inference call failed")
@@ -232,7 +232,7 @@ class InferService:
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(
-                self._frames_pool, stream.pipeline.resize, frame.width, frame.height
+                self._frames_pool, stream.runner.resize, frame.width, frame.height
             )
         except WorkflowError as exc:
             await self.ctx.send(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import av
 from av.audio.stream import AudioStream
 
-from ingest.media import TS_CLOCK
+from ingest.decoded import TS_CLOCK
 
 if TYPE_CHECKING:
     from ingest.ring_sink import RingSink

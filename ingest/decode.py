@@ -18,7 +18,7 @@ import av
 import numpy as np
 from av.video.codeccontext import VideoCodecContext
 
-from ingest.media import TS_TIME_BASE, DecodedVideo
+from ingest.decoded import TS_TIME_BASE, DecodedVideo
 from ingest.tsdemux import EsPacket
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from ingest.decode import (
     split_ts_opus,
     to_av_packet,
 )
-from ingest.media import TS_TIME_BASE, DecodedAudio, DecodedVideo
+from ingest.decoded import TS_TIME_BASE, DecodedAudio, DecodedVideo
 from ingest.tsdemux import EsPacket, TsDemuxer
 
 log = logging.getLogger(__name__)

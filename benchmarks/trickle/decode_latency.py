@@ -45,7 +45,7 @@ from benchmarks.media.clip import ClipSpec, TsSegment, ffmpeg_ts_segments, video
 from benchmarks.media.segment_decoder import SegmentStreamDecoder
 from egress.encode import VideoEncoder
 from egress.mux import SegmentMuxer
-from ingest.media import DecodedVideo
+from ingest.decoded import DecodedVideo
 from ingest.tsdemux import TsDemuxer
 
 SPEC = ClipSpec(width=512, height=512, fps=30)

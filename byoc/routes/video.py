@@ -21,7 +21,7 @@ from aiohttp import web
 
 from byoc import capabilities as caps
 from byoc.errors import ApiError
-from byoc.media import ParamsRejected, StreamSpec
+from byoc.media_path import ParamsRejected, StreamSpec
 from byoc.routes.job_context import JobContext, metadata_header, parse_json_object
 from byoc.runtime import RUNTIME_KEY
 from byoc.sessions import CapacityError, SessionState, new_session_id

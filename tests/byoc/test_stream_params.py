@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from byoc.media import ParamsRejected
+from byoc.media_path import ParamsRejected
 from byoc.stream_params import MIN_OUTPUT_SIDE, check_params, output_size
 
 

@@ -28,9 +28,9 @@ from byoc.livepeer.trickle import (
     TrickleSubscriber,
 )
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_MPEGTS
-from byoc.pipeline import WorkerMediaPipeline
 from byoc.supervisor import default_workers
-from ingest.media import DecodedAudio, DecodedVideo
+from byoc.worker_media_path import WorkerMediaPath
+from ingest.decoded import DecodedAudio, DecodedVideo
 from tests.byoc.harness import Env, running
 from tests.byoc.stream_helpers import EventReader, start_via_orch
 
@@ -52,9 +52,7 @@ async def live_runner(**settings: Any) -> AsyncIterator[Env]:
     """The runner with the real ingest, infer and egress workers (built-in engine), ready."""
     settings.setdefault("engine", "builtin")
     settings.setdefault("worker_start_timeout_s", 120.0)
-    async with running(
-        workers=default_workers(), media_factory=WorkerMediaPipeline, **settings
-    ) as env:
+    async with running(workers=default_workers(), media_factory=WorkerMediaPath, **settings) as env:
         assert await env.runner.supervisor.wait_ready(120)
         yield env
 

@@ -18,7 +18,7 @@ from benchmarks.media.clip import (
 )
 from benchmarks.media.segment_decoder import SegmentStreamDecoder
 from ingest.decode import Timeline, opus_packet_samples, split_adts, yuv420p_array
-from ingest.media import DecodedAudio, DecodedVideo
+from ingest.decoded import DecodedAudio, DecodedVideo
 from ingest.tsdemux import TS_PACKET_SIZE, ElementaryStream, EsPacket
 
 SPEC = ClipSpec(width=256, height=192)

@@ -12,7 +12,7 @@ from benchmarks.media.live_ts import LiveTsEncoder
 from benchmarks.media.segment_decoder import SegmentStreamDecoder
 from byoc.livepeer.standin.trickle_server import TrickleServer
 from byoc.livepeer.trickle import TricklePublisher, TrickleSubscriber
-from ingest.media import DecodedAudio, DecodedVideo
+from ingest.decoded import DecodedAudio, DecodedVideo
 
 SPEC = ClipSpec(width=256, height=192, audio_channels=1)
 FRAMES = 60  # 2 s

@@ -20,7 +20,7 @@ from typing import Any
 
 from byoc.livepeer.trickle import JsonLinesPublisher, TricklePublisher
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_JSONL
-from byoc.media import MediaUnavailable, ParamsRejected, StreamSpec
+from byoc.media_path import MediaUnavailable, ParamsRejected, StreamSpec
 from byoc.settings import Settings
 from byoc.stream_params import output_size
 from byoc.supervisor import Supervisor
@@ -70,8 +70,8 @@ def _workflow_text(params: dict[str, Any]) -> str:
     return ""
 
 
-class WorkerMediaPipeline:
-    """``MediaPipeline`` over the ingest, infer and egress worker processes."""
+class WorkerMediaPath:
+    """``MediaPath`` over the ingest, infer and egress worker processes."""
 
     def __init__(
         self,
@@ -98,7 +98,7 @@ class WorkerMediaPipeline:
         supervisor.on_message(self.on_worker_message)
         supervisor.on_restart(self.on_worker_restart)
 
-    # -- MediaPipeline --------------------------------------------------------------------------
+    # -- MediaPath --------------------------------------------------------------------------
 
     async def start(self, spec: StreamSpec) -> None:
         params = dict(spec.params)

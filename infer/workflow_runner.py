@@ -1,6 +1,6 @@
 """One stream's inference state: its workflow, its frame converter, warm-up, live updates.
 
-``StreamPipeline.start`` validates the workflow and warms it up on dummy frames of the stream's
+``WorkflowRunner.start`` validates the workflow and warms it up on dummy frames of the stream's
 size, so the first real frame is not slow. ``update`` does the same aside and swaps the new
 workflow in between two frames; when it fails, the old workflow keeps running and the error is
 raised to the caller. A frame the workflow fails on passes through unchanged and is counted.
@@ -23,7 +23,7 @@ from infer.batching import process_frames
 from infer.engine.base import Engine, PreparedWorkflow
 from infer.errors import WorkflowError, WorkflowProblem
 from infer.run_state import ActiveWorkflow, FrameResult
-from infer.tensors import Frame, FrameConverter
+from infer.tensors import PixelConverter, Pixels
 from ipc import pixfmt
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ DEFAULT_WARMUP_FRAMES = 3
 
 
 @dataclass
-class PipelineStats:
+class RunnerStats:
     """Counters of one stream's pipeline."""
 
     frames_in: int = 0
@@ -47,7 +47,7 @@ class PipelineStats:
         return asdict(self)
 
 
-class StreamPipeline:
+class WorkflowRunner:
     """The inference side of one stream. ``process``/``update``/``resize`` are blocking and may
     be called from different threads; run them off the event loop."""
 
@@ -67,7 +67,7 @@ class StreamPipeline:
         self.pixel_format = pixel_format
         self.colorspace = colorspace
         self.warmup_frames = max(1, warmup_frames)
-        self.stats = PipelineStats()
+        self.stats = RunnerStats()
         self._size = (width, height)
         self._active: ActiveWorkflow | None = None
         self._update_lock = threading.Lock()  # one update/resize at a time
@@ -162,7 +162,7 @@ class StreamPipeline:
     # -- frames ---------------------------------------------------------------------------------
 
     def process(
-        self, frames: Sequence[Frame], out: Sequence[np.ndarray] | None = None
+        self, frames: Sequence[Pixels], out: Sequence[np.ndarray] | None = None
     ) -> list[FrameResult]:
         """Run the workflow on a batch of this stream's frames (in order); one result each.
 
@@ -190,8 +190,8 @@ class StreamPipeline:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _converter(self, width: int, height: int) -> FrameConverter:
-        return FrameConverter(
+    def _converter(self, width: int, height: int) -> PixelConverter:
+        return PixelConverter(
             width, height, self.pixel_format, self.engine.device, colorspace=self.colorspace
         )
 
@@ -209,7 +209,7 @@ class StreamPipeline:
             self.stats.warmups += 1
         return ActiveWorkflow(prepared, converter, output_size)
 
-    def _warm_up(self, prepared: PreparedWorkflow, converter: FrameConverter) -> tuple[int, int]:
+    def _warm_up(self, prepared: PreparedWorkflow, converter: PixelConverter) -> tuple[int, int]:
         """Run dummy frames of the stream's size; return the output (width, height)."""
         rng = np.random.default_rng(0)
         size = (converter.width, converter.height)

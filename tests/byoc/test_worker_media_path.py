@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from byoc.media import ParamsRejected, StreamSpec
-from byoc.pipeline import WorkerMediaPipeline
+from byoc.media_path import ParamsRejected, StreamSpec
 from byoc.settings import Settings
 from byoc.supervisor import Supervisor
+from byoc.worker_media_path import WorkerMediaPath
 from infer.worker import main as infer_main
 from ipc.ring import FrameRing
 
@@ -44,11 +44,11 @@ def spec(stream_id: str, **params: object) -> StreamSpec:
 
 
 @pytest.fixture
-async def pipeline() -> AsyncIterator[WorkerMediaPipeline]:
+async def pipeline() -> AsyncIterator[WorkerMediaPath]:
     supervisor = Supervisor(
         SETTINGS, workers={"infer": infer_main}, worker_options={"infer": {"engine": "builtin"}}
     )
-    media = WorkerMediaPipeline(supervisor, SETTINGS, max_width=64, max_height=64)
+    media = WorkerMediaPath(supervisor, SETTINGS, max_width=64, max_height=64)
     await supervisor.start()
     assert await supervisor.wait_ready(120)
     yield media
@@ -56,7 +56,7 @@ async def pipeline() -> AsyncIterator[WorkerMediaPipeline]:
     await supervisor.stop()
 
 
-def segments_of(stream_id: str, media: WorkerMediaPipeline) -> list[str]:
+def segments_of(stream_id: str, media: WorkerMediaPath) -> list[str]:
     stream = media.streams[stream_id]
     return [ring.name for ring in stream.rings]
 
@@ -67,7 +67,7 @@ def yuv_frame(luma: int, width: int = 32, height: int = 32) -> list[np.ndarray]:
     return [np.full((height, width), luma, dtype=np.uint8), chroma, chroma.copy()]
 
 
-async def round_trip(media: WorkerMediaPipeline, stream_id: str, luma: int) -> np.ndarray:
+async def round_trip(media: WorkerMediaPath, stream_id: str, luma: int) -> np.ndarray:
     """Write a frame into the stream's input ring and read what comes out of its output ring."""
     in_spec, out_spec = (ring.spec for ring in media.streams[stream_id].rings)
     producer, consumer = FrameRing.attach(in_spec), FrameRing.attach(out_spec)
@@ -86,7 +86,7 @@ async def round_trip(media: WorkerMediaPipeline, stream_id: str, luma: int) -> n
 
 
 async def test_invalid_workflow_is_rejected_and_leaves_nothing(
-    pipeline: WorkerMediaPipeline,
+    pipeline: WorkerMediaPath,
 ) -> None:
     bad = {
         "1": {"class_type": "LoadTensor", "inputs": {}},
@@ -98,12 +98,12 @@ async def test_invalid_workflow_is_rejected_and_leaves_nothing(
     assert not [p for p in os.listdir("/dev/shm") if "bad" in p and p.startswith("cbyoc")]
 
 
-async def test_width_without_height_is_rejected(pipeline: WorkerMediaPipeline) -> None:
+async def test_width_without_height_is_rejected(pipeline: WorkerMediaPath) -> None:
     with pytest.raises(ParamsRejected, match="together"):
         await pipeline.start(spec("half", width=256))
 
 
-async def test_frames_flow_updates_apply_and_stop_unlinks(pipeline: WorkerMediaPipeline) -> None:
+async def test_frames_flow_updates_apply_and_stop_unlinks(pipeline: WorkerMediaPath) -> None:
     await pipeline.start(spec("s1", workflow=INVERT))
     names = segments_of("s1", pipeline)
     assert all(Path("/dev/shm", name).exists() for name in names)
@@ -133,7 +133,7 @@ async def test_frames_flow_updates_apply_and_stop_unlinks(pipeline: WorkerMediaP
     assert not any(Path("/dev/shm", name).exists() for name in names)
 
 
-async def test_stream_resumes_after_infer_is_killed(pipeline: WorkerMediaPipeline) -> None:
+async def test_stream_resumes_after_infer_is_killed(pipeline: WorkerMediaPath) -> None:
     await pipeline.start(spec("s2", workflow=INVERT))
     supervisor = pipeline.supervisor
     pid = supervisor.snapshot()["infer"]["pid"]
