@@ -25,6 +25,7 @@ from byoc.settings import Settings
 from byoc.streams import StreamManager
 from byoc.supervisor import Supervisor, WorkerEntry
 from ipc import shm
+from ipc.messages import StreamState, StreamStats, WorkerError
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,14 @@ class Runner:
             media = media_factory(self.supervisor, settings)
         self.media: MediaPath = media or NoMediaPath()
         streams = StreamManager(settings, sessions, self.media)
-        self.supervisor.on_message(streams.on_worker_message)
+        # Every message type a worker sends has one handler (replies go to supervisor.requests).
+        self.supervisor.route(StreamState, streams.on_stream_state)
+        self.supervisor.route(StreamStats, streams.on_stream_stats)
+        self.supervisor.route(WorkerError, streams.on_worker_error)
         self.supervisor.on_restart(streams.on_worker_restart)
+        connect_workers = getattr(self.media, "connect_workers", None)
+        if connect_workers is not None:
+            connect_workers()
         self.runtime = Runtime(
             settings=settings,
             supervisor=self.supervisor,

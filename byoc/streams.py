@@ -43,7 +43,7 @@ from byoc.sessions import CapacityError, Session, SessionState, SessionTable
 from byoc.settings import Settings
 from byoc.stream_events import StreamFigures, status_event
 from byoc.stream_params import check_params
-from ipc.messages import Message, StreamState, StreamStats, WorkerError
+from ipc.messages import StreamState, StreamStats, WorkerError
 
 log = logging.getLogger(__name__)
 
@@ -425,18 +425,23 @@ class StreamManager:
 
     # --- worker messages -------------------------------------------------------------------
 
-    def on_worker_message(self, worker: str, message: Message) -> None:
-        """Route stream messages from workers to their stream."""
-        if isinstance(message, (StreamState, StreamStats, WorkerError)):
-            controller = self.controllers.get(message.stream_id) if message.stream_id else None
-            if controller is None:
-                return
-            if isinstance(message, StreamState):
-                controller.on_stream_state(message)
-            elif isinstance(message, StreamStats):
-                controller.on_stats(message)
-            else:
-                controller.on_error(message)
+    def on_stream_state(self, worker: str, message: StreamState) -> None:
+        """A worker's part of a stream changed state."""
+        controller = self.controllers.get(message.stream_id)
+        if controller is not None:
+            controller.on_stream_state(message)
+
+    def on_stream_stats(self, worker: str, message: StreamStats) -> None:
+        """A worker's figures for a stream."""
+        controller = self.controllers.get(message.stream_id)
+        if controller is not None:
+            controller.on_stats(message)
+
+    def on_worker_error(self, worker: str, message: WorkerError) -> None:
+        """A worker's error; those about a stream become its ``last_error``."""
+        controller = self.controllers.get(message.stream_id) if message.stream_id else None
+        if controller is not None:
+            controller.on_error(message)
 
     def on_worker_restart(self, worker: str, restarts: int) -> None:
         for controller in self.live():

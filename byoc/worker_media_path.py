@@ -24,6 +24,7 @@ from byoc.media_path import MediaUnavailable, ParamsRejected, StreamSpec
 from byoc.settings import Settings
 from byoc.stream_params import output_size
 from byoc.supervisor import Supervisor
+from byoc.worker_requests import ReplyTimeout, WorkerUnavailable
 from ipc.channel import ChannelClosed
 from ipc.messages import (
     EgressConfig,
@@ -94,9 +95,13 @@ class WorkerMediaPath:
         self.worker_wait_s = worker_wait_s
         self.stats_interval_s = stats_interval_s
         self.streams: dict[str, MediaStream] = {}
-        self._replies: dict[str, asyncio.Future[StreamReply]] = {}
-        supervisor.on_message(self.on_worker_message)
-        supervisor.on_restart(self.on_worker_restart)
+
+    def connect_workers(self) -> None:
+        """Route the stream messages that cross between workers here, and resume streams on a
+        restarted worker (called once by whoever wires the parent together)."""
+        self.supervisor.route(StreamAudio, self.on_stream_audio)
+        self.supervisor.route(StreamData, self.on_stream_data)
+        self.supervisor.on_restart(self.on_worker_restart)
 
     # -- MediaPath --------------------------------------------------------------------------
 
@@ -220,18 +225,16 @@ class WorkerMediaPath:
 
     # -- worker messages ------------------------------------------------------------------------
 
-    async def on_worker_message(self, worker: str, message: Message) -> None:
-        if isinstance(message, StreamReply):
-            future = self._replies.pop(message.request_id, None)
-            if future is not None and not future.done():
-                future.set_result(message)
-        elif isinstance(message, StreamAudio):
-            stream = self.streams.get(message.stream_id)
-            if stream is not None and "egress" in stream.configs:
-                with contextlib.suppress(ChannelClosed, OSError):
-                    await self.supervisor.send("egress", message)
-        elif isinstance(message, StreamData):
-            self._queue_data(message)
+    async def on_stream_audio(self, worker: str, message: StreamAudio) -> None:
+        """Relay ingest's audio packets to the stream's egress."""
+        stream = self.streams.get(message.stream_id)
+        if stream is not None and "egress" in stream.configs:
+            with contextlib.suppress(ChannelClosed, OSError):
+                await self.supervisor.send("egress", message)
+
+    def on_stream_data(self, worker: str, message: StreamData) -> None:
+        """Queue infer's text output for the stream's data channel."""
+        self._queue_data(message)
 
     async def on_worker_restart(self, worker: str, restarts: int) -> None:
         """Give a restarted worker its part of every stream again (same rings)."""
@@ -279,18 +282,24 @@ class WorkerMediaPath:
         start = StreamStart(stream_id=stream_id, config=config, request_id=request_id)
         self._check(await self._ask(worker, start, request_id))
 
-    async def _ask(self, worker: str, message: Message, request_id: str) -> StreamReply:
-        future: asyncio.Future[StreamReply] = asyncio.get_running_loop().create_future()
-        self._replies[request_id] = future
+    async def _ask(
+        self, worker: str, message: StreamStart | StreamUpdate, request_id: str
+    ) -> StreamReply:
+        """Send a request and return its reply; a worker that is not ready, or whose process
+        ends before it answers, is ``MediaUnavailable`` (503)."""
+        if not await self.supervisor.wait_worker_ready(worker, self.worker_wait_s):
+            raise MediaUnavailable(f"the {worker} worker is not ready, try again shortly")
         try:
-            await self._send(worker, message)
-            return await asyncio.wait_for(future, self.reply_timeout_s)
-        except asyncio.TimeoutError:
-            raise RuntimeError(
-                f"{worker} worker did not answer within {self.reply_timeout_s}s"
-            ) from None
-        finally:
-            self._replies.pop(request_id, None)
+            reply = await self.supervisor.requests.ask(
+                worker, message, request_id, self.reply_timeout_s
+            )
+        except WorkerUnavailable as exc:  # WorkerLost included
+            raise MediaUnavailable(str(exc)) from exc
+        except ReplyTimeout as exc:
+            raise RuntimeError(str(exc)) from None
+        if not isinstance(reply, StreamReply):
+            raise RuntimeError(f"{worker}: unexpected reply {type(reply).__name__}")
+        return reply
 
     @staticmethod
     def _check(reply: StreamReply) -> None:

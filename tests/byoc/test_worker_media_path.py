@@ -49,6 +49,7 @@ async def pipeline() -> AsyncIterator[WorkerMediaPath]:
         SETTINGS, workers={"infer": infer_main}, worker_options={"infer": {"engine": "builtin"}}
     )
     media = WorkerMediaPath(supervisor, SETTINGS, max_width=64, max_height=64)
+    media.connect_workers()
     await supervisor.start()
     assert await supervisor.wait_ready(120)
     yield media
