@@ -174,7 +174,7 @@ class StreamController:
         if state == "processing":
             if self.session.state is SessionState.STARTING:
                 self.session.transition(SessionState.READY)
-            if self.session.state is SessionState.READY:
+            if self.session.state in (SessionState.READY, SessionState.CONNECTED):
                 self.session.transition(SessionState.PROCESSING)
         elif state == "connected" and self.session.state is SessionState.STARTING:
             self.session.transition(SessionState.CONNECTED)

@@ -40,6 +40,7 @@ from ipc.messages import (
     Shutdown,
     StreamReply,
     WorkerError,
+    worker_role,
 )
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,8 @@ class Supervisor:
     ) -> None:
         self.settings = settings
         entries = dict(workers) if workers is not None else default_workers()
+        for name in entries:
+            worker_role(name)  # a worker is named by its role; a typo fails here
         options = worker_options or {}
         self.workers: dict[str, WorkerHandle] = {
             name: WorkerHandle(name, entry, dict(options.get(name, {})))
@@ -253,7 +256,7 @@ class Supervisor:
         """Spawn the worker, serve its channel until it dies or hangs; return why it ended."""
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         spec = WorkerSpec(
-            name=handle.name,
+            name=worker_role(handle.name),
             control=child_sock,
             heartbeat_interval_s=self.settings.heartbeat_interval_s,
             log_level=self.settings.log_level,

@@ -28,7 +28,7 @@ from av.video.frame import PictureType
 from av.video.stream import VideoStream
 
 from egress.audio import StreamAudioDecoder
-from ipc.messages import StreamAudio
+from ipc.messages import DropReason, StreamAudio
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class Mp4Writer:
         self.frame_rate = frame_rate
         self.label = label
         self.frames = 0
-        self.counters: dict[str, int] = {}
+        self.counters: dict[DropReason, int] = {}
         self.size: tuple[int, int] | None = None
         self._options = {"preset": preset, "crf": str(crf)}
         self._container: OutputContainer | None = None
@@ -81,12 +81,12 @@ class Mp4Writer:
     def has_audio(self) -> bool:
         return self._audio is not None
 
-    def dropped(self) -> dict[str, int]:
+    def dropped(self) -> dict[DropReason, int]:
         out = dict(self.counters)
         out["audio_decode_error"] = self._decoder.errors
         return out
 
-    def _count(self, reason: str, n: int = 1) -> None:
+    def _count(self, reason: DropReason, n: int = 1) -> None:
         if n:
             self.counters[reason] = self.counters.get(reason, 0) + n
 

@@ -33,7 +33,15 @@ from egress.mp4 import Mp4Writer
 from egress.publish import SegmentPublisher
 from egress.stats import EgressStats
 from ipc.frame import Frame, FrameFlag, Stage
-from ipc.messages import EgressConfig, Message, StreamAudio, StreamState, StreamStats
+from ipc.messages import (
+    DropReason,
+    EgressConfig,
+    Message,
+    StreamAudio,
+    StreamPartState,
+    StreamState,
+    StreamStats,
+)
 from ipc.pixfmt import PixelFormat
 from ipc.ring import FrameRing, RingReader
 
@@ -168,7 +176,8 @@ class EgressStream:
     # -- the frame loop ---------------------------------------------------------------------
 
     async def _run(self) -> None:
-        state, error = "failed", ""
+        state: StreamPartState = "failed"
+        error = ""
         try:
             state = await self._loop()
         except asyncio.CancelledError:
@@ -195,7 +204,7 @@ class EgressStream:
         if self._on_done is not None:
             self._on_done(self)
 
-    async def _loop(self) -> str:
+    async def _loop(self) -> StreamPartState:
         reader = self._reader
         assert reader is not None
         while not await reader.wait_async():
@@ -246,7 +255,7 @@ class EgressStream:
                 )
         return bool(frame.flags & FrameFlag.END_OF_STREAM)
 
-    async def _complete(self) -> str:
+    async def _complete(self) -> StreamPartState:
         """The last frame went out: finish every output."""
         if self.live is not None and self.publisher is not None:
             publisher, self.publisher = self.publisher, None
@@ -284,7 +293,7 @@ class EgressStream:
     def _report(self) -> StreamStats:
         if self._ring is not None and not self._ring.closed:
             self._ring_dropped = self._ring.stats().dropped
-        dropped = {"ring_overwrite": self._ring_dropped}
+        dropped: dict[DropReason, int] = {"ring_overwrite": self._ring_dropped}
         for part in (self.live, self.mp4):
             if part is not None:
                 for reason, n in part.dropped().items():

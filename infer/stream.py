@@ -21,7 +21,7 @@ from infer.workflow.rewrite import frame_input_ids, frame_output_ids
 from infer.workflow.source import Prompt
 from infer.workflow_runner import WorkflowRunner
 from ipc.frame import Frame, Stage
-from ipc.messages import InferConfig, StreamData, StreamStats
+from ipc.messages import DropReason, InferConfig, StreamData, StreamStats
 from ipc.ring import FrameRing, RingReader, RingWriter
 from ipc.stats import StageLatencies
 
@@ -199,7 +199,7 @@ class InferStream:
         """Figures since the last call."""
         now = time.monotonic()
         elapsed = max(now - self._window_start, 1e-6)
-        dropped = {
+        dropped: dict[DropReason, int] = {
             "infer_behind": self.skipped,
             "workflow_error": self.runner.stats.frames_failed,
         }

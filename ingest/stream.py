@@ -35,7 +35,7 @@ from ingest.decode import Timeline, VideoDecoder, split_adts, split_ts_opus
 from ingest.ring_sink import RingSink, Send
 from ingest.stats import IngestStats
 from ingest.tsdemux import EsPacket, TsDemuxer
-from ipc.messages import IngestConfig, StreamState, StreamStats
+from ipc.messages import DropReason, IngestConfig, StreamPartState, StreamState, StreamStats
 from ipc.ring import FrameRing, RingWriter
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class TrickleSource:
         self._stalled = False
         self._last_activity = 0.0
 
-    def counters(self) -> dict[str, int]:
+    def counters(self) -> dict[DropReason, int]:
         """Drop counters of the demuxer and decoder (totals)."""
         return {
             "decode_error": self.video.stats.errors,
@@ -90,7 +90,7 @@ class TrickleSource:
             "damaged_input": self.demuxer.stats.video_dropped,
         }
 
-    async def run(self, sink: RingSink) -> str:
+    async def run(self, sink: RingSink) -> StreamPartState:
         """Read the channel until it ends; returns ``"ended"``. Raises when it stays
         unreachable for ``give_up_after_s``."""
         start_seq = self.start_seq
@@ -294,7 +294,8 @@ class IngestStream:
 
     async def _run(self) -> None:
         assert self.sink is not None
-        state, error = "failed", ""
+        state: StreamPartState = "failed"
+        error = ""
         try:
             state = await self.source.run(self.sink)
         except asyncio.CancelledError:

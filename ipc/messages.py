@@ -6,13 +6,56 @@ Every message is a tagged msgspec ``Struct``; the ``type`` field names it on the
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import msgspec
 
 from ipc.ring import RingSpec
 
-WorkerName = Literal["ingest", "infer", "egress"]
+WorkerRole = Literal["ingest", "infer", "egress"]
+"""What a worker does. A worker is its role plus an index (``worker_index``, 0 for the first), so
+several workers of one role (one infer worker per GPU) can be told apart."""
+WORKER_ROLES: tuple[str, ...] = get_args(WorkerRole)
+
+
+def worker_role(name: str) -> WorkerRole:
+    """``name`` as a ``WorkerRole``; ``ValueError`` for anything else."""
+    if name not in WORKER_ROLES:
+        raise ValueError(f"unknown worker role {name!r}; one of {', '.join(WORKER_ROLES)}")
+    return cast(WorkerRole, name)
+
+
+StreamPartState = Literal["connected", "processing", "ended", "completed", "failed"]
+"""A worker's part of a stream: ``connected`` (a peer is connected, no frame yet),
+``processing`` (frames flow), then one of ``ended`` (the input went away), ``completed`` (a
+finite input or output is done) or ``failed``."""
+
+DropReason = Literal[
+    # ingest
+    "decode_error",
+    "skipped_until_keyframe",
+    "damaged_input",
+    "scaled",
+    "audio_unsupported",
+    # infer
+    "infer_behind",
+    "workflow_error",
+    "input_ring_overwrite",
+    # egress
+    "ring_overwrite",
+    "non_increasing_pts",
+    "before_keyframe",
+    "mp4_scaled",
+    "audio_overflow",
+    "audio_decode_error",
+    "audio_before_video",
+    "audio_no_track",
+]
+"""Why a worker counted a frame or packet in ``StreamStats.dropped``. ``scaled``,
+``mp4_scaled`` and ``workflow_error`` frames were still delivered (changed or unchanged);
+``audio_*`` reasons count audio; every other reason is a lost video frame."""
+DROP_REASONS: tuple[str, ...] = get_args(DropReason)
+DELIVERED_REASONS: frozenset[str] = frozenset({"scaled", "mp4_scaled", "workflow_error"})
 
 EngineName = Literal["auto", "builtin", "comfyui"]
 """Inference engines: ``auto`` picks ComfyUI when importable, else the built-in engine."""
@@ -29,18 +72,22 @@ class _Base(msgspec.Struct, tag_field="type"):
 class Ready(_Base, tag="ready"):
     """A worker finished starting and accepts work."""
 
-    worker: str
+    worker: WorkerRole
     pid: int
     detail: dict[str, str] = {}
+    worker_index: int = 0
+    """Which worker of its role sent it (0: the first)."""
 
 
 class Heartbeat(_Base, tag="heartbeat"):
     """Sent by a worker's event loop every interval; silence means the loop is stuck."""
 
-    worker: str
+    worker: WorkerRole
     seq: int
     monotonic_ns: int
     active_streams: int = 0
+    worker_index: int = 0
+    """Which worker of its role sent it (0: the first)."""
 
 
 class Shutdown(_Base, tag="shutdown"):
@@ -52,10 +99,12 @@ class Shutdown(_Base, tag="shutdown"):
 class WorkerError(_Base, tag="worker_error"):
     """A worker reports an error that is not tied to a request (a stream, a job)."""
 
-    worker: str
+    worker: WorkerRole
     message: str
     stream_id: str = ""
     fatal: bool = False
+    worker_index: int = 0
+    """Which worker of its role sent it (0: the first)."""
 
 
 class Probe(_Base, tag="probe"):
@@ -67,9 +116,11 @@ class Probe(_Base, tag="probe"):
 class ProbeResult(_Base, tag="probe_result"):
     """A worker's answer to ``Probe``."""
 
-    worker: str
+    worker: WorkerRole
     what: str
     data: list[str]
+    worker_index: int = 0
+    """Which worker of its role sent it (0: the first)."""
 
 
 # --- streams ---------------------------------------------------------------------------------
@@ -86,6 +137,17 @@ class IngestConfig(msgspec.Struct, tag="ingest", kw_only=True):
     audio: bool = True
     """Forward the input's audio packets (``StreamAudio``) towards egress."""
     stats_interval_s: float = 1.0
+
+
+class InferOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The infer worker's start options (``WorkerSpec.options``), validated when it starts."""
+
+    engine: EngineName | None = None
+    """None: ``$COMFY_ENGINE``, else ``auto``."""
+    workspace: str = ""
+    """ComfyUI's working directory (models, custom_nodes); empty: the current directory."""
+    max_image_side: int = 4096
+    """Largest width or height of an image job's input."""
 
 
 class InferConfig(msgspec.Struct, tag="infer", kw_only=True):
@@ -147,10 +209,12 @@ class StreamReply(_Base, tag="stream_reply"):
     500 the worker failed."""
 
     stream_id: str
-    worker: str
+    worker: WorkerRole
     request_id: str
     status: int
     error: str = ""
+    worker_index: int = 0
+    """Which worker of its role sent it (0: the first)."""
 
 
 class StreamStop(_Base, tag="stream_stop"):
@@ -164,9 +228,11 @@ class StreamState(_Base, tag="stream_state"):
     """A worker's part of a stream changed state (``ready``, ``processing``, ``ended``, ``failed``)."""
 
     stream_id: str
-    worker: str
-    state: str
+    worker: WorkerRole
+    state: StreamPartState
     error: str = ""
+    worker_index: int = 0
+    """Which worker of its role sent it (0: the first)."""
 
 
 class StageLatency(msgspec.Struct):
@@ -182,13 +248,15 @@ class StreamStats(_Base, tag="stream_stats"):
     """Per-stream figures a worker measured over its last report interval."""
 
     stream_id: str
-    worker: str
+    worker: WorkerRole
     fps_in: float = 0.0
     fps_out: float = 0.0
     frames_in: int = 0
     frames_out: int = 0
-    dropped: dict[str, int] = {}
+    dropped: dict[DropReason, int] = {}
     stages: dict[str, StageLatency] = {}
+    worker_index: int = 0
+    """Which worker of its role sent it (0: the first)."""
 
 
 class StreamAudio(_Base, tag="stream_audio"):

@@ -127,7 +127,7 @@ async def test_worker_reports_drive_state_and_figures_and_the_end() -> None:
         event = figures["event"]
         assert (event["fps_in"], event["fps_out"], event["frames_dropped"]) == (29.5, 29.0, 3)
         assert event["latency_ms"] == 3.75  # no end_to_end stage: the stages' p50s add up
-        assert event["dropped"] == {"ingest.decode_error": 1, "ingest.late": 2}
+        assert event["dropped"] == {"ingest.damaged_input": 2, "ingest.decode_error": 1}
         assert set(event["stages"]) == {"decode", "encode"}
         assert stopped["event"]["state"] == "stopped"
         session = env.runner.runtime.sessions.get("m1")
