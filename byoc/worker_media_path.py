@@ -79,18 +79,19 @@ class WorkerMediaPath:
         supervisor: Supervisor,
         settings: Settings,
         *,
-        ring_slots: int = 4,
-        max_width: int = 1920,
-        max_height: int = 1080,
+        ring_slots: int | None = None,
+        max_width: int | None = None,
+        max_height: int | None = None,
         reply_timeout_s: float = 60.0,
         worker_wait_s: float = 30.0,
         stats_interval_s: float = 1.0,
     ) -> None:
         self.supervisor = supervisor
         self.settings = settings
-        self.ring_slots = ring_slots
-        self.max_width = max_width
-        self.max_height = max_height
+        # Defaults from the settings; tests pass smaller rings.
+        self.ring_slots = ring_slots or settings.ring_slots
+        self.max_width = max_width or settings.ring_max_width
+        self.max_height = max_height or settings.ring_max_height
         self.reply_timeout_s = reply_timeout_s
         self.worker_wait_s = worker_wait_s
         self.stats_interval_s = stats_interval_s
@@ -123,13 +124,7 @@ class WorkerMediaPath:
             )
         }
         if spec.publish_url or spec.output_path:
-            configs["egress"] = EgressConfig(
-                ring=rings[1].spec,
-                publish_url=spec.publish_url or "",
-                output_path=spec.output_path or "",
-                verify_tls=self.settings.trickle_verify_tls,
-                stats_interval_s=self.stats_interval_s,
-            )
+            configs["egress"] = self._egress_config(spec, rings[1].spec)
         if spec.subscribe_url or spec.source_path:
             configs["ingest"] = IngestConfig(
                 ring=rings[0].spec,
@@ -247,6 +242,20 @@ class WorkerMediaPath:
                 await self.supervisor.send(worker, StreamStart(stream_id=stream_id, config=config))
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _egress_config(self, spec: StreamSpec, ring: RingSpec) -> EgressConfig:
+        """Egress's part of a stream, with the output knobs of the settings."""
+        return EgressConfig(
+            ring=ring,
+            publish_url=spec.publish_url or "",
+            output_path=spec.output_path or "",
+            verify_tls=self.settings.trickle_verify_tls,
+            segment_seconds=self.settings.segment_seconds,
+            preset=self.settings.x264_preset,
+            crf=self.settings.output_crf,
+            bit_rate=self.settings.output_bitrate,
+            stats_interval_s=self.stats_interval_s,
+        )
 
     def _create_rings(self, stream_id: str, width: int, height: int) -> list[FrameRing]:
         max_w, max_h = max(self.max_width, width), max(self.max_height, height)

@@ -17,13 +17,14 @@ import numpy as np
 from av.video.frame import PictureType
 
 from egress.mux import TS_CLOCK
+from ipc.messages import X264_PRESETS
 
 log = logging.getLogger(__name__)
 
 TS_TIME_BASE = Fraction(1, TS_CLOCK)
 OPUS_RATE = 48_000
 OPUS_FRAME = 960  # 20 ms
-PRESETS = ("ultrafast", "superfast", "veryfast")
+PRESETS = X264_PRESETS
 
 
 def to_ts_clock(pts: int, time_base: Fraction) -> int:

@@ -43,6 +43,7 @@ class LiveSegmenter:
         audio: bool = True,
         preset: str = "superfast",
         crf: int = 23,
+        bit_rate: int = 0,
         label: str = "",
     ) -> None:
         self.segment_seconds = segment_seconds
@@ -59,7 +60,7 @@ class LiveSegmenter:
         self.accepted = False
         """Whether the last picture was encoded (not dropped for its pts)."""
         self.counters: dict[DropReason, int] = {}
-        self._video_options = {"preset": preset, "crf": crf}
+        self._video_options = {"preset": preset, "crf": crf, "bit_rate": bit_rate or None}
         self._early_audio: deque[StreamAudio] = deque()
         self._decoder = StreamAudioDecoder(label=label)
         self._opus: OpusEncoder | None = None

@@ -50,6 +50,7 @@ class Mp4Writer:
         frame_rate: int = 30,
         preset: str = "superfast",
         crf: int = 23,
+        bit_rate: int = 0,
         label: str = "",
     ) -> None:
         self.path = path
@@ -61,6 +62,9 @@ class Mp4Writer:
         self.counters: dict[DropReason, int] = {}
         self.size: tuple[int, int] | None = None
         self._options = {"preset": preset, "crf": str(crf)}
+        if bit_rate:
+            self._options = {"preset": preset, "b": str(bit_rate), "maxrate": str(bit_rate)}
+            self._options["bufsize"] = str(bit_rate)
         self._container: OutputContainer | None = None
         self._video: VideoStream | None = None
         self._audio: AudioStream | None = None

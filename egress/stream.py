@@ -86,7 +86,6 @@ class EgressStream:
         send: Send,
         *,
         on_done: Callable[[EgressStream], None] | None = None,
-        preset: str = "superfast",
     ) -> None:
         if not config.publish_url and not config.output_path:
             raise ValueError("an egress stream needs publish_url or output_path")
@@ -97,14 +96,23 @@ class EgressStream:
             LiveSegmenter(
                 segment_seconds=config.segment_seconds,
                 audio=config.audio,
-                preset=preset,
+                preset=config.preset,
+                crf=config.crf,
+                bit_rate=config.bit_rate,
                 label=stream_id,
             )
             if config.publish_url
             else None
         )
         self.mp4 = (
-            Mp4Writer(config.output_path, audio=config.audio, preset=preset, label=stream_id)
+            Mp4Writer(
+                config.output_path,
+                audio=config.audio,
+                preset=config.preset,
+                crf=config.crf,
+                bit_rate=config.bit_rate,
+                label=stream_id,
+            )
             if config.output_path
             else None
         )

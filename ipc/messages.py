@@ -57,6 +57,10 @@ DropReason = Literal[
 DROP_REASONS: tuple[str, ...] = get_args(DropReason)
 DELIVERED_REASONS: frozenset[str] = frozenset({"scaled", "mp4_scaled", "workflow_error"})
 
+X264Preset = Literal["ultrafast", "superfast", "veryfast"]
+"""libx264 presets egress offers (slower ones cost more than a frame interval at HD)."""
+X264_PRESETS: tuple[str, ...] = get_args(X264Preset)
+
 EngineName = Literal["auto", "builtin", "comfyui"]
 """Inference engines: ``auto`` picks ComfyUI when importable, else the built-in engine."""
 ENGINE_NAMES: tuple[str, ...] = get_args(EngineName)
@@ -175,6 +179,11 @@ class EgressConfig(msgspec.Struct, tag="egress", kw_only=True):
     output_path: str = ""
     verify_tls: bool = False
     segment_seconds: float = 1.0
+    """Length of a trickle segment; each opens with a keyframe, so it is also the GOP."""
+    preset: X264Preset = "superfast"
+    crf: int = 23
+    bit_rate: int = 0
+    """Target bits per second of the video; 0: constant quality (``crf``)."""
     audio: bool = True
     stats_interval_s: float = 1.0
 

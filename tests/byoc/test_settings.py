@@ -61,6 +61,12 @@ def test_lists_and_the_singular_capability_name_alias() -> None:
             "--heartbeat-timeout must be longer",
         ),
         ({"events_interval_s": "-1"}, "--events-interval must be > 0"),
+        ({"ring_slots": "1"}, "--ring-slots must be 2-64"),
+        ({"ring_max_width": "8"}, "--ring-max-width must be 16-16384"),
+        ({"x264_preset": "placebo"}, "--x264-preset must be one of"),
+        ({"output_crf": "52"}, "--output-crf must be 0-51"),
+        ({"output_bitrate": "-1"}, "--output-bitrate must be >= 0"),
+        ({"segment_seconds": "0"}, "--segment-seconds must be > 0"),
     ],
 )
 def test_bad_values_raise_one_clear_error(flags: dict[str, str], message: str) -> None:

@@ -147,3 +147,34 @@ async def test_stream_resumes_after_infer_is_killed(pipeline: WorkerMediaPath) -
     await asyncio.sleep(0.5)  # the restarted worker re-attaches the same rings
     luma = await round_trip(pipeline, "s2", 60)
     assert abs(int(luma.mean()) - (16 + 235 - 60)) <= 2
+
+
+async def test_media_knobs_come_from_the_settings() -> None:
+    settings = SETTINGS.replace(
+        ring_slots=6,
+        ring_max_width=320,
+        ring_max_height=240,
+        x264_preset="ultrafast",
+        segment_seconds=0.5,
+        output_crf=30,
+        output_bitrate=800_000,
+    )
+    supervisor = Supervisor(settings, workers={})
+    media = WorkerMediaPath(supervisor, settings)
+    rings = media._create_rings("knobs", 0, 0)
+    try:
+        assert [(r.spec.slots, r.spec.max_width, r.spec.max_height) for r in rings] == [
+            (6, 320, 240)
+        ] * 2
+        egress = media._egress_config(spec("knobs"), rings[1].spec)
+        assert (egress.preset, egress.segment_seconds, egress.crf, egress.bit_rate) == (
+            "ultrafast",
+            0.5,
+            30,
+            800_000,
+        )
+    finally:
+        for ring in rings:
+            ring.close()
+            ring.unlink()
+    assert (media.ring_slots, media.max_width, media.max_height) == (6, 320, 240)
