@@ -6,7 +6,7 @@ from aiohttp import web
 
 from byoc.auth import auth_middleware
 from byoc.errors import MAX_BODY_BYTES_KEY, error_middleware
-from byoc.routes import health, jobs, sessions, streams, video
+from byoc.routes import health, jobs, metrics, sessions, streams, video
 from byoc.runtime import RUNTIME_KEY, Runtime
 from byoc.settings import Settings
 
@@ -38,4 +38,6 @@ def create_app(runtime: Runtime) -> web.Application:
     streams.add_routes(app)
     sessions.add_routes(app)
     video.add_routes(app)
+    if not settings.metrics_port:  # else /metrics is served on its own listener only
+        metrics.add_routes(app, runtime.metrics)
     return app

@@ -133,10 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s [parent %(process)d] %(name)s: %(message)s",
-    )
+    from ipc import logs
+
+    logs.configure(settings.log_level, settings.log_format, "parent")
 
 
 def _serve(settings: Settings) -> int:

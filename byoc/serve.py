@@ -19,6 +19,7 @@ from byoc.app import create_app
 from byoc.jobs import WorkerJobs
 from byoc.media_path import MediaFactory, MediaPath, NoMediaPath
 from byoc.registration import RegistrationService, build_capabilities
+from byoc.routes.metrics import metrics_app
 from byoc.runtime import Runtime
 from byoc.sessions import JobSlots, SessionTable
 from byoc.settings import Settings
@@ -67,7 +68,7 @@ class Runner:
         streams = StreamManager(settings, sessions, self.media)
         # Every message type a worker sends has one handler (replies go to supervisor.requests).
         self.supervisor.route(StreamState, streams.on_stream_state)
-        self.supervisor.route(StreamStats, streams.on_stream_stats)
+        self.supervisor.route(StreamStats, self._on_stream_stats)
         self.supervisor.route(WorkerError, streams.on_worker_error)
         self.supervisor.on_restart(streams.on_worker_restart)
         connect_workers = getattr(self.media, "connect_workers", None)
@@ -81,10 +82,18 @@ class Runner:
             worker_jobs=WorkerJobs(self.supervisor),
             streams=streams,
         )
+        self.runtime.metrics.watch(self.runtime)
         self.registration: RegistrationService | None = None
         self.url = ""  # http://host:port once started
+        self.metrics_url = ""  # http://host:port/metrics once started
         self._app_runner: web.AppRunner | None = None
+        self._metrics_runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
+
+    def _on_stream_stats(self, worker: str, message: StreamStats) -> None:
+        """A worker's figures feed the stream's status events and the metrics."""
+        self.runtime.streams.on_stream_stats(worker, message)
+        self.runtime.metrics.on_stream_stats(worker, message)
 
     async def start(self) -> None:
         """Listen, start the workers, the sweep and the registration; returns when listening."""
@@ -109,6 +118,14 @@ class Runner:
         port = app_runner.addresses[0][1]
         self.url = settings.local_url_at(port)
         log.info("listening on http://%s:%d", settings.host, port)
+        self.metrics_url = f"{self.url}/metrics"
+        if settings.metrics_port:
+            try:
+                await self._start_metrics_listener()
+            except BaseException:
+                await app_runner.cleanup()
+                self._app_runner = None
+                raise
         await self.supervisor.start()
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="session-sweep")
         self.registration = RegistrationService(
@@ -117,6 +134,24 @@ class Runner:
         self.runtime.token_rejected.append(self.registration.evicted)
         self.runtime.registration = self.registration
         self.registration.start()
+
+    async def _start_metrics_listener(self) -> None:
+        settings = self.settings
+        metrics_runner = web.AppRunner(
+            metrics_app(self.runtime.metrics), access_log=None, handle_signals=False
+        )
+        await metrics_runner.setup()
+        metrics_host = settings.metrics_host or settings.host
+        try:
+            await web.TCPSite(metrics_runner, metrics_host, settings.metrics_port).start()
+        except BaseException:
+            await metrics_runner.cleanup()
+            raise
+        self._metrics_runner = metrics_runner
+        port = metrics_runner.addresses[0][1]
+        host = "127.0.0.1" if metrics_host in ("0.0.0.0", "::", "") else metrics_host
+        self.metrics_url = f"http://{host}:{port}/metrics"
+        log.info("metrics on http://%s:%d/metrics", metrics_host, port)
 
     async def stop(self) -> None:
         """Unregister, end every stream, stop serving, stop the workers."""
@@ -130,6 +165,9 @@ class Runner:
         if self._app_runner is not None:
             await self._app_runner.cleanup()
             self._app_runner = None
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+            self._metrics_runner = None
         await self.runtime.streams.close()  # a start that raced the shutdown
         try:
             await self.media.close()

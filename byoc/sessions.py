@@ -187,6 +187,8 @@ class SessionTable:
         self._sessions: dict[str, Session] = {}  # insertion order = creation order
         self._result_sizes: dict[str, int] = {}
         self._result_total = 0
+        self.created: list[Callable[[Session], None]] = []
+        """Called with every new session (e.g. metrics count jobs by how they end)."""
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -266,6 +268,8 @@ class SessionTable:
         self.remove(session.id)  # a replaced id moves to the end (newest)
         self._sessions[session.id] = session
         self._trim()
+        for callback in self.created:
+            callback(session)
 
     def _trim(self) -> None:
         """Drop the oldest ended sessions beyond the count or result budgets."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ipc.logs import LOG_FORMATS
 from ipc.messages import ENGINE_NAMES, X264_PRESETS, X264Preset
 from ipc.pixfmt import MAX_DIMENSION
 
@@ -41,6 +42,9 @@ class Settings:
     port: int = 8889
     workspace: Path = field(default_factory=Path.cwd)
     log_level: str = "INFO"
+    log_format: str = "text"
+    metrics_host: str = ""
+    metrics_port: int = 0
     capacity: int = 4
     engine: str = "auto"
     max_jobs: int = 32
@@ -146,6 +150,10 @@ def _upper(text: str) -> str:
     return text.strip().upper()
 
 
+def _lower(text: str) -> str:
+    return text.strip().lower()
+
+
 OPTIONS: tuple[Option, ...] = (
     Option("host", "--host", ("HOST",), str, "address to listen on"),
     Option("port", "--port", ("PORT",), _int, "HTTP port (1-65535)"),
@@ -158,6 +166,27 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "log_level", "--log-level", ("LOG_LEVEL",), _upper, "log level: " + ", ".join(LOG_LEVELS)
+    ),
+    Option(
+        "log_format",
+        "--log-format",
+        ("LOG_FORMAT",),
+        _lower,
+        "log lines of every process: text, or json (one object a line)",
+    ),
+    Option(
+        "metrics_host",
+        "--metrics-host",
+        ("METRICS_HOST",),
+        str,
+        "address of a separate /metrics listener (with --metrics-port; default: HOST)",
+    ),
+    Option(
+        "metrics_port",
+        "--metrics-port",
+        ("METRICS_PORT",),
+        _int,
+        "serve /metrics on its own port, without the token (0: on --port, behind the token)",
     ),
     Option(
         "capacity",
@@ -522,6 +551,17 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError(
             f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}"
         )
+    if s.log_format not in LOG_FORMATS:
+        raise SettingsError(
+            f"--log-format must be one of {', '.join(LOG_FORMATS)}, got {s.log_format!r}"
+        )
+    if s.metrics_port and not 1 <= s.metrics_port <= 65535:
+        raise SettingsError(f"--metrics-port must be 0 or 1-65535, got {s.metrics_port}")
+    taken = (s.port, s.orchestrator_port) if s.with_orchestrator else (s.port,)
+    if s.metrics_port and s.metrics_port in taken:
+        raise SettingsError("--metrics-port must differ from --port and --orchestrator-port")
+    if s.metrics_host and not s.metrics_port:
+        raise SettingsError("--metrics-host needs --metrics-port")
     if s.engine not in ENGINE_NAMES:
         raise SettingsError(f"--engine must be one of {', '.join(ENGINE_NAMES)}, got {s.engine!r}")
     if s.engine == "comfyui" and importlib.util.find_spec("comfy") is None:

@@ -121,6 +121,7 @@ class EgressStream(WorkerStream):
         self._reader: RingReader | None = None
         self._audio_arrived = asyncio.Event()
         self._ring_dropped = 0
+        self._published: SegmentPublisher | None = None  # kept for its byte count once closed
 
     def open(self) -> None:
         """Map the ring, take the reader role and open the outputs."""
@@ -135,6 +136,7 @@ class EgressStream(WorkerStream):
             self.publisher = SegmentPublisher(
                 self.config.publish_url, verify_tls=self.config.verify_tls, label=self.stream_id
             )
+            self._published = self.publisher
         log.info(
             "stream %s: egress started from ring %s to %s",
             self.stream_id,
@@ -272,7 +274,8 @@ class EgressStream(WorkerStream):
             if part is not None:
                 for reason, n in part.dropped().items():
                     dropped[reason] = dropped.get(reason, 0) + n
-        return self.stats.report(dropped)
+        bytes_out = self._published.bytes if self._published is not None else 0
+        return self.stats.report(dropped, bytes_out=bytes_out)
 
     def release(self) -> None:
         if self._reader is not None:

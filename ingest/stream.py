@@ -77,6 +77,7 @@ class TrickleSource:
         self.timeline = Timeline()
         self.video = VideoDecoder(pixel_format=None, label=stream_id)
         self.segments = 0
+        self.bytes_in = 0
         self.read_errors = 0
         self.resubscribes = 0
         self.jumps = 0
@@ -165,6 +166,7 @@ class TrickleSource:
             async for chunk in segment.chunks():
                 # iter_any() hands over everything buffered: after a chunk the reader is idle.
                 self._last_activity = time.monotonic()
+                self.bytes_in += len(chunk)
                 await self._packets(self.demuxer.feed(chunk), sink)
                 await self._packets(self.demuxer.flush_pending(), sink)
         except SegmentReadError as exc:
@@ -274,7 +276,8 @@ class IngestStream(WorkerStream):
         return await self.source.run(self.sink)
 
     def report(self) -> StreamStats:
-        return self.stats.report(self.source.counters())
+        bytes_in = self.source.bytes_in if isinstance(self.source, TrickleSource) else 0
+        return self.stats.report(self.source.counters(), bytes_in=bytes_in)
 
     def frames_done(self) -> int:
         return self.stats.frames_in
