@@ -143,9 +143,13 @@ def _serve(settings: Settings) -> int:
     import uvloop
 
     from byoc.serve import serve
+    from byoc.state_store import StateDirBusy
 
     try:
         uvloop.run(serve(settings))
+    except StateDirBusy as exc:
+        print(f"comfystream-byoc: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:  # e.g. the port is taken
         print(f"comfystream-byoc: error: {exc}", file=sys.stderr)
         return 1

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OTHER = "other"
-REFUSAL_REASONS = ("stream_capacity", "job_capacity", "worker_unavailable")
+REFUSAL_REASONS = ("stream_capacity", "job_capacity", "worker_unavailable", "draining")
 """Why an admission was answered 503: no free stream slot, no free job slot, a worker needed
 for it is starting or restarting."""
 LATENCY_BUCKETS_S = (

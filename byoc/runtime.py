@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from byoc.clips import ClipStore
+from byoc.drain import Drain
 from byoc.jobs import WorkerJobs
 from byoc.metrics import RunnerMetrics
 from byoc.registration import RegistrationService
@@ -32,6 +33,8 @@ class Runtime:
     registration: RegistrationService | None = None
     clips: ClipStore = field(default_factory=ClipStore)
     """Input and output files of runner-API video sessions (closed with the runner)."""
+    drain: Drain = field(default_factory=lambda: Drain(Settings.drain_timeout_s))
+    """Whether the runner drains (refuses new work)."""
     metrics: RunnerMetrics = field(default_factory=RunnerMetrics)
     """Prometheus metrics (``GET /metrics``); collects from this runtime once ``watch``-ed."""
 

@@ -90,6 +90,10 @@ class Settings:
     restart_backoff_initial_s: float = 0.5
     restart_backoff_max_s: float = 10.0
     shutdown_timeout_s: float = 5.0
+    # state that survives the process, and graceful drain
+    state_dir: Path | None = Path(".comfystream-byoc")
+    """Where the session table is kept (None: in memory only, nothing is resumed)."""
+    drain_timeout_s: float = 60.0
 
     @property
     def public_url(self) -> str:
@@ -148,6 +152,10 @@ def _float(text: str) -> float:
 
 def _upper(text: str) -> str:
     return text.strip().upper()
+
+
+def _optional_path(text: str) -> Path | None:
+    return Path(text.strip()) if text.strip() else None
 
 
 def _lower(text: str) -> str:
@@ -458,6 +466,21 @@ OPTIONS: tuple[Option, ...] = (
         _float,
         "seconds workers get to stop before they are killed",
     ),
+    Option(
+        "state_dir",
+        "--state-dir",
+        ("STATE_DIR",),
+        _optional_path,
+        "directory of the session state (SQLite), kept across restarts so live streams resume; "
+        "one runner per directory; empty: in memory only",
+    ),
+    Option(
+        "drain_timeout_s",
+        "--drain-timeout",
+        ("DRAIN_TIMEOUT",),
+        _float,
+        "seconds a drain (SIGTERM, POST /admin/drain) lets live sessions run before stopping them",
+    ),
 )
 
 
@@ -603,10 +626,14 @@ def validate(settings: Settings) -> Settings:
         "restart_backoff_initial_s",
         "restart_backoff_max_s",
         "shutdown_timeout_s",
+        "drain_timeout_s",
     ):
         if getattr(s, name) <= 0:
             flag = next(o.flag for o in OPTIONS if o.name == name)
             raise SettingsError(f"{flag} must be > 0, got {getattr(s, name)}")
     if s.heartbeat_timeout_s <= s.heartbeat_interval_s:
         raise SettingsError("--heartbeat-timeout must be longer than --heartbeat-interval")
-    return dataclasses.replace(s, workspace=s.workspace.resolve())
+    state_dir = s.state_dir.resolve() if s.state_dir is not None else None
+    if state_dir is not None and state_dir.exists() and not state_dir.is_dir():
+        raise SettingsError(f"--state-dir {str(state_dir)!r} exists and is not a directory")
+    return dataclasses.replace(s, workspace=s.workspace.resolve(), state_dir=state_dir)

@@ -145,10 +145,13 @@ class WorkerMediaPath:
                     )
             if spec.data_url:
                 stream.data = JsonLinesPublisher(
+                    # Where the channel stands: seq 0 on a new stream, the next segment on one
+                    # resumed after a runner restart.
                     TricklePublisher(
                         spec.data_url,
                         CONTENT_TYPE_JSONL,
                         verify_tls=self.settings.trickle_verify_tls,
+                        start_seq=None,
                     )
                 )
                 stream.data_task = asyncio.create_task(
