@@ -23,8 +23,8 @@ from typing import Any
 sys.path.insert(0, ".")
 from byoc.settings import OPTIONS
 
-# The runner's ring geometry (byoc.pipeline's defaults, ipc.ring's slot header); a test keeps
-# these equal to the code, which this script cannot import without the runner's dependencies.
+# The runner's default ring geometry (RING_SLOTS, RING_MAX_WIDTH x RING_MAX_HEIGHT, ipc.ring's
+# slot header); a test keeps these equal to the code. The runner's environment may override them.
 RING_SLOTS = 4
 MIN_RING_PIXELS = 1920 * 1080
 SLOT_HEADER_BYTES = 192
@@ -72,11 +72,13 @@ def problems(config: dict[str, Any], *, gpu: bool) -> list[str]:
     if not str(env.get("CAPABILITY_URL", "")).startswith("http://runner:"):
         found.append("runner CAPABILITY_URL is not the runner's address on the compose network")
     capacity = int(env.get("CAPABILITY_CAPACITY") or 4)
+    slots = int(env.get("RING_SLOTS") or RING_SLOTS)
+    pixels = int(env.get("RING_MAX_WIDTH") or 1920) * int(env.get("RING_MAX_HEIGHT") or 1080)
+    stream_bytes = 2 * slots * (pixels * 3 // 2 + SLOT_HEADER_BYTES)
     shm = int(runner.get("shm_size") or 64 * 2**20)
-    if shm < capacity * STREAM_SHM_BYTES:
+    if shm < capacity * stream_bytes:
         found.append(
-            f"runner shm_size {shm} B holds fewer than {capacity} streams "
-            f"({STREAM_SHM_BYTES} B each)"
+            f"runner shm_size {shm} B holds fewer than {capacity} streams ({stream_bytes} B each)"
         )
     grace = go_duration_s(str(runner.get("stop_grace_period") or "10s"))
     shutdown = float(env.get("SHUTDOWN_TIMEOUT") or 5)

@@ -22,12 +22,12 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from byoc.livepeer.header import HEADER_NAME, encode_header
+from byoc.livepeer.standin.trickle_server import TrickleServer
 from byoc.livepeer.trickle import (
     ChannelClosedError,
     JsonSegmentPublisher,
     TrickleError,
     TricklePublisher,
-    TrickleServer,
 )
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_JSON, CONTENT_TYPE_MPEGTS
 

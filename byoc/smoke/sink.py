@@ -18,9 +18,9 @@ import av
 
 from byoc.livepeer.trickle import SegmentReadError, SubscribeError, TrickleSubscriber
 from byoc.smoke.pattern import COUNTER_MODULO, read_frame_counter
+from byoc.smoke.segment_decoder import SegmentStreamDecoder
 from egress.mp4 import Mp4Writer
-from ingest.decode import SegmentStreamDecoder
-from ingest.media import DecodedAudio, DecodedVideo
+from ingest.decoded import DecodedAudio, DecodedVideo
 
 log = logging.getLogger(__name__)
 

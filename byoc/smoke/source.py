@@ -1,7 +1,7 @@
 """The smoke test's camera: counter pictures encoded and published in real time.
 
-Frame ``i`` is made at ``t0 + i / fps``, encoded at once (libx264 zerolatency, MPEG-TS, 1 s
-segments each opening with a keyframe, the way the egress worker writes them) and its bytes handed
+Frame ``i`` is made at ``t0 + i / fps``, encoded at once (FFmpeg's libx264 zerolatency and MPEG-TS muxer, 1 s
+segments each opening with a keyframe, as a third-party sender writes them) and its bytes handed
 to the trickle publisher. ``captured_ns[i]`` is the moment frame ``i`` was made: glass-to-glass
 latency is measured from it.
 """
@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 
 from byoc.livepeer.trickle import SegmentWriter, TricklePublisher
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_MPEGTS
+from byoc.smoke.live_ts import LiveTsEncoder, TsChunk
 from byoc.smoke.pattern import ClipSpec, video_yuv420p
-from egress.encode import SegmentEncoder
-from egress.mux import MuxChunk
 
 
 @dataclass
@@ -52,12 +51,8 @@ class ClipPublisher:
         self.publisher = TricklePublisher(
             publish_url, CONTENT_TYPE_MPEGTS, verify_tls=False, delete_on_close=False
         )
-        self.encoder = SegmentEncoder(
-            segment_seconds=segment_seconds,
-            audio=False,
-            preset="ultrafast",
-            frame_rate=spec.fps,
-            label=label,
+        self.encoder = LiveTsEncoder(
+            frame_rate=spec.fps, segment_seconds=segment_seconds, preset="ultrafast"
         )
         self._writer: SegmentWriter | None = None
 
@@ -80,7 +75,7 @@ class ClipPublisher:
             self.log.error = f"publishing input failed: {exc}"
         return self.log
 
-    async def _write(self, chunks: list[MuxChunk]) -> None:
+    async def _write(self, chunks: list[TsChunk]) -> None:
         for chunk in chunks:
             if chunk.first:
                 if self._writer is not None:

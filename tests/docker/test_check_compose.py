@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import inspect
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from byoc.pipeline import WorkerMediaPipeline
+from byoc.settings import Settings
 from ipc.ring import SLOT_HEADER_SIZE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,9 +67,9 @@ GOOD: dict[str, Any] = {
 
 
 def test_the_ring_geometry_is_the_runners() -> None:
-    defaults = inspect.signature(WorkerMediaPipeline.__init__).parameters
-    assert check.RING_SLOTS == defaults["ring_slots"].default
-    assert check.MIN_RING_PIXELS == defaults["max_width"].default * defaults["max_height"].default
+    defaults = Settings()
+    assert check.RING_SLOTS == defaults.ring_slots
+    assert check.MIN_RING_PIXELS == defaults.ring_max_width * defaults.ring_max_height
     assert check.SLOT_HEADER_BYTES == SLOT_HEADER_SIZE
 
 
