@@ -85,7 +85,7 @@ class Env:
 
 
 async def wait_until(
-    check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02
+    check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.02
 ) -> Any:
     """Poll ``check`` (sync or async) until it returns something truthy."""
     loop = asyncio.get_running_loop()
@@ -144,7 +144,7 @@ async def running(
             task.result()  # raises what serve raised
         runner = started[0]
         if orch is not None and wait_registered and settings.orch_urls == (orch.url,):
-            await wait_until(lambda: len(orch.registry.capabilities) == 3, timeout=10)
+            await wait_until(lambda: len(orch.registry.capabilities) == 3, timeout=60)
         yield Env(orch, runner, http, settings)
     finally:
         await http.close()

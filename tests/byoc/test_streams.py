@@ -148,7 +148,7 @@ async def test_completed_and_failed_reports(end_with: str, final: SessionState) 
     try:
         async with await start_via_orch(env, "m2") as r:
             assert r.status == 200
-        await wait_until(lambda: state_of(env, "m2") is final, timeout=10)
+        await wait_until(lambda: state_of(env, "m2") is final, timeout=60)
         session = env.runner.runtime.sessions.get("m2")
         assert session is not None
         if final is SessionState.FAILED:
@@ -209,7 +209,7 @@ async def test_the_sweep_ends_streams_whose_media_path_is_gone() -> None:
             assert r.status == 200
         await wait_until(lambda: state_of(env, "m5") is SessionState.PROCESSING)
         pipeline.dead.add("m5")
-        await wait_until(lambda: state_of(env, "m5") is SessionState.FAILED, timeout=10)
+        await wait_until(lambda: state_of(env, "m5") is SessionState.FAILED, timeout=60)
     finally:
         await manager.__aexit__(None, None, None)
 
@@ -220,7 +220,7 @@ async def test_slow_set_up_answers_in_time_and_continues_in_the_background() -> 
         async with await start_via_orch(env, "slow") as r:
             assert r.status == 200
         assert state_of(env, "slow") is SessionState.STARTING
-        await wait_until(lambda: state_of(env, "slow") is SessionState.READY, timeout=10)
+        await wait_until(lambda: state_of(env, "slow") is SessionState.READY, timeout=60)
 
 
 @pytest.mark.parametrize(
@@ -244,6 +244,6 @@ async def test_a_set_up_failing_after_the_answer_fails_the_session() -> None:
     async with running(media=pipeline, stream_start_timeout_s=0.1) as env:
         async with await start_via_orch(env, "late") as r:
             assert r.status == 200
-        await wait_until(lambda: state_of(env, "late") is SessionState.FAILED, timeout=10)
+        await wait_until(lambda: state_of(env, "late") is SessionState.FAILED, timeout=60)
         session = env.runner.runtime.sessions.get("late")
         assert session is not None and session.error == "model download failed"

@@ -35,7 +35,7 @@ async def test_invert_stream_frame_by_frame_with_audio_in_sync(env: Env) -> None
     try:
         source.start(FRAMES)
         sent = (await source.wait()).sent
-        await reader.wait_for(lambda r: FRAMES - 1 in r.counters(), timeout=15)
+        await reader.wait_for(lambda r: FRAMES - 1 in r.counters(), timeout=60)
         await asyncio.sleep(0.5)
         final = await events.latest_after(time.time())
     finally:

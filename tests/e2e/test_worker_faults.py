@@ -27,7 +27,7 @@ async def test_killed_worker_restarts_and_the_stream_resumes(env: Env, worker: s
     source = LiveSource(urls.publish, audio=False)
     source.start()
     try:
-        await reader.wait_for(lambda r: len(r.counters()) >= 15, timeout=15)
+        await reader.wait_for(lambda r: len(r.counters()) >= 15, timeout=60)
         pid = env.runner.supervisor.snapshot()[worker]["pid"]
         loop = asyncio.get_running_loop()
         supervisor = env.runner.supervisor
@@ -52,7 +52,7 @@ async def test_killed_worker_restarts_and_the_stream_resumes(env: Env, worker: s
 
         await reader.wait_for(lambda r: len(processed_after_kill(r)) >= 10, RESUME_S + 10)
         resumed_after = processed_after_kill(reader)[0]
-        status = await events.until(lambda e: e["restarts"] >= 1, timeout=10)
+        status = await events.until(lambda e: e["restarts"] >= 1, timeout=60)
     finally:
         await source.stop()
         await reader.close()

@@ -199,7 +199,7 @@ async def test_client_going_away_mid_sse_ends_the_job_for_us(env: Env) -> None:
     await response.content.readline()
     session_id = json.loads(response.headers["X-Metadata"])["session_id"]
     response.close()
-    await wait_until(lambda: env.runner.runtime.job_slots.in_flight == 0, timeout=10)
+    await wait_until(lambda: env.runner.runtime.job_slots.in_flight == 0, timeout=60)
     session = env.runner.runtime.sessions.get(session_id)
     assert session is not None and session.state is SessionState.FAILED
 
