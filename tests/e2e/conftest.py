@@ -202,7 +202,7 @@ class LiveSource:
         self._stop.set()
         if self._task is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, 10)
+                await asyncio.wait_for(self._task, 60)
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 await self._writer.close()
