@@ -71,10 +71,15 @@ class Env:
         body: Any,
         *,
         capability: str | None = None,
-        timeout: int = 10,
+        timeout: int = 60,
         **kwargs: Any,
     ) -> aiohttp.ClientResponse:
-        """POST a job through the orchestrator (``/process/request/{route}`` with a header)."""
+        """POST a job through the orchestrator (``/process/request/{route}`` with a header).
+
+        ``timeout`` is the header's ``timeout_seconds``: the orchestrator's wait for our answer.
+        The default is a hang guard (a thousand jobs on a busy machine take a while); tests of
+        the timeout itself pass a short one.
+        """
         header = encode_header(capability=capability or route, timeout_seconds=timeout)
         headers = {"Livepeer": header, **kwargs.pop("headers", {})}
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
