@@ -15,7 +15,7 @@ HOST ?= 0.0.0.0
 PORT ?= 8889
 ORCH_PORT ?= 8890
 
-.PHONY: serve test test-fast lint format bench bench-ipc bench-trickle bench-infer bench-latency bench-soak check-docker clean
+.PHONY: serve test test-fast test-stress system-deps lint format bench bench-ipc bench-trickle bench-infer bench-latency bench-soak check-docker clean
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -58,12 +58,49 @@ check-docker: $(VENV)/.installed $(VENV_DOCKER_TOOLS)/.installed
 serve: $(VENV)/.installed
 	$(VENV)/bin/comfystream-byoc serve --host $(HOST) --port $(PORT) --with-orchestrator --orchestrator-port $(ORCH_PORT)
 
-test: $(VENV)/.installed $(VENV_COMFY)/.installed $(VENV_PYTRICKLE)/.installed
+# System programs the suite expects (ffmpeg; today the tests encode through PyAV's bundled
+# FFmpeg libraries, the binary is there for the tools and tests that call it). Installed with
+# apt-get when we are root on a Debian/Ubuntu machine; otherwise we say what is missing.
+SYSTEM_PROGRAMS := ffmpeg
+
+system-deps:
+	@missing=""; for program in $(SYSTEM_PROGRAMS); do \
+	  command -v $$program >/dev/null 2>&1 || missing="$$missing $$program"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing$$missing with apt-get"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "the tests need$$missing: install it (e.g. sudo apt-get install$$missing) and rerun"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# File order (pytest-randomly is off by default, see pyproject.toml).
+test: system-deps $(VENV)/.installed $(VENV_COMFY)/.installed $(VENV_PYTRICKLE)/.installed
 	$(VENV)/bin/python -m pytest -m "not comfyui" $(PYTEST_ARGS)
 	$(VENV_COMFY)/bin/python -m pytest -m comfyui $(PYTEST_ARGS)
 
-test-fast: $(VENV)/.installed
+test-fast: system-deps $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -m "not comfyui" -x $(PYTEST_ARGS)
+
+# The whole "not comfyui" suite in random order (the seed is printed; rerun one order with
+# PYTEST_ARGS="--randomly-seed=N"), with the hypothesis "stress" profile, while one busy loop per
+# CPU core keeps the machine loaded. Not part of CI. The loops are killed when the run ends, and
+# each one also stops by itself if the shell that started it goes away.
+STRESS_LOOPS ?= $(shell nproc 2>/dev/null || echo 2)
+BUSY_LOOP := import itertools, os; parent = os.getppid(); any(os.getppid() != parent for _ in itertools.count())
+
+test-stress: system-deps $(VENV)/.installed $(VENV_PYTRICKLE)/.installed
+	@loops=""; \
+	trap 'kill $$loops 2>/dev/null; wait $$loops 2>/dev/null' EXIT INT TERM; \
+	for _ in $$(seq $(STRESS_LOOPS)); do \
+	  ( exec $(PYTHON) -c "$(BUSY_LOOP)" ) & loops="$$loops $$!"; done; \
+	echo "busy loops:$$loops"; \
+	start=$$(date +%s); \
+	BYOC_STRESS=1 $(VENV)/bin/python -m pytest -m "not comfyui" -p randomly $(PYTEST_ARGS); \
+	status=$$?; echo "test-stress: exit $$status after $$(( $$(date +%s) - start )) s"; exit $$status
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check byoc ingest infer egress ipc benchmarks tests docker

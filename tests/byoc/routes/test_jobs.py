@@ -127,21 +127,14 @@ async def test_oversized_body_is_413_json() -> None:
             await assert_json_error(r, 413)
 
 
-@pytest.mark.parametrize("capability", ["whip-ingest", "whep-subscribe"])
-async def test_capabilities_not_implemented_yet_are_501(env: Env, capability: str) -> None:
-    async with env.http.post(f"{env.url}/process/request/{capability}", json={}) as r:
-        body = await assert_json_error(r, 501)
-        assert capability in str(body["error"])
-    async with env.http.post(f"{env.url}/{capability}", json={}) as r:
-        await assert_json_error(r, 501)
-
-
 async def test_only_implemented_capabilities_are_registered(env: Env) -> None:
     assert env.orch is not None
     assert set(env.orch.registry.capabilities) == {
         "text-reversal",
         "comfystream-image",
         "comfystream-video",
+        "whip-ingest",
+        "whep-subscribe",
     }
 
 
@@ -215,7 +208,7 @@ async def test_j4_a_401_evicts_us_at_the_orchestrator_and_we_register_again_at_o
         async with await env.job("text-reversal", {"text": "abc"}) as r:
             assert r.status == 500  # O: worker auth token failed, capability removed
             assert "removing capability" in await r.text()
-        await wait_until(lambda: env.orch.registry.get("text-reversal") is not None, timeout=5)
+        await wait_until(lambda: env.orch.registry.get("text-reversal") is not None, timeout=60)
         assert env.orch.registry.capabilities["text-reversal"].token == "new-token"
         async with await env.job("text-reversal", {"text": "abc"}) as r:
             assert r.status == 200
@@ -250,4 +243,4 @@ async def test_j6_j7_busy_runner_answers_503_and_a_slow_worker_times_out_at_the_
         async with await slow as r:
             assert r.status == 500  # J7: O gave up waiting for headers after timeout_seconds
             assert "context deadline exceeded" in await r.text()
-        await wait_until(lambda: env.runner.runtime.job_slots.in_flight == 0, timeout=10)
+        await wait_until(lambda: env.runner.runtime.job_slots.in_flight == 0, timeout=60)
