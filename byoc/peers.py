@@ -10,8 +10,6 @@ credentials is refused with 422).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -19,10 +17,9 @@ from dataclasses import dataclass, field
 from byoc.ice_servers import IceServers
 from byoc.livepeer.webrtc.sdp import ice_credentials
 from byoc.supervisor import Supervisor
-from ipc.channel import ChannelClosed
+from byoc.worker_requests import ReplyTimeout, WorkerUnavailable
 from ipc.messages import (
     IceServer,
-    Message,
     PeerAnswer,
     PeerCandidates,
     PeerClose,
@@ -58,8 +55,7 @@ class PeerSignalling:
         self.ice_servers = ice_servers
         self.answer_timeout_s = answer_timeout_s
         self.peers: dict[str, PeerResource] = {}
-        self._replies: dict[str, asyncio.Future[PeerAnswer]] = {}
-        supervisor.on_message(self.on_worker_message)
+        supervisor.route(PeerGone, self.on_peer_gone)
 
     def publisher(self, stream_id: str) -> PeerResource | None:
         """The WHIP publisher of a stream, if it has one."""
@@ -129,45 +125,37 @@ class PeerSignalling:
         for peer_id in [p for p, r in self.peers.items() if r.stream_id == stream_id]:
             del self.peers[peer_id]
 
-    async def on_worker_message(self, worker: str, message: Message) -> None:
-        if isinstance(message, PeerAnswer):
-            future = self._replies.pop(message.request_id, None)
-            if future is not None and not future.done():
-                future.set_result(message)
-        elif isinstance(message, PeerGone):
-            resource = self.peers.get(message.peer_id)
-            if resource is not None and resource.stream_id == message.stream_id:
-                log.info(
-                    "stream %s: WHEP viewer %s gone (%s)",
-                    message.stream_id,
-                    message.peer_id,
-                    message.reason,
-                )
-                del self.peers[message.peer_id]
+    def on_peer_gone(self, worker: str, message: PeerGone) -> None:
+        """A worker's peer connection ended by itself (the viewer left, ICE failed)."""
+        resource = self.peers.get(message.peer_id)
+        if resource is not None and resource.stream_id == message.stream_id:
+            log.info(
+                "stream %s: WHEP viewer %s gone (%s)",
+                message.stream_id,
+                message.peer_id,
+                message.reason,
+            )
+            del self.peers[message.peer_id]
 
     async def _ask(
         self, worker: str, message: PeerOffer | PeerCandidates | PeerClose
     ) -> PeerAnswer:
-        future: asyncio.Future[PeerAnswer] = asyncio.get_running_loop().create_future()
-        self._replies[message.request_id] = future
+        """Ask through the supervisor's one request/reply path: a worker that is not ready, dies
+        or restarts while the peer is being set up answers 503 at once."""
         try:
-            try:
-                await self.supervisor.send(worker, message)
-            except (ChannelClosed, OSError) as exc:
-                return self._failed(message, 503, f"the {worker} worker is unavailable: {exc}")
-            try:
-                return await asyncio.wait_for(future, self.answer_timeout_s)
-            except asyncio.TimeoutError:
-                return self._failed(
-                    message,
-                    503,
-                    f"the {worker} worker did not answer within {self.answer_timeout_s:g}s",
-                )
-        finally:
-            self._replies.pop(message.request_id, None)
-            if not future.done():
-                with contextlib.suppress(asyncio.InvalidStateError):
-                    future.cancel()
+            reply = await self.supervisor.requests.ask(
+                worker, message, message.request_id, self.answer_timeout_s
+            )
+        except WorkerUnavailable as exc:  # WorkerLost too
+            return self._failed(message, 503, f"the {worker} worker is unavailable: {exc}")
+        except ReplyTimeout:
+            return self._failed(
+                message,
+                503,
+                f"the {worker} worker did not answer within {self.answer_timeout_s:g}s",
+            )
+        assert isinstance(reply, PeerAnswer)
+        return reply
 
     @staticmethod
     def _failed(

@@ -48,6 +48,10 @@ LIVE_STATES = frozenset(
     {SessionState.STARTING, SessionState.READY, SessionState.PROCESSING, SessionState.CONNECTED}
 )
 TERMINAL_STATES = frozenset({SessionState.STOPPED, SessionState.COMPLETED, SessionState.FAILED})
+MEDIA_READY_STATES = frozenset(
+    {SessionState.READY, SessionState.PROCESSING, SessionState.CONNECTED}
+)
+"""Live states whose media path is set up (``pipeline_ready`` in the runner API)."""
 TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
     SessionState.STARTING: frozenset({SessionState.READY, SessionState.CONNECTED})
     | TERMINAL_STATES,

@@ -19,13 +19,13 @@ from byoc import capabilities as caps
 from byoc.errors import ApiError
 from byoc.ice_servers import IceServers
 from byoc.livepeer.webrtc.sdp import SdpError, advertise_public_ip, check_offer
-from byoc.media import MediaUnavailable, ParamsRejected, StreamSpec
+from byoc.media_path import MediaUnavailable, ParamsRejected, StreamSpec
 from byoc.peers import PeerResource, PeerSignalling
-from byoc.pipeline import WorkerMediaPipeline
 from byoc.runtime import Runtime
 from byoc.sessions import CapacityError, Session, SessionState, new_session_id
 from byoc.stream_params import check_params
 from byoc.streams import StreamController
+from byoc.worker_media_path import WorkerMediaPath
 from ipc.messages import IceServer, PeerRole
 
 log = logging.getLogger(__name__)
@@ -45,15 +45,15 @@ class PeerSetup:
     ice_servers: list[IceServer]
 
 
-def _parts(runtime: Runtime) -> tuple[WorkerMediaPipeline, PeerSignalling, IceServers]:
-    pipeline = runtime.streams.pipeline
+def _parts(runtime: Runtime) -> tuple[WorkerMediaPath, PeerSignalling, IceServers]:
+    media = runtime.streams.media
     if (
-        not isinstance(pipeline, WorkerMediaPipeline)
+        not isinstance(media, WorkerMediaPath)
         or runtime.peers is None
         or runtime.ice_servers is None
     ):
         raise ApiError(503, "WebRTC needs the worker media path, which this runner does not run")
-    return pipeline, runtime.peers, runtime.ice_servers
+    return media, runtime.peers, runtime.ice_servers
 
 
 def _check_offer(sdp: str, role: PeerRole) -> None:
@@ -104,7 +104,7 @@ async def start_whip_session(
     publish_url: str | None = None,
 ) -> PeerSetup:
     """A new session whose input is the WHIP publisher that sent ``sdp``."""
-    pipeline, peers, ice_servers = _parts(runtime)
+    media, peers, ice_servers = _parts(runtime)
     _check_offer(sdp, "whip")
     spec = StreamSpec(
         stream_id=new_session_id(),
@@ -124,7 +124,7 @@ async def start_whip_session(
         raise ApiError(outcome.error_status, outcome.error)
     session = outcome.session
     try:
-        return await _publish(runtime, pipeline, peers, ice_servers, session, sdp)
+        return await _publish(runtime, media, peers, ice_servers, session, sdp)
     except ApiError as exc:
         controller = runtime.streams.get(session.id)
         if controller is not None:
@@ -135,19 +135,19 @@ async def start_whip_session(
 
 async def attach_whip(runtime: Runtime, session_id: str, sdp: str) -> PeerSetup:
     """The WHIP publisher of an existing session (``comfystream-video``'s ``whip_endpoint``)."""
-    pipeline, peers, ice_servers = _parts(runtime)
+    media, peers, ice_servers = _parts(runtime)
     session, controller = _live_session(runtime, session_id)
     _check_offer(sdp, "whip")
     if peers.publisher(session_id) is not None:
         raise ApiError(409, "this session already has a WHIP publisher")
     if controller.spec.subscribe_url or controller.spec.source_path:
         raise ApiError(409, "this session already has an input")
-    return await _publish(runtime, pipeline, peers, ice_servers, session, sdp)
+    return await _publish(runtime, media, peers, ice_servers, session, sdp)
 
 
 async def _publish(
     runtime: Runtime,
-    pipeline: WorkerMediaPipeline,
+    media: WorkerMediaPath,
     peers: PeerSignalling,
     ice_servers: IceServers,
     session: Session,
@@ -155,7 +155,7 @@ async def _publish(
 ) -> PeerSetup:
     servers = await ice_servers.current()
     try:
-        await pipeline.attach_whip(session.id, alive=lambda: session.state.live)
+        await media.attach_whip(session.id, alive=lambda: session.state.live)
     except MediaUnavailable as exc:
         _raise_if_failed(session)
         runtime.metrics.admission_refused("worker_unavailable")
@@ -197,11 +197,11 @@ async def end_whip(runtime: Runtime, session_id: str) -> None:
 
 async def add_viewer(runtime: Runtime, session_id: str, sdp: str) -> PeerSetup:
     """A WHEP viewer of a live session's output."""
-    pipeline, peers, ice_servers = _parts(runtime)
+    media, peers, ice_servers = _parts(runtime)
     session, _ = _live_session(runtime, session_id)
     _check_offer(sdp, "whep")
     try:
-        attached = await pipeline.attach_whep(session_id)
+        attached = await media.attach_whep(session_id)
     except MediaUnavailable as exc:
         runtime.metrics.admission_refused("worker_unavailable")
         raise ApiError(503, str(exc), {"Retry-After": str(RETRY_AFTER_FULL_S)}) from None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from byoc.errors import ApiError
-from byoc.media import ParamsRejected
+from byoc.media_path import ParamsRejected
 from byoc.routes.job_context import parse_json_object
 from byoc.runtime import RUNTIME_KEY
 from byoc.streams import StreamNotFound

@@ -25,6 +25,7 @@ from byoc.livepeer.webrtc.sdp import SdpError, parse_fragment
 from egress.whep.source import StreamPictures, ViewerAudio
 from egress.whep.tracks import ViewerAudioTrack, ViewerVideoTrack
 from ipc.messages import (
+    DropReason,
     Message,
     PeerAnswer,
     PeerCandidates,
@@ -82,7 +83,7 @@ class StreamViewers:
         self.viewers: dict[str, Viewer] = {}
         self._send = send
         self._closing = False
-        self.counters: dict[str, int] = {}
+        self.counters: dict[DropReason, int] = {}
 
     def __len__(self) -> int:
         return len(self.viewers)
@@ -94,7 +95,7 @@ class StreamViewers:
         for viewer in self.viewers.values():
             viewer.audio.push(message)
 
-    def dropped(self) -> dict[str, int]:
+    def dropped(self) -> dict[DropReason, int]:
         """Per-reason totals over current viewers and those gone."""
         out = dict(self.counters)
         for viewer in self.viewers.values():
@@ -102,9 +103,9 @@ class StreamViewers:
         return out
 
     @staticmethod
-    def _add(out: dict[str, int], viewer: Viewer) -> None:
+    def _add(out: dict[DropReason, int], viewer: Viewer) -> None:
         out["whep_skipped"] = out.get("whep_skipped", 0) + viewer.video.skipped
-        out["whep_audio_overflow"] = out.get("whep_audio_overflow", 0) + viewer.audio.dropped
+        out["audio_whep_overflow"] = out.get("audio_whep_overflow", 0) + viewer.audio.dropped
 
     async def answer(self, offer: PeerOffer) -> PeerAnswer:
         def reply(status: int, sdp: str = "", error: str = "") -> PeerAnswer:

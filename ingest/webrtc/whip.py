@@ -41,7 +41,7 @@ from byoc.livepeer.webrtc.sdp import SdpError, parse_fragment
 from ingest.ring_sink import RingSink
 from ingest.webrtc.audio import OpusPackets
 from ingest.webrtc.clock import AvTimeline, SenderClock
-from ipc.messages import PeerAnswer, PeerCandidates, PeerOffer
+from ipc.messages import DropReason, PeerAnswer, PeerCandidates, PeerOffer, StreamPartState
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class WhipSource:
         self.audio = audio
         self.pc: RTCPeerConnection | None = None
         self.peer_id = ""
-        self.drops: dict[str, int] = {}
+        self.drops: dict[DropReason, int] = {}
         self.video_frames = 0
         self.audio_frames = 0
         self.timeline = AvTimeline()
@@ -87,10 +87,10 @@ class WhipSource:
         self._gone_reason = ""
         self._last_media = time.monotonic()
 
-    def counters(self) -> dict[str, int]:
+    def counters(self) -> dict[DropReason, int]:
         return dict(self.drops)
 
-    def _count(self, reason: str, n: int = 1) -> None:
+    def _count(self, reason: DropReason, n: int = 1) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + n
 
     # -- signalling -------------------------------------------------------------------------
@@ -161,14 +161,13 @@ class WhipSource:
             try:
                 candidate = candidate_from_sdp(line.split(":", 1)[1])
             except (ValueError, IndexError):
-                self._count("bad_candidate")
+                log.info("stream %s: unusable candidate skipped: %r", self.stream_id, line)
                 continue  # RFC 8840: skip what cannot be used, keep the rest
             candidate.sdpMLineIndex = 0  # max-bundle: the first m-line carries the transport
             try:
                 await self.pc.addIceCandidate(candidate)
             except Exception as exc:
                 log.info("stream %s: candidate ignored: %r", self.stream_id, exc)
-                self._count("bad_candidate")
         return reply(204)
 
     def _on_connection_state(self, pc: RTCPeerConnection) -> None:
@@ -196,7 +195,7 @@ class WhipSource:
             asyncio.create_task(drain(track, sink), name=f"whip-{track.kind}-{self.stream_id}")
         )
 
-    async def run(self, sink: RingSink) -> str:
+    async def run(self, sink: RingSink) -> StreamPartState:
         """Run until the publisher goes away; returns ``"completed"``."""
         self._sink = sink
         for track in self._pending:

@@ -15,8 +15,8 @@ import aiohttp
 
 from byoc import capabilities as caps
 from byoc.livepeer.header import encode_header
-from byoc.livepeer.orchestrator import LocalOrchestrator
-from byoc.media import MediaFactory, MediaPipeline
+from byoc.livepeer.standin.orchestrator import LocalOrchestrator
+from byoc.media_path import MediaFactory, MediaPath
 from byoc.serve import Runner, serve
 from byoc.settings import Settings
 from byoc.supervisor import WorkerEntry
@@ -75,10 +75,15 @@ class Env:
         body: Any,
         *,
         capability: str | None = None,
-        timeout: int = 10,
+        timeout: int = 60,
         **kwargs: Any,
     ) -> aiohttp.ClientResponse:
-        """POST a job through the orchestrator (``/process/request/{route}`` with a header)."""
+        """POST a job through the orchestrator (``/process/request/{route}`` with a header).
+
+        ``timeout`` is the header's ``timeout_seconds``: the orchestrator's wait for our answer.
+        The default is a hang guard (a thousand jobs on a busy machine take a while); tests of
+        the timeout itself pass a short one.
+        """
         header = encode_header(capability=capability or route, timeout_seconds=timeout)
         headers = {"Livepeer": header, **kwargs.pop("headers", {})}
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -89,7 +94,7 @@ class Env:
 
 
 async def wait_until(
-    check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02
+    check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.02
 ) -> Any:
     """Poll ``check`` (sync or async) until it returns something truthy."""
     loop = asyncio.get_running_loop()
@@ -113,7 +118,7 @@ async def running(
     orch_secret: str = SECRET,
     keepalive_interval_s: float = 0.2,
     workers: Mapping[str, WorkerEntry] | None = None,
-    media: MediaPipeline | None = None,
+    media: MediaPath | None = None,
     media_factory: MediaFactory | None = None,
     wait_registered: bool = True,
     **settings_changes: Any,
@@ -149,7 +154,7 @@ async def running(
         runner = started[0]
         if orch is not None and wait_registered and settings.orch_urls == (orch.url,):
             expected = len(caps.IMPLEMENTED)
-            await wait_until(lambda: len(orch.registry.capabilities) == expected, timeout=10)
+            await wait_until(lambda: len(orch.registry.capabilities) == expected, timeout=60)
         yield Env(orch, runner, http, settings, task)
     finally:
         await http.close()

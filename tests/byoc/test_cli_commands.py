@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from byoc.livepeer.orchestrator import LocalOrchestrator
+from byoc.livepeer.standin.orchestrator import LocalOrchestrator
 
 SCRIPT = Path(sys.executable).parent / "comfystream-byoc"
 FAST_ENV = {"HEARTBEAT_INTERVAL": "0.2", "HEARTBEAT_TIMEOUT": "2", "LOG_LEVEL": "INFO"}
@@ -46,7 +46,7 @@ def http(
 ) -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()

@@ -85,6 +85,12 @@ def test_webrtc_settings_from_the_environment() -> None:
             "--heartbeat-timeout must be longer",
         ),
         ({"events_interval_s": "-1"}, "--events-interval must be > 0"),
+        ({"ring_slots": "1"}, "--ring-slots must be 2-64"),
+        ({"ring_max_width": "8"}, "--ring-max-width must be 16-16384"),
+        ({"x264_preset": "placebo"}, "--x264-preset must be one of"),
+        ({"output_crf": "52"}, "--output-crf must be 0-51"),
+        ({"output_bitrate": "-1"}, "--output-bitrate must be >= 0"),
+        ({"segment_seconds": "0"}, "--segment-seconds must be > 0"),
         ({"webrtc_host_addresses": "10.0.0.1,nope"}, "not an IP address: 'nope'"),
         ({"webrtc_public_ip": "example.com"}, "not an IP address"),
         ({"webrtc_ports": "40000"}, "--webrtc-ports: invalid value"),
@@ -143,3 +149,9 @@ def test_engine_comfyui_without_comfyui_installed_is_a_startup_error() -> None:
     else:
         with pytest.raises(SettingsError, match="ComfyUI is not installed"):
             load({"engine": "comfyui"}, environ={})
+
+
+def test_trickle_verify_tls_is_off_by_default_and_set_by_flag_or_environment() -> None:
+    assert load({}, environ={}).trickle_verify_tls is False
+    assert load({}, environ={"TRICKLE_VERIFY_TLS": "1"}).trickle_verify_tls is True
+    assert load({"trickle_verify_tls": "true"}, environ={}).trickle_verify_tls is True

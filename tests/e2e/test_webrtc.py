@@ -22,9 +22,9 @@ from aiortc import RTCSessionDescription
 
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_MPEGTS
 from byoc.livepeer.webrtc.sdp import ice_credentials
-from byoc.pipeline import WorkerMediaPipeline
 from byoc.sessions import SessionState
 from byoc.supervisor import default_workers
+from byoc.worker_media_path import WorkerMediaPath
 from tests.byoc.harness import Env, running, wait_until
 from tests.byoc.webrtc_clients import (
     Viewer,
@@ -445,7 +445,7 @@ async def test_the_answer_does_not_wait_for_the_workflow_warm_up(
     with loopback_candidates():
         async with running(
             workers=workers,
-            media_factory=WorkerMediaPipeline,
+            media_factory=WorkerMediaPath,
             engine="builtin",
             worker_start_timeout_s=120.0,
             **WEBRTC,
@@ -460,7 +460,7 @@ async def test_the_answer_does_not_wait_for_the_workflow_warm_up(
                     SessionState.PROCESSING,
                 )
                 pipeline = env.runner.media
-                assert isinstance(pipeline, WorkerMediaPipeline)
+                assert isinstance(pipeline, WorkerMediaPath)
                 in_ring = pipeline.streams[session_id].rings[0]
                 await wait_until(lambda: in_ring.stats().dropped > 0, 60)  # waiting, counted
                 refused = await whep_view(env.http, f"{env.url}/byoc/whep/{session_id}", expect=409)

@@ -7,9 +7,10 @@ import asyncio
 from dataclasses import dataclass, field
 
 from benchmarks.media.clip import ClipSpec, ffmpeg_ts_segments, video_yuv420p
+from benchmarks.media.segment_decoder import SegmentStreamDecoder
 from byoc.livepeer.trickle import TrickleSubscriber
-from ingest.decode import SegmentStreamDecoder, split_adts, split_ts_opus
-from ingest.media import DecodedAudio, DecodedVideo
+from ingest.decode import split_adts, split_ts_opus
+from ingest.decoded import DecodedAudio, DecodedVideo
 from ingest.tsdemux import EsPacket, TsDemuxer
 from ipc.frame import FrameFlag, Stage, new_stamps
 from ipc.messages import StreamAudio
@@ -103,7 +104,7 @@ async def read_output(url: str, *, until_frames: int | None = None) -> Output:
     return out
 
 
-async def wait_until(predicate: object, timeout: float = 20.0) -> None:
+async def wait_until(predicate: object, timeout: float = 60.0) -> None:
     """Poll ``predicate()`` until true."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

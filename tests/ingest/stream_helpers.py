@@ -18,7 +18,8 @@ from multiprocessing.process import BaseProcess
 from typing import TypeVar
 
 from benchmarks.media.clip import TsSegment
-from byoc.livepeer.trickle import TricklePublisher, TrickleServer
+from byoc.livepeer.standin.trickle_server import TrickleServer
+from byoc.livepeer.trickle import TricklePublisher
 from ipc.channel import ChannelClosed, ControlChannel
 from ipc.child import WorkerSpec
 from ipc.frame import Frame, FrameFlag
@@ -76,7 +77,7 @@ class SentMessages:
         return [m for m in self.messages if isinstance(m, kind)]
 
     async def wait_for(
-        self, kind: type[M], predicate: Callable[[M], bool] = lambda m: True, timeout: float = 20
+        self, kind: type[M], predicate: Callable[[M], bool] = lambda m: True, timeout: float = 60.0
     ) -> M:
         """The first recorded message of ``kind`` matching ``predicate`` (waits for it)."""
         deadline = time.monotonic() + timeout

@@ -79,7 +79,7 @@ async def test_s2_s4_minimal_start_still_subscribes_control_and_publishes_events
     assert controller is not None and controller.spec.subscribe_url is None
     reader = EventReader(events_url)
     try:
-        first = await reader.next(timeout=10)
+        first = await reader.next(timeout=60)
         assert first is not None
         assert first["queue_event_type"] == "ai_stream_events"
         assert set(first["event"]) == EVENT_KEYS
@@ -94,7 +94,7 @@ async def test_s2_s4_minimal_start_still_subscribes_control_and_publishes_events
         await reader.close()
     # The stream keeps its control subscription: keepalives arrive and count as activity.
     before = controller.last_control_at
-    await wait_until(lambda: controller.last_control_at > before, timeout=5)
+    await wait_until(lambda: controller.last_control_at > before, timeout=60)
 
 
 @pytest.mark.parametrize("params", [None, {}, {"width": 64, "height": 48, "prompts": "{}"}])
@@ -216,7 +216,7 @@ async def test_s11_silent_control_ends_the_stream() -> None:
             events_url = r.headers["X-Events-Url"]
         reader = EventReader(events_url)
         try:
-            final = await reader.until(lambda e: e["state"] == "stopped", timeout=10)
+            final = await reader.until(lambda e: e["state"] == "stopped", timeout=60)
         finally:
             await reader.close()
         assert final["event"]["stream_id"] == "s11"
@@ -230,7 +230,7 @@ async def test_control_channel_gone_ends_the_stream(env: Env) -> None:
         assert r.status == 200
     await wait_until(lambda: state_of(env, "gone") is SessionState.READY)
     env.orch.trickle.close_channel("gone-control")  # 404 / Lp-Trickle-Closed from now on
-    await wait_until(lambda: state_of(env, "gone") is SessionState.STOPPED, timeout=10)
+    await wait_until(lambda: state_of(env, "gone") is SessionState.STOPPED, timeout=60)
 
 
 async def test_events_channel_gone_ends_the_stream(env: Env) -> None:
@@ -239,7 +239,7 @@ async def test_events_channel_gone_ends_the_stream(env: Env) -> None:
         assert r.status == 200
     await wait_until(lambda: state_of(env, "ev") is SessionState.READY)
     env.orch.trickle.close_channel("ev-events")
-    await wait_until(lambda: state_of(env, "ev") is SessionState.STOPPED, timeout=10)
+    await wait_until(lambda: state_of(env, "ev") is SessionState.STOPPED, timeout=60)
 
 
 async def test_s12_start_at_capacity_is_503_and_the_first_stream_is_unaffected() -> None:
@@ -290,7 +290,7 @@ async def test_s13_https_orchestrator_with_a_self_signed_certificate() -> None:
 
 
 async def test_s14_a_new_start_for_a_live_id_replaces_it_cleanly() -> None:
-    from byoc.livepeer.orchestrator import LocalOrchestrator
+    from byoc.livepeer.standin.orchestrator import LocalOrchestrator
 
     async with running(capacity=1) as env:
         async with await start_via_orch(env, "swap") as r:
@@ -338,17 +338,17 @@ async def test_s15_token_on_stream_routes_and_a_401_drops_the_capability() -> No
         async with await start_via_orch(env, "auth-2") as r:
             assert r.status == 500  # O: worker failure, capability removed
         # We answered 401, so we register again at once.
-        await wait_until(lambda: env.orch.registry.get("comfystream-video") is not None, timeout=5)
+        await wait_until(lambda: env.orch.registry.get("comfystream-video") is not None, timeout=60)
         assert env.orch.registry.capabilities["comfystream-video"].token == "tok"
 
 
 async def test_stream_status_and_session_routes(env: Env) -> None:
-    async with await start_via_orch(env, "st", {"params": {"width": 8, "height": 8}}) as r:
+    async with await start_via_orch(env, "st", {"params": {"width": 16, "height": 16}}) as r:
         assert r.status == 200
     await wait_until(lambda: state_of(env, "st") is SessionState.READY)
     async with env.http.get(env.url + "/stream/status", headers={"X-Stream-Id": "st"}) as r:
         status = await r.json()
-    assert status["state"] == "ready" and status["params"] == {"width": 8, "height": 8}
+    assert status["state"] == "ready" and status["params"] == {"width": 16, "height": 16}
     async with env.http.get(env.url + "/stream/status") as r:
         assert await r.json() == {"active_streams": 1, "streams": {"st": "ready"}}
     async with env.http.get(env.url + "/byoc/session/st/status") as r:
