@@ -11,7 +11,7 @@ from tests.byoc.stream_helpers import start_via_orch
 
 async def test_status_shows_the_live_streams_figures() -> None:
     async with running() as env:
-        async with await start_via_orch(env, "fig", {"params": {"width": 8, "height": 8}}) as r:
+        async with await start_via_orch(env, "fig", {"params": {"width": 16, "height": 16}}) as r:
             assert r.status == 200
         sessions = env.runner.runtime.sessions
         await wait_until(lambda: sessions.get("fig").state is SessionState.READY)  # type: ignore[union-attr]
