@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from byoc.settings import Settings
 from byoc.stream_events import StreamFigures, status_event
 from byoc.stream_params import check_params
 from ipc.messages import Message, StreamState, StreamStats, WorkerError
+from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,21 @@ class StreamController:
                 asyncio.create_task(self._control_loop(), name=f"stream-control-{self.id}"),
                 asyncio.create_task(self._silence_watch(), name=f"stream-silence-{self.id}"),
             ]
+        for task in self._tasks:
+            task.add_done_callback(self._on_task_done)
         self._setup = asyncio.create_task(self._set_up(), name=f"stream-setup-{self.id}")
         return self._setup
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        """A stream task that dies of an exception fails the stream now, not at the next sweep."""
+        if task.cancelled() or self._ended is not None:
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        log.error("stream %s: task %s died: %r", self.id, task.get_name(), exc, exc_info=exc)
+        error = f"{task.get_name()} died: {type(exc).__name__}: {exc}"[:500]
+        self._end_soon(SessionState.FAILED, error, error=error)
 
     @property
     def ended(self) -> bool:
@@ -266,7 +279,11 @@ class StreamController:
                     log.warning("stream %s: control segment dropped: %s", self.id, exc)
                     continue
                 self.last_control_at = time.monotonic()
-                await self._on_control(data)
+                try:
+                    await self._on_control(data)
+                except Exception:
+                    # One bad message must not end the loop that applies all the later ones.
+                    log.exception("stream %s: control message failed, skipped", self.id)
         except SubscribeError as exc:
             self._end_soon(SessionState.STOPPED, f"control channel unreachable: {exc}")
             return
@@ -278,9 +295,9 @@ class StreamController:
         if not data.strip():
             return
         try:
-            message = json.loads(data)
-        except ValueError:
-            log.warning("stream %s: control message is not JSON, ignored", self.id)
+            message = loads_untrusted(data, what="control message", max_bytes=len(data))
+        except UntrustedJsonError as exc:
+            log.warning("stream %s: control message ignored: %s", self.id, exc)
             return
         if message == KEEPALIVE_MESSAGE:
             return

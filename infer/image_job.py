@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 import time
 import warnings
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ from PIL import Image, ImageOps
 from infer.engine.base import Engine, ProgressCallback
 from infer.errors import InferError, NodeExecutionError, WorkflowError
 from infer.tensors import FrameConverter
+from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
 
 ACCEPTED_FORMATS = ("PNG", "JPEG")
 
@@ -85,9 +85,9 @@ def parse_request(body: bytes | str | Mapping[str, Any], limits: ImageJobLimits)
             kind="too_large",
         )
     try:
-        parsed = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ImageJobError(f"request body is not valid JSON: {exc}", kind="bad_json") from None
+        parsed = loads_untrusted(body, what="request body", max_bytes=limits.max_request_bytes)
+    except UntrustedJsonError as exc:
+        raise ImageJobError(str(exc), kind="bad_json") from None
     if not isinstance(parsed, dict):
         raise ImageJobError("request body must be a JSON object", kind="bad_json")
     return parsed

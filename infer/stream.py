@@ -22,6 +22,7 @@ from ipc.frame import Frame, Stage
 from ipc.messages import InferConfig, StreamData, StreamStats
 from ipc.ring import FrameRing, RingReader, RingWriter
 from ipc.stats import StageLatencies
+from ipc.untrusted_json import loads_untrusted
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class InferStream:
         self.config = config
         self.params: dict[str, Any] = {}
         if config.workflow:
-            self.params["workflow"] = json.loads(config.workflow)
+            self.params["workflow"] = loads_untrusted(config.workflow, what="workflow")
         self.pipeline = StreamPipeline(
             engine,
             stream_id,

@@ -10,7 +10,6 @@ and stopping an unknown or ended stream is not an error.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -24,6 +23,7 @@ from byoc.runtime import RUNTIME_KEY
 from byoc.sessions import CapacityError
 from byoc.stream_params import check_params
 from byoc.streams import StreamNotFound
+from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +130,8 @@ async def stream_stop(request: web.Request) -> web.Response:
     reason = "stop requested"
     if body.strip():
         try:
-            parsed = json.loads(body)
-        except ValueError:
+            parsed = loads_untrusted(body, what="stop body", max_bytes=len(body))
+        except UntrustedJsonError:
             reason = body[:200].decode("utf-8", "replace").strip() or reason
         else:
             data = parsed if isinstance(parsed, dict) else None
