@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from ipc.echo import clip_text
+
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES_KEY: web.AppKey[int] = web.AppKey("max_body_bytes", int)
@@ -30,8 +32,8 @@ class ApiError(Exception):
 
 
 def json_error(status: int, message: str) -> web.Response:
-    """A JSON error response in the runner's format."""
-    return web.json_response({"error": message, "status_code": status}, status=status)
+    """A JSON error response in the runner's format (the message clipped: it may quote input)."""
+    return web.json_response({"error": clip_text(message), "status_code": status}, status=status)
 
 
 def error_middleware(passthrough_prefixes: Iterable[str] = ()) -> Middleware:

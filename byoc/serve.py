@@ -52,6 +52,7 @@ class Runner:
                     "engine": settings.engine,
                     "workspace": str(settings.workspace),
                     "max_image_side": settings.max_image_side,
+                    "max_workflow_memory_mb": settings.max_workflow_memory_mb,
                 },
             },
         )

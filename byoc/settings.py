@@ -44,6 +44,7 @@ class Settings:
     max_jobs: int = 32
     max_body_bytes: int = 10 * 1024 * 1024
     max_image_side: int = 4096
+    max_workflow_memory_mb: int = 4096
     # go-livepeer worker contract and orchestrator registration
     token: str = ""
     orch_urls: tuple[str, ...] = ()
@@ -166,7 +167,14 @@ OPTIONS: tuple[Option, ...] = (
         "--max-image-side",
         ("MAX_IMAGE_SIDE",),
         _int,
-        "largest width or height of a comfystream-image input",
+        "largest width or height of a comfystream-image input or of an image a workflow makes",
+    ),
+    Option(
+        "max_workflow_memory_mb",
+        "--max-workflow-memory-mb",
+        ("MAX_WORKFLOW_MEMORY_MB",),
+        _int,
+        "largest image (width x height x batch, float32) one workflow node may allocate, in MiB",
     ),
     Option(
         "token",
@@ -422,6 +430,10 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError(f"--max-jobs must be at least 1, got {s.max_jobs}")
     if s.max_body_bytes < 1024:
         raise SettingsError(f"--max-body-bytes must be at least 1024, got {s.max_body_bytes}")
+    if s.max_workflow_memory_mb < 1:
+        raise SettingsError(
+            f"--max-workflow-memory-mb must be at least 1, got {s.max_workflow_memory_mb}"
+        )
     if s.max_image_side < 1:
         raise SettingsError(f"--max-image-side must be at least 1, got {s.max_image_side}")
     if s.log_level not in LOG_LEVELS:

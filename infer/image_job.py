@@ -24,6 +24,7 @@ from PIL import Image, ImageOps
 from infer.engine.base import Engine, ProgressCallback
 from infer.errors import InferError, NodeExecutionError, WorkflowError
 from infer.tensors import FrameConverter
+from infer.workflow.allocation import is_out_of_memory
 from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
 
 ACCEPTED_FORMATS = ("PNG", "JPEG")
@@ -175,6 +176,12 @@ def run_image_job(
     try:
         result = engine.run(prepared, images, progress=progress)
     except NodeExecutionError as exc:
+        if is_out_of_memory(exc):
+            raise ImageJobError(
+                f"not enough memory to run this workflow ({exc})",
+                status_code=503,
+                kind="out_of_memory",
+            ) from exc
         raise ImageJobError(str(exc), status_code=500, kind="execution_failed") from exc
     output = pixels if result.images is None else converter.to_frames(result.images[:1])[0]
     png = encode_png(np.ascontiguousarray(output))

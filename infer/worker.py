@@ -58,6 +58,7 @@ class InferService:
         self.ctx = ctx
         loop = asyncio.get_running_loop()
         self.engine = await loop.run_in_executor(self._setup_pool, self._select_engine)
+        self.engine.allocation_limits = self._allocation_limits()
         self._spawn(self._schedule(), "scheduler")
         self._spawn(self._report(), "stats")
         info = self.engine.info()
@@ -65,6 +66,14 @@ class InferService:
             "engine": str(info.get("name", self.engine.name)),
             "device": str(self.engine.device),
         }
+
+    def _allocation_limits(self) -> Any:
+        from infer.workflow.allocation import AllocationLimits
+
+        return AllocationLimits(
+            max_side=int(self.options.get("max_image_side", 4096)),
+            max_bytes=int(self.options.get("max_workflow_memory_mb", 4096)) * 1024**2,
+        )
 
     def _select_engine(self) -> Any:
         from infer.engine import select_engine
@@ -115,6 +124,12 @@ class InferService:
             await self._reply(message, 400, str(exc))
             return
         except Exception as exc:
+            from infer.workflow.allocation import is_out_of_memory
+
+            if is_out_of_memory(exc):
+                log.warning("stream %s: out of memory in set-up: %s", stream_id, exc)
+                await self._reply(message, 503, f"not enough memory for this workflow: {exc}")
+                return
             log.exception("stream %s: failed to start", stream_id)
             await self._reply(message, 500, f"inference set-up failed: {exc}")
             return
@@ -309,10 +324,15 @@ class InferService:
             )
             return
         except Exception as exc:
-            log.exception("job %s failed", job.job_id)
-            await self.ctx.send(
-                JobResult(job_id=job.job_id, status=500, error=f"job failed: {exc}")
-            )
+            from infer.workflow.allocation import is_out_of_memory
+
+            if is_out_of_memory(exc):
+                log.warning("job %s: out of memory: %s", job.job_id, exc)
+                status, error = 503, f"not enough memory to run this workflow: {exc}"
+            else:
+                log.exception("job %s failed", job.job_id)
+                status, error = 500, f"job failed: {exc}"
+            await self.ctx.send(JobResult(job_id=job.job_id, status=status, error=error))
             return
         payload = json.dumps(result.to_json()).encode()
         await self.ctx.send(JobResult(job_id=job.job_id, status=200, payload=payload))
