@@ -48,6 +48,10 @@ def error_middleware(passthrough_prefixes: Iterable[str] = ()) -> Middleware:
             return await handler(request)
         except ApiError as exc:
             return json_error(exc.status, exc.message)
+        except ConnectionResetError as exc:
+            # The client is gone (or was cut off as too slow): nobody reads this answer.
+            log.info("%s %s: connection lost: %s", request.method, request.path, exc)
+            return json_error(408, f"connection lost: {exc}")
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

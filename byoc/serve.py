@@ -22,6 +22,7 @@ from byoc.registration import RegistrationService, build_capabilities
 from byoc.runtime import Runtime
 from byoc.sessions import JobSlots, SessionTable
 from byoc.settings import Settings
+from byoc.slow_clients import GuardedAppRunner, SlowClientLimits
 from byoc.streams import StreamManager
 from byoc.supervisor import Supervisor, WorkerEntry
 from ipc import shm
@@ -86,8 +87,12 @@ class Runner:
         # Rings left by a runner that was killed before it could unlink them.
         for name in shm.sweep(dead_only=True):
             log.warning("removed shared memory %s left by a dead runner", name)
-        app_runner = web.AppRunner(
+        app_runner = GuardedAppRunner(
             create_app(self.runtime),
+            limits=SlowClientLimits(
+                header_timeout_s=settings.header_timeout_s,
+                min_body_rate=settings.min_body_rate,
+            ),
             access_log=None,
             handle_signals=False,
             shutdown_timeout=settings.shutdown_timeout_s,

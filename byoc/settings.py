@@ -45,6 +45,8 @@ class Settings:
     max_body_bytes: int = 10 * 1024 * 1024
     max_image_side: int = 4096
     max_workflow_memory_mb: int = 4096
+    header_timeout_s: float = 10.0
+    min_body_rate: int = 1024
     # go-livepeer worker contract and orchestrator registration
     token: str = ""
     orch_urls: tuple[str, ...] = ()
@@ -168,6 +170,20 @@ OPTIONS: tuple[Option, ...] = (
         ("MAX_IMAGE_SIDE",),
         _int,
         "largest width or height of a comfystream-image input or of an image a workflow makes",
+    ),
+    Option(
+        "header_timeout_s",
+        "--header-timeout",
+        ("HEADER_TIMEOUT",),
+        _float,
+        "seconds a client has to send a request's headers (408 and closed beyond; 0: no limit)",
+    ),
+    Option(
+        "min_body_rate",
+        "--min-body-rate",
+        ("MIN_BODY_RATE",),
+        _int,
+        "bytes a second a client must keep sending a request body at (closed below; 0: off)",
     ),
     Option(
         "max_workflow_memory_mb",
@@ -430,6 +446,8 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError(f"--max-jobs must be at least 1, got {s.max_jobs}")
     if s.max_body_bytes < 1024:
         raise SettingsError(f"--max-body-bytes must be at least 1024, got {s.max_body_bytes}")
+    if s.header_timeout_s < 0 or s.min_body_rate < 0:
+        raise SettingsError("--header-timeout and --min-body-rate must not be negative")
     if s.max_workflow_memory_mb < 1:
         raise SettingsError(
             f"--max-workflow-memory-mb must be at least 1, got {s.max_workflow_memory_mb}"
