@@ -291,3 +291,31 @@ async def test_a_passthrough_stream_forwards_frames_bit_exact(
         for ring in rings:
             ring.close()
             ring.unlink()
+
+
+async def test_a_stop_right_behind_a_start_leaves_no_stream_behind(
+    infer: tuple[Supervisor, Inbox], rings: Any
+) -> None:
+    """The stop used to run before the start it was meant to end (the start warms up in the
+    background), and infer kept a stream the parent had forgotten."""
+    supervisor, inbox = infer
+    (in_spec, out_spec), _ = rings
+    config = InferConfig(in_ring=in_spec, out_ring=out_spec, workflow=json.dumps(INVERT))
+    for i in range(5):
+        stream_id = f"race-{i}"
+        await supervisor.send(
+            "infer", StreamStart(stream_id=stream_id, config=config, request_id=f"start-{i}")
+        )
+        await supervisor.send("infer", StreamStop(stream_id=stream_id, reason="test"))
+        started = await inbox.wait_for(
+            lambda m, i=i: isinstance(m, StreamReply) and m.request_id == f"start-{i}", 60
+        )
+        assert isinstance(started, StreamReply) and started.status in (200, 409), started
+        # Queued behind the stop: the stream must be gone by now.
+        await supervisor.send(
+            "infer", StreamUpdate(stream_id=stream_id, params={}, request_id=f"probe-{i}")
+        )
+        probe = await inbox.wait_for(
+            lambda m, i=i: isinstance(m, StreamReply) and m.request_id == f"probe-{i}", 60
+        )
+        assert isinstance(probe, StreamReply) and probe.status == 404, probe
