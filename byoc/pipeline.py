@@ -24,6 +24,7 @@ from byoc.media import MediaUnavailable, ParamsRejected, StreamSpec
 from byoc.settings import Settings
 from byoc.supervisor import Supervisor
 from ipc.channel import ChannelClosed
+from ipc.deadline import within
 from ipc.messages import (
     EgressConfig,
     InferConfig,
@@ -43,6 +44,7 @@ from ipc.shm import Direction
 log = logging.getLogger(__name__)
 
 RING_PIXEL_FORMAT = "yuv420p"
+DATA_CLOSE_TIMEOUT_S = 5.0
 """Decoders produce it and encoders take it, so only infer converts (on the GPU when there is
 one)."""
 
@@ -210,12 +212,14 @@ class WorkerMediaPipeline:
             stream.data_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await stream.data_task
-        if stream.data is not None:
-            with contextlib.suppress(Exception):
-                await stream.data.close()
-        for ring in stream.rings:
-            ring.close()
-            ring.unlink()
+        try:
+            if stream.data is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(stream.data.close(), within(DATA_CLOSE_TIMEOUT_S))
+        finally:
+            for ring in stream.rings:
+                ring.close()
+                ring.unlink()
         log.info("stream %s: media path stopped (%s)", stream_id, reason)
 
     def alive(self, stream_id: str) -> bool:

@@ -26,6 +26,7 @@ from byoc.slow_clients import GuardedAppRunner, SlowClientLimits
 from byoc.streams import StreamManager
 from byoc.supervisor import Supervisor, WorkerEntry
 from ipc import shm
+from ipc.deadline import shared_deadline, within
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class Runner:
         )
         self.registration: RegistrationService | None = None
         self.url = ""  # http://host:port once started
-        self._app_runner: web.AppRunner | None = None
+        self._app_runner: GuardedAppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -120,24 +121,35 @@ class Runner:
         self.registration.start()
 
     async def stop(self) -> None:
-        """Unregister, end every stream, stop serving, stop the workers."""
-        if self.registration is not None:
-            await self.registration.stop()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-        await self.runtime.streams.close()
-        if self._app_runner is not None:
-            await self._app_runner.cleanup()
-            self._app_runner = None
-        await self.runtime.streams.close()  # a start that raced the shutdown
-        try:
-            await self.media.close()
-        except Exception:
-            log.exception("media pipeline close failed")
-        await self.supervisor.stop()
-        self.runtime.clips.close()
+        """Unregister, end every stream, stop serving, stop the workers.
+
+        Every network wait on the way (unregistering, final events, trickle ``DELETE``s,
+        handlers still running, workers exiting) shares one ``--shutdown-timeout`` deadline;
+        local clean-up (rings, sessions) always runs.
+        """
+        timeout = self.settings.shutdown_timeout_s
+        with shared_deadline(timeout):
+            if self.registration is not None:
+                try:
+                    await asyncio.wait_for(self.registration.stop(), within(timeout))
+                except asyncio.TimeoutError:
+                    log.warning("unregistering took longer than the shutdown deadline")
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._sweeper
+            await self.runtime.streams.close()
+            if self._app_runner is not None:
+                self._app_runner.limit_shutdown(within(timeout))
+                await self._app_runner.cleanup()
+                self._app_runner = None
+            await self.runtime.streams.close()  # a start that raced the shutdown
+            try:
+                await self.media.close()
+            except Exception:
+                log.exception("media pipeline close failed")
+            await self.supervisor.stop()
+            self.runtime.clips.close()
 
     async def _sweep_loop(self) -> None:
         while True:

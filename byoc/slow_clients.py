@@ -164,6 +164,10 @@ class GuardedAppRunner(web.AppRunner):
         super().__init__(app, **kwargs)
         self._limits = limits
 
+    def limit_shutdown(self, seconds: float) -> None:
+        """How long ``cleanup`` waits for handlers still running (a shutdown's time left)."""
+        self._shutdown_timeout = seconds
+
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         return GuardedServer(

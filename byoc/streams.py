@@ -42,6 +42,7 @@ from byoc.sessions import CapacityError, Session, SessionState, SessionTable
 from byoc.settings import Settings
 from byoc.stream_events import StreamFigures, status_event
 from byoc.stream_params import check_params
+from ipc.deadline import within
 from ipc.messages import Message, StreamState, StreamStats, WorkerError
 from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
 
@@ -264,7 +265,7 @@ class StreamController:
     async def _send_final_event(self) -> None:
         try:
             assert self._events is not None
-            await asyncio.wait_for(self._events.send(self.event()), FINAL_EVENT_TIMEOUT_S)
+            await asyncio.wait_for(self._events.send(self.event()), within(FINAL_EVENT_TIMEOUT_S))
         except (asyncio.TimeoutError, TrickleError, aiohttp.ClientError, OSError) as exc:
             log.info("stream %s: final event not sent (%s)", self.id, type(exc).__name__)
 
@@ -331,7 +332,7 @@ async def _cancel_and_wait(tasks: list[asyncio.Task[None]], rounds: int = 10) ->
             return
         for task in pending:
             task.cancel()
-        await asyncio.wait(pending, timeout=1.0)
+        await asyncio.wait(pending, timeout=within(1.0))
         pending = [t for t in pending if not t.done()]
         for task in pending:
             log.warning(

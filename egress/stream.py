@@ -32,6 +32,7 @@ from egress.live import LiveSegmenter
 from egress.mp4 import Mp4Writer
 from egress.publish import SegmentPublisher
 from egress.stats import EgressStats
+from ipc.deadline import within
 from ipc.frame import Frame, FrameFlag, Stage
 from ipc.messages import EgressConfig, Message, StreamAudio, StreamState, StreamStats
 from ipc.pixfmt import PixelFormat
@@ -264,7 +265,9 @@ class EgressStream:
             publisher, self.publisher = self.publisher, None
             try:
                 if finish and self.live is not None and not publisher.closed:
-                    await asyncio.wait_for(publisher.publish(self.live.close()), CLOSE_TIMEOUT_S)
+                    await asyncio.wait_for(
+                        publisher.publish(self.live.close()), within(CLOSE_TIMEOUT_S)
+                    )
             except Exception as exc:  # the channel may be gone already
                 log.info("stream %s: final segment not sent (%r)", self.stream_id, exc)
             finally:

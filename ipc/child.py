@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ipc.channel import ChannelClosed, ControlChannel
+from ipc.deadline import shared_deadline
 from ipc.messages import Heartbeat, Message, Probe, ProbeResult, Ready, Shutdown, WorkerError
 
 PROCESS_TITLE_PREFIX = "comfystream-byoc"
@@ -47,6 +48,7 @@ class WorkerContext:
     def __init__(self, spec: WorkerSpec, channel: ControlChannel) -> None:
         self.spec = spec
         self.name = spec.name
+        self.shutdown_timeout_s = 0.0  # from the parent's Shutdown, when it sets one
         self._channel = channel
 
     async def send(self, message: Message) -> None:
@@ -145,7 +147,12 @@ async def _serve(spec: WorkerSpec, factory: ServiceFactory) -> None:
             if task is not None:
                 task.cancel()
         await asyncio.gather(*(t for t in (heartbeats, receiver) if t), return_exceptions=True)
-        with contextlib.suppress(Exception):
+        deadline = (
+            shared_deadline(ctx.shutdown_timeout_s)
+            if ctx.shutdown_timeout_s > 0
+            else contextlib.nullcontext()
+        )
+        with deadline, contextlib.suppress(Exception):
             await service.stop()
         await channel.close()
         log.info("%s: stopped", spec.name)
@@ -163,6 +170,7 @@ async def _receive(
             message = await channel.recv()
             if isinstance(message, Shutdown):
                 log.info("%s: shutdown requested (%s)", ctx.name, message.reason or "no reason")
+                ctx.shutdown_timeout_s = message.timeout_s
                 break
             if isinstance(message, Probe):
                 await ctx.send(_probe(ctx.name, message))

@@ -43,6 +43,8 @@ class Shutdown(_Base, tag="shutdown"):
     """Parent asks a worker to stop everything and exit."""
 
     reason: str = ""
+    timeout_s: float = 0.0
+    """When set, every network wait of the worker's clean-up shares this deadline."""
 
 
 class WorkerError(_Base, tag="worker_error"):
