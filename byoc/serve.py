@@ -15,8 +15,10 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from byoc import capabilities as caps
 from byoc.app import create_app
 from byoc.jobs import WorkerJobs
+from byoc.livepeer.registration import Capability
 from byoc.media import MediaFactory, MediaPipeline, NoMediaPipeline
 from byoc.registration import RegistrationService, build_capabilities
 from byoc.runtime import Runtime
@@ -114,11 +116,21 @@ class Runner:
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="session-sweep")
         public_url = settings.capability_url.rstrip("/") or self.url
         self.registration = RegistrationService(
-            settings, build_capabilities(settings, public_url), self.runtime.busy
+            settings,
+            build_capabilities(settings, public_url),
+            self.runtime.busy,
+            in_use=self._in_use,
         )
+        self.runtime.streams.channel_loss_listeners.append(self.registration.channels_lost)
         self.runtime.token_rejected.append(self.registration.evicted)
         self.runtime.registration = self.registration
         self.registration.start()
+
+    def _in_use(self, capability: Capability) -> int:
+        """Streams (for a stream capability) or jobs in flight: capacity not free now."""
+        if capability.name in caps.STREAM_CAPABILITIES:
+            return self.runtime.sessions.live_count()
+        return self.runtime.job_slots.in_flight
 
     async def stop(self) -> None:
         """Unregister, end every stream, stop serving, stop the workers.

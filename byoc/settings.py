@@ -58,6 +58,7 @@ class Settings:
     price_scaling: int = 1
     currency: str = "wei"
     register_interval_s: float = 30.0
+    orch_check_interval_s: float = 5.0
     register_retry_max_s: float = 30.0
     register_rejected_retry_s: float = 60.0
     job_timeout_s: float = 120.0
@@ -261,6 +262,13 @@ OPTIONS: tuple[Option, ...] = (
         ("REGISTER_INTERVAL",),
         _float,
         "seconds between re-registrations while idle",
+    ),
+    Option(
+        "orch_check_interval_s",
+        "--orch-check-interval",
+        ("ORCH_CHECK_INTERVAL",),
+        _float,
+        "seconds between checks that a registered orchestrator still answers (busy or idle)",
     ),
     Option(
         "register_retry_max_s",
@@ -484,6 +492,7 @@ def validate(settings: Settings) -> Settings:
             raise SettingsError(f"URL must start with http:// or https://, got {url!r}")
     for name in (
         "register_interval_s",
+        "orch_check_interval_s",
         "register_retry_max_s",
         "register_rejected_retry_s",
         "job_timeout_s",

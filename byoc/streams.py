@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -287,10 +288,13 @@ class StreamController:
                     log.exception("stream %s: control message failed, skipped", self.id)
         except SubscribeError as exc:
             self._end_soon(SessionState.STOPPED, f"control channel unreachable: {exc}")
+            self.manager.channels_lost(self.spec.control_url)
             return
         finally:
             await subscriber.close()
         self._end_soon(SessionState.STOPPED, "control channel closed")
+        if subscriber.not_found:  # gone without a stop: the orchestrator may have restarted
+            self.manager.channels_lost(self.spec.control_url)
 
     async def _on_control(self, data: bytes) -> None:
         if not data.strip():
@@ -352,6 +356,15 @@ class StreamManager:
         self.controllers: dict[str, StreamController] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._start_locks: dict[str, asyncio.Lock] = {}
+        self.channel_loss_listeners: list[Callable[[str], None]] = []
+        """Called with a channel URL that vanished (404) or became unreachable."""
+
+    def channels_lost(self, url: str) -> None:
+        for listener in self.channel_loss_listeners:
+            try:
+                listener(url)
+            except Exception:
+                log.exception("channel loss listener failed for %s", url)
 
     def _start_lock(self, stream_id: str) -> asyncio.Lock:
         lock = self._start_locks.get(stream_id)
