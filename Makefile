@@ -11,7 +11,7 @@ HOST ?= 0.0.0.0
 PORT ?= 8889
 ORCH_PORT ?= 8890
 
-.PHONY: serve test test-fast lint format bench bench-ipc bench-trickle bench-infer bench-latency clean
+.PHONY: serve test test-stress test-fast lint format bench bench-ipc bench-trickle bench-infer bench-latency clean
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ serve: $(VENV)/.installed
 test: $(VENV)/.installed $(VENV_COMFY)/.installed $(VENV_PYTRICKLE)/.installed
 	$(VENV)/bin/python -m pytest -m "not comfyui" $(PYTEST_ARGS)
 	$(VENV_COMFY)/bin/python -m pytest -m comfyui $(PYTEST_ARGS)
+
+# Every property test at 10,000 examples (the hypothesis "stress" profile, tests/conftest.py).
+test-stress: $(VENV)/.installed
+	BYOC_STRESS=1 $(VENV)/bin/python -m pytest -m "not comfyui" $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -m "not comfyui" -x $(PYTEST_ARGS)

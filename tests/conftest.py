@@ -1,5 +1,9 @@
 """Suite-wide guards: the suite may leave nothing of ours in /dev/shm and no runner process.
 
+Hypothesis profiles: "default" (modest example counts, no deadline) and "stress"
+(10,000 examples a property), loaded when ``BYOC_STRESS=1`` (``make test-stress``). Property
+tests leave ``max_examples`` to the profile.
+
 Only what this test run could have made counts (other runs may share the machine): segments
 owned by this process or by a process that has exited, and worker processes that descend from
 this process or were orphaned while it ran.
@@ -12,8 +16,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from ipc.shm import list_segments, parse_name, pid_alive
+
+settings.register_profile("default", max_examples=50, deadline=None)
+settings.register_profile(
+    "stress",
+    max_examples=10_000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("stress" if os.environ.get("BYOC_STRESS") == "1" else "default")
 
 PROCESS_TITLE = b"comfystream-byoc:"
 
