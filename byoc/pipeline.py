@@ -40,6 +40,7 @@ from ipc.messages import (
 )
 from ipc.ring import FrameRing, RingSpec
 from ipc.shm import Direction
+from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +318,12 @@ class WorkerMediaPipeline:
         if stream is None or stream.data is None:
             return
         try:
-            stream.data_queue.put_nowait(json.loads(message.line))
+            line = loads_untrusted(message.line, what="data line")
+        except UntrustedJsonError as exc:  # a workflow's text output is the client's content
+            log.warning("stream %s: data line dropped: %s", message.stream_id, exc)
+            return
+        try:
+            stream.data_queue.put_nowait(line)
         except asyncio.QueueFull:
             stream.data_dropped += 1  # the data channel is slower than the workflow: drop
 
