@@ -40,7 +40,7 @@ test: $(VENV)/.installed $(VENV_COMFY)/.installed $(VENV_PYTRICKLE)/.installed
 
 # Every property test at 10,000 examples (the hypothesis "stress" profile, tests/conftest.py).
 test-stress: $(VENV)/.installed
-	BYOC_STRESS=1 $(VENV)/bin/python -m pytest -m "not comfyui" $(PYTEST_ARGS)
+	BYOC_STRESS=1 $(VENV)/bin/python -m pytest -m "not comfyui" --timeout 3600 $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -m "not comfyui" -x $(PYTEST_ARGS)
