@@ -4,7 +4,8 @@ media pipeline's lifecycle, all tied to the stream's session.
 For every stream the parent
 
 - subscribes ``control_url``: ``{"keep":"alive"}`` only proves the channel is alive; any other
-  JSON object is applied like a ``/stream/params`` body;
+  JSON object is applied like a ``/stream/params`` body; anything unusable (not JSON, too deep,
+  a number out of range, refused params) is logged and skipped, and the loop goes on;
 - publishes a status event to ``events_url`` at once, then every ``events_interval_s`` and on
   every state or parameter change (format in ``byoc.stream_events``);
 - ends the stream when control answers 404 or ``Lp-Trickle-Closed``, when control stays silent
@@ -13,6 +14,9 @@ For every stream the parent
   replaces it, and when the runner shuts down. Every end path goes through
   ``StreamController.end``: the media pipeline is stopped, the subscriptions closed, a final
   event published, and the session reaches a terminal state (which frees its capacity slot).
+- fails the stream (``last_error`` set) the moment one of its own tasks dies of an exception,
+  rather than at the next sweep; tells the registration when its channels vanished (404), the
+  sign of an orchestrator restart.
 """
 
 from __future__ import annotations
