@@ -11,7 +11,7 @@ HOST ?= 0.0.0.0
 PORT ?= 8889
 ORCH_PORT ?= 8890
 
-.PHONY: serve test test-stress test-fast lint format bench bench-ipc bench-trickle bench-infer bench-latency clean
+.PHONY: serve test test-stress test-fast lint format bench bench-ipc bench-trickle bench-infer bench-latency bench-soak clean
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -66,12 +66,16 @@ bench-infer: $(VENV)/.installed
 bench-latency: $(VENV)/.installed $(VENV_PYTRICKLE)/.installed
 	$(VENV)/bin/python -m benchmarks.latency
 
+bench-soak: $(VENV)/.installed
+	$(VENV)/bin/python -m benchmarks.soak
+
 # Every benchmark in its ~30 s smoke form (what CI runs).
 bench: $(VENV)/.installed $(VENV_PYTRICKLE)/.installed
 	$(VENV)/bin/python -m benchmarks.ipc --quick --json benchmarks/results/ipc-quick.json
 	$(VENV)/bin/python -m benchmarks.trickle --quick
 	$(VENV)/bin/python -m benchmarks.infer --quick
 	$(VENV)/bin/python -m benchmarks.latency --quick
+	$(VENV)/bin/python -m benchmarks.soak --quick
 
 clean:
 	rm -rf $(VENV) $(VENV_COMFY) $(VENV_PYTRICKLE) *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from byoc import drain
 from byoc.auth import auth_middleware
 from byoc.errors import MAX_BODY_BYTES_KEY, error_middleware
-from byoc.routes import health, jobs, sessions, streams, video
+from byoc.routes import health, jobs, metrics, sessions, streams, video
 from byoc.runtime import RUNTIME_KEY, Runtime
 from byoc.settings import Settings
 
@@ -23,13 +24,20 @@ def create_app(runtime: Runtime) -> web.Application:
 
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[error_middleware(), auth_middleware(settings.token, token_rejected)],
+        middlewares=[
+            error_middleware(),
+            auth_middleware(settings.token, token_rejected),
+            drain.drain_middleware(
+                runtime.drain, lambda: runtime.metrics.admission_refused("draining")
+            ),
+        ],
     )
     app[SETTINGS_KEY] = settings
     app[RUNTIME_KEY] = runtime
     app[MAX_BODY_BYTES_KEY] = settings.max_body_bytes
     app[health.SUPERVISOR_KEY] = runtime.supervisor
     app[health.ACTIVE_STREAMS_KEY] = runtime.sessions.live_count
+    app[health.DRAINING_KEY] = lambda: runtime.drain.draining
     app[health.REGISTRATION_KEY] = lambda: (
         runtime.registration.snapshot() if runtime.registration is not None else {}
     )
@@ -38,4 +46,7 @@ def create_app(runtime: Runtime) -> web.Application:
     streams.add_routes(app)
     sessions.add_routes(app)
     video.add_routes(app)
+    drain.add_routes(app, runtime.drain, runtime.sessions.live_count)
+    if not settings.metrics_port:  # else /metrics is served on its own listener only
+        metrics.add_routes(app, runtime.metrics)
     return app

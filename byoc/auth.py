@@ -17,6 +17,9 @@ from byoc.errors import json_error
 
 # Routes open without the token: liveness checks must work for load balancers and humans.
 PUBLIC_PATHS = frozenset({"/health"})
+# Routes an orchestrator never calls: a refused request there (a scraper without the token) is
+# not a sign that the orchestrator holds an old token, so it does not trigger re-registration.
+NOT_ORCHESTRATOR_PATHS = frozenset({"/metrics"})
 
 
 def token_matches(header: str | None, token: str) -> bool:
@@ -39,7 +42,7 @@ def auth_middleware(
             return await handler(request)
         if token_matches(request.headers.get("Authorization"), token):
             return await handler(request)
-        if on_rejected is not None:
+        if on_rejected is not None and request.path not in NOT_ORCHESTRATOR_PATHS:
             result = on_rejected()
             if result is not None:
                 await result

@@ -133,10 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s [parent %(process)d] %(name)s: %(message)s",
-    )
+    from ipc import logs
+
+    logs.configure(settings.log_level, settings.log_format, "parent")
 
 
 def _serve(settings: Settings) -> int:
@@ -144,9 +143,13 @@ def _serve(settings: Settings) -> int:
     import uvloop
 
     from byoc.serve import serve
+    from byoc.state_store import StateDirBusy
 
     try:
         uvloop.run(serve(settings))
+    except StateDirBusy as exc:
+        print(f"comfystream-byoc: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:  # e.g. the port is taken
         print(f"comfystream-byoc: error: {exc}", file=sys.stderr)
         return 1

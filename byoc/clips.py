@@ -1,7 +1,9 @@
 """Files of runner-API video sessions: the uploaded clip and the processed MP4.
 
-They live in one private temporary folder per runner, named by session id, and are deleted with
-their session (``DELETE``, retention sweep) and with the runner.
+They live in one folder, named by session id, and are deleted with their session (``DELETE``,
+retention sweep). Without a state directory the folder is a private temporary one, deleted with
+the runner; with one it is ``STATE_DIR/clips``, so a restarted runner still serves the outputs of
+the sessions it remembers.
 """
 
 from __future__ import annotations
@@ -18,8 +20,13 @@ log = logging.getLogger(__name__)
 class ClipStore:
     """Where a session's input clip and output MP4 are kept."""
 
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="comfystream-byoc-clips-"))
+    def __init__(self, root: Path | None = None) -> None:
+        self._temporary = root is None
+        if root is None:
+            self.root = Path(tempfile.mkdtemp(prefix="comfystream-byoc-clips-"))
+        else:
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.root = root
 
     def input_path(self, session_id: str) -> Path:
         return self.root / f"{session_id}.input"
@@ -43,4 +50,6 @@ class ClipStore:
         return removed
 
     def close(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        """Delete the folder when it is the runner's own temporary one."""
+        if self._temporary:
+            shutil.rmtree(self.root, ignore_errors=True)

@@ -161,7 +161,11 @@ class WorkerMediaPipeline:
                     )
             if spec.data_url:
                 stream.data = JsonLinesPublisher(
-                    TricklePublisher(spec.data_url, CONTENT_TYPE_JSONL, verify_tls=False)
+                    # Where the channel stands: seq 0 on a new stream, the next segment on one
+                    # resumed after a runner restart.
+                    TricklePublisher(
+                        spec.data_url, CONTENT_TYPE_JSONL, verify_tls=False, start_seq=None
+                    )
                 )
                 stream.data_task = asyncio.create_task(
                     self._publish_data(stream), name=f"data-{spec.stream_id}"

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from byoc.clips import ClipStore
+from byoc.drain import Drain
 from byoc.jobs import WorkerJobs
+from byoc.metrics import RunnerMetrics
 from byoc.registration import RegistrationService
 from byoc.sessions import JobSlots, SessionTable
 from byoc.settings import Settings
@@ -31,6 +33,10 @@ class Runtime:
     registration: RegistrationService | None = None
     clips: ClipStore = field(default_factory=ClipStore)
     """Input and output files of runner-API video sessions (closed with the runner)."""
+    drain: Drain = field(default_factory=lambda: Drain(Settings.drain_timeout_s))
+    """Whether the runner drains (refuses new work)."""
+    metrics: RunnerMetrics = field(default_factory=RunnerMetrics)
+    """Prometheus metrics (``GET /metrics``); collects from this runtime once ``watch``-ed."""
 
     def busy(self) -> bool:
         """A stream or a job is live (re-registering now would reset the orchestrator's load)."""

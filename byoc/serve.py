@@ -1,5 +1,11 @@
 """``comfystream-byoc serve``: the parent process — HTTP API, supervisor, sessions, streams,
-registration — started in order and stopped cleanly on SIGINT/SIGTERM.
+registration — started in order and stopped cleanly.
+
+SIGINT stops at once (live streams are stopped cleanly). SIGTERM drains first (``byoc.drain``):
+no new sessions, unregistered, live ones run until they end or ``--drain-timeout``; a second
+SIGTERM or a SIGINT cuts the drain short. With a state directory the session table is kept
+there (``byoc.state_store``) and live streams a killed runner left are resumed at start
+(``byoc.resume``).
 
 With ``--with-orchestrator`` the local orchestrator stand-in runs in the same event loop on
 ``--orchestrator-port``, and the runner registers with it (unless ``--orch-url`` names others).
@@ -17,14 +23,19 @@ from aiohttp import web
 
 from byoc import capabilities as caps
 from byoc.app import create_app
+from byoc.clips import ClipStore
+from byoc.drain import Drain, wait_until_idle
 from byoc.jobs import WorkerJobs
 from byoc.livepeer.registration import Capability
-from byoc.media import MediaFactory, MediaPipeline, NoMediaPipeline
+from byoc.media import MediaFactory, MediaPipeline, NoMediaPipeline, StreamSpec
 from byoc.registration import RegistrationService, build_capabilities
+from byoc.resume import SessionRecorder, restore_sessions
+from byoc.routes.metrics import metrics_app
 from byoc.runtime import Runtime
-from byoc.sessions import JobSlots, SessionTable
+from byoc.sessions import JobSlots, Session, SessionTable
 from byoc.settings import Settings
 from byoc.slow_clients import GuardedAppRunner, SlowClientLimits
+from byoc.state_store import StateStore
 from byoc.streams import StreamManager
 from byoc.supervisor import Supervisor, WorkerEntry
 from ipc import shm
@@ -71,6 +82,9 @@ class Runner:
         streams = StreamManager(settings, sessions, self.media)
         self.supervisor.on_message(streams.on_worker_message)
         self.supervisor.on_restart(streams.on_worker_restart)
+        state_dir = settings.state_dir
+        self.state_store = StateStore(state_dir) if state_dir is not None else None
+        self.drain = Drain(settings.drain_timeout_s)
         self.runtime = Runtime(
             settings=settings,
             supervisor=self.supervisor,
@@ -78,15 +92,24 @@ class Runner:
             job_slots=JobSlots(settings.max_jobs),
             worker_jobs=WorkerJobs(self.supervisor),
             streams=streams,
+            clips=ClipStore(state_dir / "clips" if state_dir is not None else None),
+            drain=self.drain,
         )
+        self.runtime.metrics.watch(self.runtime)
         self.registration: RegistrationService | None = None
         self.url = ""  # http://host:port once started
+        self.metrics_url = ""  # http://host:port/metrics once started
         self._app_runner: GuardedAppRunner | None = None
+        self._metrics_runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Listen, start the workers, the sweep and the registration; returns when listening."""
+        """Open the state, listen, start the workers, resume the streams a killed runner left,
+        start the sweep and the registration; returns when listening.
+
+        Raises ``StateDirBusy`` when another runner uses the state directory."""
         settings = self.settings
+        restored = await self._open_state()
         # Rings left by a runner that was killed before it could unlink them.
         for name in shm.sweep(dead_only=True):
             log.warning("removed shared memory %s left by a dead runner", name)
@@ -112,7 +135,17 @@ class Runner:
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
         self.url = f"http://{host}:{port}"
         log.info("listening on http://%s:%d", settings.host, port)
+        self.metrics_url = f"{self.url}/metrics"
+        if settings.metrics_port:
+            try:
+                await self._start_metrics_listener()
+            except BaseException:
+                await app_runner.cleanup()
+                self._app_runner = None
+                raise
         await self.supervisor.start()
+        for session, spec in restored:
+            self.runtime.streams.resume(session, spec)
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="session-sweep")
         public_url = settings.capability_url.rstrip("/") or self.url
         self.registration = RegistrationService(
@@ -132,8 +165,67 @@ class Runner:
             return self.runtime.sessions.live_count()
         return self.runtime.job_slots.in_flight
 
+    async def _open_state(self) -> list[tuple[Session, StreamSpec]]:
+        """Read the state directory into the session table; the streams to resume."""
+        store = self.state_store
+        if store is None:
+            return []
+        loaded = await asyncio.to_thread(store.open)
+        sessions = self.runtime.sessions
+        sessions.observers.append(SessionRecorder(store))
+        restored = restore_sessions(sessions, loaded.sessions)
+        for session_id in restored.expired:
+            store.delete_session(session_id)
+        self.runtime.clips.prune(session.id for session in sessions)
+        log.info(
+            "state %s: %d ended session(s) kept, %d stream(s) to resume, %d interrupted",
+            store.path,
+            restored.ended,
+            len(restored.resume),
+            len(restored.interrupted),
+        )
+        return restored.resume
+
+    async def drain_until_idle(self, abort: asyncio.Event) -> bool:
+        """Drain: refuse new work, unregister everywhere at once, wait until no session is live,
+        ``--drain-timeout`` passed or ``abort`` is set. True when it became idle."""
+        self.drain.begin("shutdown")
+        if self.registration is not None:
+            await self.registration.stop()
+        idle = await wait_until_idle(
+            self.runtime.sessions.live_count, self.settings.drain_timeout_s, abort
+        )
+        live = self.runtime.sessions.live_count()
+        if idle:
+            log.info("drained: no live session left")
+        else:
+            log.info(
+                "drain %s with %d live session(s)",
+                "cut short" if abort.is_set() else "timed out",
+                live,
+            )
+        return idle
+
+    async def _start_metrics_listener(self) -> None:
+        settings = self.settings
+        metrics_runner = web.AppRunner(
+            metrics_app(self.runtime.metrics), access_log=None, handle_signals=False
+        )
+        await metrics_runner.setup()
+        metrics_host = settings.metrics_host or settings.host
+        try:
+            await web.TCPSite(metrics_runner, metrics_host, settings.metrics_port).start()
+        except BaseException:
+            await metrics_runner.cleanup()
+            raise
+        self._metrics_runner = metrics_runner
+        port = metrics_runner.addresses[0][1]
+        host = "127.0.0.1" if metrics_host in ("0.0.0.0", "::", "") else metrics_host
+        self.metrics_url = f"http://{host}:{port}/metrics"
+        log.info("metrics on http://%s:%d/metrics", metrics_host, port)
+
     async def stop(self) -> None:
-        """Unregister, end every stream, stop serving, stop the workers.
+        """Unregister, end every stream, stop serving, stop the workers, close the state.
 
         Every network wait on the way (unregistering, final events, trickle ``DELETE``s,
         handlers still running, workers exiting) shares one ``--shutdown-timeout`` deadline;
@@ -155,6 +247,9 @@ class Runner:
                 self._app_runner.limit_shutdown(within(timeout))
                 await self._app_runner.cleanup()
                 self._app_runner = None
+            if self._metrics_runner is not None:
+                await self._metrics_runner.cleanup()
+                self._metrics_runner = None
             await self.runtime.streams.close()  # a start that raced the shutdown
             try:
                 await self.media.close()
@@ -162,6 +257,8 @@ class Runner:
                 log.exception("media pipeline close failed")
             await self.supervisor.stop()
             self.runtime.clips.close()
+            if self.state_store is not None:
+                await asyncio.to_thread(self.state_store.close)
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -183,16 +280,28 @@ async def serve(
     media_factory: MediaFactory | None = None,
     started: list[Runner] | None = None,
 ) -> None:
-    """Run the runner until SIGINT, SIGTERM or ``stop``, then release everything.
+    """Run the runner until SIGINT, ``stop``, or the end of a drain (SIGTERM,
+    ``POST /admin/drain``), then release everything.
 
     ``started`` (tests) receives the ``Runner`` once it listens, e.g. to read its URL.
     """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     orchestrator = None
     runner: Runner | None = None
+
+    def on_sigterm() -> None:
+        if runner is None or not runner.drain.begin("SIGTERM"):
+            log.info("second stop signal: stopping now")
+            stop.set()
+
+    def on_sigint() -> None:
+        if runner is not None and runner.drain.draining:
+            log.info("second stop signal: stopping now")
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
     try:
         if settings.with_orchestrator:
             from byoc.livepeer.orchestrator import LocalOrchestrator
@@ -207,7 +316,9 @@ async def serve(
             started.append(runner)
         if ready is not None:
             ready.set()
-        await stop.wait()
+        await _first_of(stop, runner.drain.requested)
+        if not stop.is_set():
+            await runner.drain_until_idle(stop)
         log.info("shutting down")
     finally:
         if runner is not None:
@@ -217,3 +328,13 @@ async def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     log.info("stopped")
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    waits = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)

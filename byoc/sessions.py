@@ -20,7 +20,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,8 @@ class Session:
     error: str | None = None
     external_id: bool = False  # the id came from the orchestrator (a stream), not from us
     restarts: int = 0
+    resumed: int = 0  # times the stream was resumed by a restarted runner
+    stream: dict[str, Any] | None = None  # a stream's channels and media, kept to resume it
     listeners: list[Callable[[Session], None]] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -152,6 +154,8 @@ class Session:
             "created_at": _iso(self.created_at),
             "result": self.result,
             "error": self.error,
+            "history": [{"status": state, "at": _iso(at)} for state, at in self.transitions],
+            "resumed": self.resumed,
         }
 
     def stats(self) -> dict[str, Any]:
@@ -163,6 +167,14 @@ class Session:
             "has_result": self.result is not None,
             "has_error": self.error is not None,
         }
+
+
+class SessionObserver(Protocol):
+    """Told about every change of the table (the state store persists them)."""
+
+    def session_changed(self, session: Session) -> None: ...
+
+    def session_removed(self, session_id: str) -> None: ...
 
 
 class SessionTable:
@@ -183,6 +195,9 @@ class SessionTable:
         self._sessions: dict[str, Session] = {}  # insertion order = creation order
         self._result_sizes: dict[str, int] = {}
         self._result_total = 0
+        self.observers: list[SessionObserver] = []
+        self.created: list[Callable[[Session], None]] = []
+        """Called with every new session (e.g. metrics count jobs by how they end)."""
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -252,16 +267,44 @@ class SessionTable:
         if self._sessions.get(session.id) is session:
             self._result_total += size - self._result_sizes.get(session.id, 0)
             self._result_sizes[session.id] = size
+            self.changed(session)
             self._trim()
 
     def remove(self, session_id: str) -> Session | None:
         self._result_total -= self._result_sizes.pop(session_id, 0)
-        return self._sessions.pop(session_id, None)
+        session = self._sessions.pop(session_id, None)
+        if session is not None:
+            for observer in self.observers:
+                try:
+                    observer.session_removed(session_id)
+                except Exception:
+                    log.exception("session %s: observer failed", session_id)
+        return session
+
+    def restore(self, session: Session) -> None:
+        """Put back a session a previous run of the runner kept (no capacity check)."""
+        self._insert(session)
+        if session.result is not None:
+            self.set_result(session, session.result)
+
+    def changed(self, session: Session) -> None:
+        """Tell the observers that ``session`` changed outside a transition (params, error)."""
+        if self._sessions.get(session.id) is not session:
+            return
+        for observer in self.observers:
+            try:
+                observer.session_changed(session)
+            except Exception:
+                log.exception("session %s: observer failed", session.id)
 
     def _insert(self, session: Session) -> None:
         self.remove(session.id)  # a replaced id moves to the end (newest)
         self._sessions[session.id] = session
+        session.listeners.append(self.changed)
+        self.changed(session)
         self._trim()
+        for callback in self.created:
+            callback(session)
 
     def _trim(self) -> None:
         """Drop the oldest ended sessions beyond the count or result budgets."""

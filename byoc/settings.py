@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ipc.logs import LOG_FORMATS
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ENGINES = ("auto", "builtin", "comfyui")
 ALL_CAPABILITIES = (
@@ -39,6 +41,9 @@ class Settings:
     port: int = 8889
     workspace: Path = field(default_factory=Path.cwd)
     log_level: str = "INFO"
+    log_format: str = "text"
+    metrics_host: str = ""
+    metrics_port: int = 0
     capacity: int = 4
     engine: str = "auto"
     max_jobs: int = 32
@@ -78,6 +83,10 @@ class Settings:
     restart_backoff_initial_s: float = 0.5
     restart_backoff_max_s: float = 10.0
     shutdown_timeout_s: float = 5.0
+    # state that survives the process, and graceful drain
+    state_dir: Path | None = Path(".comfystream-byoc")
+    """Where the session table is kept (None: in memory only, nothing is resumed)."""
+    drain_timeout_s: float = 60.0
 
     @property
     def public_url(self) -> str:
@@ -130,6 +139,14 @@ def _upper(text: str) -> str:
     return text.strip().upper()
 
 
+def _optional_path(text: str) -> Path | None:
+    return Path(text.strip()) if text.strip() else None
+
+
+def _lower(text: str) -> str:
+    return text.strip().lower()
+
+
 OPTIONS: tuple[Option, ...] = (
     Option("host", "--host", ("HOST",), str, "address to listen on"),
     Option("port", "--port", ("PORT",), _int, "HTTP port (1-65535)"),
@@ -142,6 +159,27 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "log_level", "--log-level", ("LOG_LEVEL",), _upper, "log level: " + ", ".join(LOG_LEVELS)
+    ),
+    Option(
+        "log_format",
+        "--log-format",
+        ("LOG_FORMAT",),
+        _lower,
+        "log lines of every process: text, or json (one object a line)",
+    ),
+    Option(
+        "metrics_host",
+        "--metrics-host",
+        ("METRICS_HOST",),
+        str,
+        "address of a separate /metrics listener (with --metrics-port; default: HOST)",
+    ),
+    Option(
+        "metrics_port",
+        "--metrics-port",
+        ("METRICS_PORT",),
+        _int,
+        "serve /metrics on its own port, without the token (0: on --port, behind the token)",
     ),
     Option(
         "capacity",
@@ -383,6 +421,21 @@ OPTIONS: tuple[Option, ...] = (
         _float,
         "seconds workers get to stop before they are killed",
     ),
+    Option(
+        "state_dir",
+        "--state-dir",
+        ("STATE_DIR",),
+        _optional_path,
+        "directory of the session state (SQLite), kept across restarts so live streams resume; "
+        "one runner per directory; empty: in memory only",
+    ),
+    Option(
+        "drain_timeout_s",
+        "--drain-timeout",
+        ("DRAIN_TIMEOUT",),
+        _float,
+        "seconds a drain (SIGTERM, POST /admin/drain) lets live sessions run before stopping them",
+    ),
 )
 
 
@@ -466,6 +519,17 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError(
             f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}"
         )
+    if s.log_format not in LOG_FORMATS:
+        raise SettingsError(
+            f"--log-format must be one of {', '.join(LOG_FORMATS)}, got {s.log_format!r}"
+        )
+    if s.metrics_port and not 1 <= s.metrics_port <= 65535:
+        raise SettingsError(f"--metrics-port must be 0 or 1-65535, got {s.metrics_port}")
+    taken = (s.port, s.orchestrator_port) if s.with_orchestrator else (s.port,)
+    if s.metrics_port and s.metrics_port in taken:
+        raise SettingsError("--metrics-port must differ from --port and --orchestrator-port")
+    if s.metrics_host and not s.metrics_port:
+        raise SettingsError("--metrics-host needs --metrics-port")
     if s.engine not in ENGINES:
         raise SettingsError(f"--engine must be one of {', '.join(ENGINES)}, got {s.engine!r}")
     if s.engine == "comfyui" and importlib.util.find_spec("comfy") is None:
@@ -507,10 +571,14 @@ def validate(settings: Settings) -> Settings:
         "restart_backoff_initial_s",
         "restart_backoff_max_s",
         "shutdown_timeout_s",
+        "drain_timeout_s",
     ):
         if getattr(s, name) <= 0:
             flag = next(o.flag for o in OPTIONS if o.name == name)
             raise SettingsError(f"{flag} must be > 0, got {getattr(s, name)}")
     if s.heartbeat_timeout_s <= s.heartbeat_interval_s:
         raise SettingsError("--heartbeat-timeout must be longer than --heartbeat-interval")
-    return dataclasses.replace(s, workspace=s.workspace.resolve())
+    state_dir = s.state_dir.resolve() if s.state_dir is not None else None
+    if state_dir is not None and state_dir.exists() and not state_dir.is_dir():
+        raise SettingsError(f"--state-dir {str(state_dir)!r} exists and is not a directory")
+    return dataclasses.replace(s, workspace=s.workspace.resolve(), state_dir=state_dir)

@@ -15,7 +15,7 @@ one, else the sum of the p50 of each distinct stage. All zero until media flows.
 
 Two fields beyond go-livepeer's status map carry the detail: ``stages`` (each stage's p50, p95,
 p99 and count, egress's figures first since it sees the whole path) and ``dropped`` (drops by
-``worker.reason``).
+``worker.reason``); ``resumed`` counts the times a restarted runner picked the stream up again.
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ def status_event(
     restarts: int,
     last_error: str | None,
     now: float | None = None,
+    resumed: int = 0,
 ) -> dict[str, Any]:
     """One status event document for the events channel."""
     return {
@@ -121,5 +122,6 @@ def status_event(
                 for name, st in figures.stages.items()
             },
             "dropped": figures.dropped,
+            "resumed": resumed,
         },
     }

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -101,12 +102,17 @@ class StreamController:
                     CONTENT_TYPE_JSON,
                     verify_tls=False,
                     delete_on_close=False,  # the orchestrator owns its channels
+                    # A resumed stream goes on where the channel stands, not at seq 0.
+                    start_seq=None if session.resumed else 0,
+                    reset=bool(session.resumed),
                 )
             )
             if spec.events_url
             else None
         )
         session.listeners.append(self._on_state_change)
+        session.stream = dataclasses.asdict(spec)  # kept by the state store, to resume it
+        manager.sessions.changed(session)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -180,6 +186,7 @@ class StreamController:
                 raise StreamNotFound(self.id)
             await self.manager.pipeline.update(self.id, params)
             self.session.params = {**self.session.params, **params}
+            self.manager.sessions.changed(self.session)
         log.info(
             "stream %s: params updated from %s (%s)", self.id, source, ", ".join(params) or "empty"
         )
@@ -212,6 +219,7 @@ class StreamController:
 
     def on_error(self, message: WorkerError) -> None:
         self.session.error = f"{message.worker}: {message.message}"
+        self.manager.sessions.changed(self.session)
         self._wake.set()
 
     def on_worker_restart(self, worker: str) -> None:
@@ -241,6 +249,7 @@ class StreamController:
             figures=self.figures,
             restarts=self.session.restarts,
             last_error=self.session.error,
+            resumed=self.session.resumed,
         )
 
     async def _send_event(self) -> None:
@@ -429,6 +438,15 @@ class StreamManager:
         self.controllers[spec.stream_id] = controller
         setup = controller.start()
         return setup, controller, session
+
+    def resume(self, session: Session, spec: StreamSpec) -> None:
+        """Start again a stream a previous run of the runner left live; ``session`` is already
+        back in the table (``byoc.resume``). Set-up failures end it as ``failed``."""
+        log.info("stream %s: resuming after a runner restart", spec.stream_id)
+        controller = StreamController(self, session, spec)
+        self.controllers[spec.stream_id] = controller
+        setup = controller.start()
+        setup.add_done_callback(lambda task: self._after_setup(controller, task))
 
     def _after_setup(self, controller: StreamController, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is None:

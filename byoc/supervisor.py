@@ -228,6 +228,7 @@ class Supervisor:
             control=child_sock,
             heartbeat_interval_s=self.settings.heartbeat_interval_s,
             log_level=self.settings.log_level,
+            log_format=self.settings.log_format,
             options=handle.options,
         )
         process = self._context.Process(

@@ -53,7 +53,7 @@ class EgressStats:
         for name, ns in pipeline_latencies(stamps):
             self.stages.record(name, ns)
 
-    def report(self, dropped: dict[str, int]) -> StreamStats:
+    def report(self, dropped: dict[str, int], *, bytes_out: int = 0) -> StreamStats:
         """A ``StreamStats`` for the interval since the last report (which starts a new one)."""
         now = time.monotonic()
         elapsed = max(now - self._window_start, 1e-6)
@@ -66,6 +66,7 @@ class EgressStats:
             frames_out=self.frames_out,
             dropped=dropped,
             stages=self.stages.summary(),
+            bytes_out=bytes_out,
         )
         self._window_start = now
         self._window_in = self._window_out = 0

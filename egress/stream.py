@@ -111,6 +111,7 @@ class EgressStream:
         self._task: asyncio.Task[None] | None = None
         self._reporter: asyncio.Task[None] | None = None
         self._ring_dropped = 0
+        self._published: SegmentPublisher | None = None  # kept for its byte count once closed
 
     @property
     def running(self) -> bool:
@@ -129,6 +130,7 @@ class EgressStream:
             self.publisher = SegmentPublisher(
                 self.config.publish_url, verify_tls=self.config.verify_tls, label=self.stream_id
             )
+            self._published = self.publisher
         log.info(
             "stream %s: egress started from ring %s to %s",
             self.stream_id,
@@ -292,7 +294,8 @@ class EgressStream:
             if part is not None:
                 for reason, n in part.dropped().items():
                     dropped[reason] = dropped.get(reason, 0) + n
-        return self.stats.report(dropped)
+        bytes_out = self._published.bytes if self._published is not None else 0
+        return self.stats.report(dropped, bytes_out=bytes_out)
 
     async def _report_loop(self) -> None:
         interval = max(0.05, self.config.stats_interval_s)

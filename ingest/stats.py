@@ -47,7 +47,9 @@ class IngestStats:
         self.stages.record_between("decode", received_ns, decoded_ns)
         self.stages.record_between("ring_write", decoded_ns, written_ns)
 
-    def report(self, source_counters: dict[str, int] | None = None) -> StreamStats:
+    def report(
+        self, source_counters: dict[str, int] | None = None, *, bytes_in: int = 0
+    ) -> StreamStats:
         """A ``StreamStats`` for the interval since the last report (which starts a new one)."""
         now = time.monotonic()
         elapsed = max(now - self._window_start, 1e-6)
@@ -61,6 +63,7 @@ class IngestStats:
             frames_in=self.frames_in,
             dropped=dropped,
             stages=self.stages.summary(),
+            bytes_in=bytes_in,
         )
         self._window_start = now
         self._window_frames = 0

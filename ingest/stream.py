@@ -76,6 +76,7 @@ class TrickleSource:
         self.timeline = Timeline()
         self.video = VideoDecoder(pixel_format=None, label=stream_id)
         self.segments = 0
+        self.bytes_in = 0
         self.read_errors = 0
         self.resubscribes = 0
         self.jumps = 0
@@ -164,6 +165,7 @@ class TrickleSource:
             async for chunk in segment.chunks():
                 # iter_any() hands over everything buffered: after a chunk the reader is idle.
                 self._last_activity = time.monotonic()
+                self.bytes_in += len(chunk)
                 await self._packets(self.demuxer.feed(chunk), sink)
                 await self._packets(self.demuxer.flush_pending(), sink)
         except SegmentReadError as exc:
@@ -284,7 +286,8 @@ class IngestStream:
         self._release()
 
     def _stats(self) -> StreamStats:
-        return self.stats.report(self.source.counters())
+        bytes_in = self.source.bytes_in if isinstance(self.source, TrickleSource) else 0
+        return self.stats.report(self.source.counters(), bytes_in=bytes_in)
 
     async def _report_loop(self) -> None:
         interval = max(0.05, self.config.stats_interval_s)

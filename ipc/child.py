@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ipc import logs
 from ipc.channel import ChannelClosed, ControlChannel
 from ipc.deadline import shared_deadline
 from ipc.messages import Heartbeat, Message, Probe, ProbeResult, Ready, Shutdown, WorkerError
@@ -39,6 +40,7 @@ class WorkerSpec:
     control: socket.socket
     heartbeat_interval_s: float = 1.0
     log_level: str = "INFO"
+    log_format: str = "text"
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -88,11 +90,7 @@ def run_worker(spec: WorkerSpec, factory: ServiceFactory) -> None:
     """Run a worker process to completion; returns when the parent asks it to stop or is gone."""
     _set_process_title(f"{PROCESS_TITLE_PREFIX}: {spec.name}")
     _die_with_parent()
-    logging.basicConfig(
-        level=spec.log_level,
-        format=f"%(asctime)s %(levelname)s [{spec.name} %(process)d] %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(spec.log_level, spec.log_format, spec.name)
     # Ctrl-C reaches the whole process group; the parent decides how workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     code = 0

@@ -168,12 +168,17 @@ class StreamState(_Base, tag="stream_state"):
 
 
 class StageLatency(msgspec.Struct):
-    """Percentiles of one stage's latency, in milliseconds."""
+    """Percentiles of one stage's latency, in milliseconds, over a report interval."""
 
     p50: float
     p95: float
     p99: float
     count: int
+    sum_ms: float = 0.0
+    buckets: dict[int, int] = {}
+    """The interval's samples by bucket of ``ipc.stats.LatencyHistogram`` (index -> count,
+    non-empty buckets only), so the parent can keep a cumulative histogram without the workers
+    doing anything per frame beyond what they already do."""
 
 
 class StreamStats(_Base, tag="stream_stats"):
@@ -187,6 +192,10 @@ class StreamStats(_Base, tag="stream_stats"):
     frames_out: int = 0
     dropped: dict[str, int] = {}
     stages: dict[str, StageLatency] = {}
+    bytes_in: int = 0
+    """Media bytes read from the stream's trickle input, total since the stream started here."""
+    bytes_out: int = 0
+    """Media bytes published to the stream's trickle output, total since it started here."""
 
 
 class StreamAudio(_Base, tag="stream_audio"):

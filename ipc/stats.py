@@ -90,12 +90,15 @@ class LatencyHistogram:
         return self.total_ns / self.count if self.count else 0.0
 
     def summary(self) -> StageLatency:
-        """p50/p95/p99 in milliseconds and the sample count, as ``StreamStats`` carries them."""
+        """p50/p95/p99 in milliseconds, the sample count, sum and non-empty buckets, as
+        ``StreamStats`` carries them."""
         return StageLatency(
             p50=round(self.percentile(50) / 1e6, 4),
             p95=round(self.percentile(95) / 1e6, 4),
             p99=round(self.percentile(99) / 1e6, 4),
             count=self.count,
+            sum_ms=round(self.total_ns / 1e6, 6),
+            buckets={index: n for index, n in enumerate(self._counts) if n},
         )
 
     def merge(self, other: LatencyHistogram) -> None:

@@ -50,6 +50,8 @@ class Series:
 class Panel:
     title: str
     series: list[Series] = field(default_factory=list)
+    unit: str = "ms"
+    x_label: str = "seconds since the first frame"
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -142,12 +144,12 @@ def draw(panels: list[Panel], path: Path) -> None:
         canvas.rectangle([x0, y0, x1, y1], outline="black", width=1)
         canvas.text(
             ((x0 + x1) // 2, y1 + 26),
-            "seconds since the first frame",
+            panel.x_label,
             fill="black",
             font=font,
             anchor="mt",
         )
-        canvas.text((18, (y0 + y1) // 2), "ms", fill="black", font=font, anchor="mm")
+        canvas.text((18, (y0 + y1) // 2), panel.unit, fill="black", font=font, anchor="mm")
         legend_y = y0
         for k, series in enumerate(panel.series):
             color = series.color or PALETTE[k % len(PALETTE)]

@@ -162,6 +162,10 @@ async def start_runner(
             str(workspace),
             "--events-interval",
             str(events_interval_s),
+            "--state-dir",
+            str(log_dir / "runner-state"),
+            "--drain-timeout",
+            "3",  # the runner is stopped with SIGTERM: a short drain, then a clean stop
             "--log-level",
             "INFO",
         ),

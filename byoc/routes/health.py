@@ -1,5 +1,6 @@
-"""``GET /health``: always 200, with the runner's state, live sessions, workers and, when the
-runner registers with orchestrators, where each registration stands."""
+"""``GET /health``: always 200, with the runner's state (``draining`` once a drain started, else
+the workers' ``healthy``/``degraded``...), live sessions, workers and, when the runner registers
+with orchestrators, where each registration stands."""
 
 from __future__ import annotations
 
@@ -16,13 +17,15 @@ ActiveStreamsCounter = Callable[[], int]
 ACTIVE_STREAMS_KEY: web.AppKey[ActiveStreamsCounter] = web.AppKey("active_streams")
 RegistrationSnapshot = Callable[[], dict[str, Any]]
 REGISTRATION_KEY: web.AppKey[RegistrationSnapshot] = web.AppKey("registration")
+DRAINING_KEY: web.AppKey[Callable[[], bool]] = web.AppKey("draining")
 
 
 async def health(request: web.Request) -> web.Response:
     supervisor = request.app[SUPERVISOR_KEY]
     count_active = request.app.get(ACTIVE_STREAMS_KEY)
+    draining = request.app.get(DRAINING_KEY)
     body: dict[str, Any] = {
-        "status": supervisor.status(),
+        "status": "draining" if draining is not None and draining() else supervisor.status(),
         "timestamp": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
         "active_streams": count_active() if count_active is not None else 0,
         "workers": supervisor.snapshot(),

@@ -60,6 +60,7 @@ async def run(
         job = await runtime.worker_jobs.submit(WORKER, KIND, body, want_progress=want_sse)
     except WorkerUnavailable as exc:
         session.transition(SessionState.FAILED, error=str(exc))
+        runtime.metrics.admission_refused("worker_unavailable")
         raise ApiError(503, str(exc)) from None
     try:
         if want_sse:

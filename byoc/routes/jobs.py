@@ -47,6 +47,7 @@ def _acquire_job_slot(runtime: Runtime) -> None:
     try:
         runtime.job_slots.acquire()
     except CapacityError as exc:
+        runtime.metrics.admission_refused("job_capacity")
         raise ApiError(503, str(exc)) from None
 
 
@@ -96,9 +97,10 @@ def capability_route(capability: str) -> Callable[[web.Request], Awaitable[web.S
 
 async def dispatch(request: web.Request, capability: str) -> web.StreamResponse:
     """Check the capability and the ``Livepeer`` header (when sent), then run the job."""
-    if capability not in ALL_CAPABILITIES:
-        raise ApiError(404, f"unknown capability {capability!r}")
     runtime = request.app[RUNTIME_KEY]
+    if capability not in ALL_CAPABILITIES:
+        runtime.metrics.unknown_capability()
+        raise ApiError(404, f"unknown capability {capability!r}")
     timeout_s = runtime.settings.job_timeout_s
     raw_header = request.headers.get(HEADER_NAME)
     if raw_header is not None:

@@ -1,5 +1,5 @@
-"""Runner-API session routes: ``GET /byoc/session/{id}/status``, ``DELETE /byoc/session/{id}``
-and ``GET /byoc-stats``."""
+"""Runner-API session routes: ``GET /byoc/session/{id}/status`` (with a live stream's current
+figures under ``figures``), ``DELETE /byoc/session/{id}`` and ``GET /byoc-stats``."""
 
 from __future__ import annotations
 
@@ -8,13 +8,21 @@ from aiohttp import web
 from byoc.errors import ApiError
 from byoc.runtime import RUNTIME_KEY
 
+FIGURES = ("fps_in", "fps_out", "frames_dropped", "latency_ms", "stages", "dropped")
+"""A live stream's figures in its status (as its status events carry them)."""
+
 
 async def session_status(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME_KEY]
     session = runtime.sessions.get(request.match_info["session_id"])
     if session is None:
         raise ApiError(404, "session not found")
-    return web.json_response(session.status())
+    body = session.status()
+    controller = runtime.streams.get(session.id)
+    if controller is not None and controller.session is session and not controller.ended:
+        event = controller.event()["event"]
+        body["figures"] = {key: event[key] for key in FIGURES}
+    return web.json_response(body)
 
 
 async def delete_session(request: web.Request) -> web.Response:

@@ -95,8 +95,11 @@ async def stream_start(request: web.Request) -> web.Response:
     try:
         outcome = await runtime.streams.start(spec)
     except CapacityError as exc:
+        runtime.metrics.admission_refused("stream_capacity")
         raise ApiError(503, str(exc)) from None
     if outcome.error_status:
+        if outcome.error_status == 503:
+            runtime.metrics.admission_refused("worker_unavailable")
         return json_error(outcome.error_status, outcome.error)
     return web.json_response(
         {

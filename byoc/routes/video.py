@@ -107,9 +107,12 @@ async def comfystream_video(ctx: JobContext) -> web.StreamResponse:
         outcome = await runtime.streams.start(spec)
     except CapacityError as exc:
         runtime.clips.remove(session_id)
+        runtime.metrics.admission_refused("stream_capacity")
         raise ApiError(503, str(exc)) from None
     if outcome.error_status:
         runtime.clips.remove(session_id)
+        if outcome.error_status == 503:
+            runtime.metrics.admission_refused("worker_unavailable")
         raise ApiError(outcome.error_status, outcome.error)
     session = outcome.session
     result: dict[str, Any] = {

@@ -40,6 +40,7 @@ FAST = {
     "restart_backoff_initial_s": 0.1,
     "restart_backoff_max_s": 0.5,
     "shutdown_timeout_s": 5.0,
+    "state_dir": None,  # in memory; tests of the state store pass a directory
 }
 
 
@@ -56,6 +57,8 @@ class Env:
     runner: Runner
     http: aiohttp.ClientSession
     settings: Settings
+    served: asyncio.Task[None] | None = None
+    """The ``serve`` task (it ends by itself after a drain)."""
 
     @property
     def url(self) -> str:
@@ -146,7 +149,7 @@ async def running(
         runner = started[0]
         if orch is not None and wait_registered and settings.orch_urls == (orch.url,):
             await wait_until(lambda: len(orch.registry.capabilities) == 3, timeout=10)
-        yield Env(orch, runner, http, settings)
+        yield Env(orch, runner, http, settings, task)
     finally:
         await http.close()
         stop.set()

@@ -162,6 +162,8 @@ def test_serve_with_orchestrator_runs_the_readme_flow_and_unregisters_on_sigterm
             str(orch_port),
             "--workspace",
             str(tmp_path),
+            "--state-dir",
+            str(tmp_path / "state"),
         ],
         env=env_with(),
         stdout=subprocess.DEVNULL,

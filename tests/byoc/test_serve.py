@@ -80,6 +80,8 @@ def serving(workspace: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
             str(port),
             "--workspace",
             str(workspace),
+            "--state-dir",
+            str(workspace / "state"),
         ],
         env={**os.environ, **FAST_ENV},
         stdout=subprocess.DEVNULL,
@@ -166,7 +168,7 @@ from byoc.settings import Settings
 
 async def main():
     ready = asyncio.Event()
-    task = asyncio.create_task(serve(Settings(host="127.0.0.1", port={port}), ready=ready))
+    task = asyncio.create_task(serve(Settings(host="127.0.0.1", port={port}, state_dir=None), ready=ready))
     await ready.wait()
     print(json.dumps(sorted(sys.modules)), flush=True)
     import os, signal
@@ -253,6 +255,8 @@ def test_sigterm_keeps_the_shutdown_deadline_when_the_trickle_server_hangs(
             str(tmp_path),
             "--shutdown-timeout",
             "1",
+            "--drain-timeout",  # SIGTERM drains first; the stream never ends by itself here
+            "0.5",
         ],
         env={**os.environ, **FAST_ENV},
         stdout=subprocess.DEVNULL,
@@ -286,3 +290,29 @@ def test_sigterm_keeps_the_shutdown_deadline_when_the_trickle_server_hangs(
             proc.kill()
             proc.wait()
         silent.close()
+
+
+def test_a_second_runner_on_the_same_state_dir_exits_2(tmp_path: Path) -> None:
+    with serving(tmp_path) as (proc, _):
+        second = subprocess.run(
+            [
+                str(SCRIPT),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(free_port()),
+                "--workspace",
+                str(tmp_path),
+                "--state-dir",
+                str(tmp_path / "state"),
+            ],
+            env={**os.environ, **FAST_ENV},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode == 2, second.stderr
+        assert f"state directory {tmp_path / 'state'} is in use by another runner" in second.stderr
+        assert f"pid {proc.pid}" in second.stderr
+        assert proc.poll() is None  # the first one is untouched

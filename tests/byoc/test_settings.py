@@ -61,11 +61,27 @@ def test_lists_and_the_singular_capability_name_alias() -> None:
             "--heartbeat-timeout must be longer",
         ),
         ({"events_interval_s": "-1"}, "--events-interval must be > 0"),
+        ({"log_format": "xml"}, "--log-format must be one of text, json"),
+        ({"metrics_port": "70000"}, "--metrics-port must be 0 or 1-65535"),
+        ({"metrics_port": "8889"}, "--metrics-port must differ"),
+        ({"metrics_host": "127.0.0.1"}, "--metrics-host needs --metrics-port"),
     ],
 )
 def test_bad_values_raise_one_clear_error(flags: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         load(flags, environ={})
+
+
+def test_log_format_and_metrics_listener_from_the_environment() -> None:
+    env = {"LOG_FORMAT": " JSON ", "METRICS_PORT": "9100", "METRICS_HOST": "127.0.0.1"}
+    settings = load({}, environ=env)
+    assert (settings.log_format, settings.metrics_port, settings.metrics_host) == (
+        "json",
+        9100,
+        "127.0.0.1",
+    )
+    assert load({}, environ={}).log_format == "text"
+    assert load({}, environ={}).metrics_port == 0
 
 
 def test_bad_environment_value_names_the_variable() -> None:

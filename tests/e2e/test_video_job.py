@@ -106,3 +106,30 @@ async def test_the_job_over_trickle_channels_runs_live(env: Env) -> None:
     assert (await status_of(env, session_id))["status"] in ("ready", "processing")
     async with env.http.delete(f"{env.url}/byoc/session/{session_id}") as response:
         assert response.status == 200
+
+
+async def test_a_clip_output_is_served_after_a_restart(tmp_path: Any) -> None:
+    """With a state directory the processed MP4 and the session outlive the runner process."""
+    from tests.e2e.conftest import live_runner
+
+    clip = b"".join(s.data for s in ffmpeg_ts_segments(SPEC, 15, audio_codec=None))
+    async with live_runner(state_dir=tmp_path) as env:
+        answer = await post_job(
+            env, {"input": {"workflow": INVERT, "media_data": base64.b64encode(clip).decode()}}
+        )
+        session_id = answer["session_id"]
+        deadline = time.monotonic() + 60  # hang guard
+        while (status := await status_of(env, session_id))["status"] != "completed":
+            assert status["status"] not in ("failed", "stopped"), status
+            assert time.monotonic() < deadline, f"not completed: {status}"
+            await asyncio.sleep(0.2)
+        async with env.http.get(f"{env.url}/byoc/session/{session_id}/output") as response:
+            assert response.status == 200
+            before = await response.read()
+
+    async with live_runner(state_dir=tmp_path) as env:
+        assert (await status_of(env, session_id)) == status
+        async with env.http.get(f"{env.url}/byoc/session/{session_id}/output") as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == "video/mp4"
+            assert await response.read() == before
