@@ -114,7 +114,7 @@ def test_unusable_headers_are_refused_with_a_reason(value: str, needle: str) -> 
         decode_header(value)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)  # example count from the profile (tests/conftest.py)
 @given(st.text(max_size=200))
 def test_arbitrary_text_never_raises_anything_but_header_error(value: str) -> None:
     try:
@@ -132,7 +132,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)  # example count from the profile (tests/conftest.py)
 @given(
     st.dictionaries(
         st.sampled_from(["request", "parameters", "capability", "timeout_seconds", "id", "sig"]),
