@@ -148,6 +148,7 @@ class WorkerMediaPipeline:
                 subscribe_url=spec.subscribe_url or "",
                 source_path=spec.source_path or "",
                 audio="egress" in configs,
+                pacing_buffer_s=self.settings.ingest_buffer_s,
                 stats_interval_s=self.stats_interval_s,
             )
         stream = MediaStream(spec=spec, rings=rings, configs=configs, params=params)

@@ -76,6 +76,7 @@ class Settings:
     stream_start_timeout_s: float = 10.0
     control_silence_timeout_s: float = 60.0
     events_interval_s: float = 10.0
+    ingest_buffer_s: float = 2.5
     # supervisor
     heartbeat_interval_s: float = 1.0
     heartbeat_timeout_s: float = 5.0
@@ -380,6 +381,13 @@ OPTIONS: tuple[Option, ...] = (
         "seconds between status events on a stream's events channel",
     ),
     Option(
+        "ingest_buffer_s",
+        "--ingest-buffer",
+        ("INGEST_BUFFER",),
+        _float,
+        "seconds of live input held to absorb bursts, released at the input's cadence (0: off)",
+    ),
+    Option(
         "heartbeat_interval_s",
         "--heartbeat-interval",
         ("HEARTBEAT_INTERVAL",),
@@ -576,6 +584,8 @@ def validate(settings: Settings) -> Settings:
         if getattr(s, name) <= 0:
             flag = next(o.flag for o in OPTIONS if o.name == name)
             raise SettingsError(f"{flag} must be > 0, got {getattr(s, name)}")
+    if not 0 <= s.ingest_buffer_s <= 60:
+        raise SettingsError(f"--ingest-buffer must be within 0..60 s, got {s.ingest_buffer_s}")
     if s.heartbeat_timeout_s <= s.heartbeat_interval_s:
         raise SettingsError("--heartbeat-timeout must be longer than --heartbeat-interval")
     state_dir = s.state_dir.resolve() if s.state_dir is not None else None

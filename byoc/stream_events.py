@@ -29,7 +29,7 @@ from ipc.messages import StageLatency, StreamStats
 
 QUEUE_EVENT_TYPE = "ai_stream_events"
 END_TO_END = "end_to_end"
-NOT_LOST = frozenset({"scaled", "mp4_scaled", "workflow_error"})
+NOT_LOST = frozenset({"scaled", "mp4_scaled", "workflow_error", "pacing_catch_up"})
 """Reasons counted by workers for frames that were still delivered."""
 
 

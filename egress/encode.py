@@ -16,7 +16,9 @@ import av
 import numpy as np
 from av.video.frame import PictureType
 
+from egress.colour import swscale_target, tag_colour
 from egress.mux import TS_CLOCK, MuxChunk, SegmentMuxer
+from ipc.colour import Colour
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +35,19 @@ def to_ts_clock(pts: int, time_base: Fraction) -> int:
     return round(pts * time_base * TS_CLOCK)
 
 
-def video_frame_from_array(image: np.ndarray, pixel_format: str) -> av.VideoFrame:
+def video_frame_from_array(
+    image: np.ndarray, pixel_format: str, colour: Colour | None = None
+) -> av.VideoFrame:
     """Wrap a numpy picture: ``yuv420p`` packed planes ``(h * 3 // 2, w)`` or ``rgb24``
-    ``(h, w, 3)``; rgb24 is converted to yuv420p (the encoder's format)."""
+    ``(h, w, 3)``; rgb24 is converted to yuv420p (the encoder's format) with ``colour``'s
+    matrix and range (default: what ``Colour.resolved`` picks for the picture's height)."""
     if pixel_format == "yuv420p":
         return av.VideoFrame.from_ndarray(image, format="yuv420p")
     if pixel_format == "rgb24":
-        return av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+        target = (colour or Colour()).resolved(image.shape[0])
+        return av.VideoFrame.from_ndarray(image, format="rgb24").reformat(
+            format="yuv420p", **swscale_target(target)
+        )
     raise ValueError(f"unsupported pixel format {pixel_format!r}")
 
 
@@ -64,7 +72,10 @@ class VideoEncoder:
     One thread: sliced threads did not help at this size.
     Keyframes come only when asked for (``force_keyframe``), as IDR frames with SPS/PPS in
     front, or after ``max_keyframe_interval`` seconds; scene-cut keyframes are off so segment
-    sizes stay predictable. ``crf`` sets constant quality; ``bit_rate`` (bits/s) switches to a
+    sizes stay predictable. No frame rate is declared unless ``frame_rate`` is given: the
+    stream's timing is its timestamps, which follow the input's (any rate, variable included;
+    a declared 30 fps under 60 fps timestamps makes FFmpeg, and so a gateway re-muxing the
+    output, drop or reject frames). ``crf`` sets constant quality; ``bit_rate`` (bits/s) switches to a
     VBV-capped average bitrate instead.
     """
 
@@ -76,9 +87,10 @@ class VideoEncoder:
         preset: str = "superfast",
         crf: int = 23,
         bit_rate: int | None = None,
-        frame_rate: int = 30,
+        frame_rate: int | None = None,
         threads: int = 1,
         max_keyframe_interval: float = 10.0,
+        colour: Colour | None = None,
         label: str = "",
     ) -> None:
         if preset not in PRESETS:
@@ -88,13 +100,21 @@ class VideoEncoder:
         self.width, self.height = width, height
         self.label = label
         self.stats = EncodeStats()
+        self.colour = (colour or Colour()).resolved(height)
+        """What the stream's VUI declares, and what pictures in another format are converted
+        with."""
         self._last_pts: int | None = None
         ctx = av.CodecContext.create("libx264", "w")
         ctx.width, ctx.height = width, height
         ctx.pix_fmt = "yuv420p"
+        ctx.colorspace = self.colour.matrix
+        ctx.color_range = self.colour.range
+        ctx.color_primaries = self.colour.primaries
+        ctx.color_trc = self.colour.transfer
         ctx.time_base = TS_TIME_BASE
-        ctx.framerate = Fraction(frame_rate)
-        ctx.gop_size = max(1, round(max_keyframe_interval * frame_rate))
+        if frame_rate is not None:
+            ctx.framerate = Fraction(frame_rate)
+        ctx.gop_size = max(1, round(max_keyframe_interval * (frame_rate or 30)))
         ctx.max_b_frames = 0
         ctx.thread_count = threads
         options = {
@@ -132,11 +152,12 @@ class VideoEncoder:
             self.stats.dropped_non_increasing_pts += 1
             return []
         if isinstance(image, np.ndarray):
-            frame = video_frame_from_array(image, pixel_format)
+            frame = video_frame_from_array(image, pixel_format, self.colour)
         elif image.format.name != "yuv420p":
-            frame = image.reformat(format="yuv420p")
+            frame = image.reformat(format="yuv420p", **swscale_target(self.colour))
         else:
             frame = image
+        tag_colour(frame, self.colour)
         if frame.width != self.width or frame.height != self.height:
             raise ValueError(
                 f"frame is {frame.width}x{frame.height}, encoder is {self.width}x{self.height}"

@@ -1,8 +1,10 @@
 """Pictures and the input's audio in, MPEG-TS chunks for live trickle segments out.
 
 Video: libx264 zerolatency (``VideoEncoder``) with each frame's own pts; every segment opens with
-a forced IDR frame (``SegmentMuxer``). A new picture size restarts the encoder in a new segment,
-and so does a frame flagged as a discontinuity whose pts went backwards (an input restarted).
+a forced IDR frame (``SegmentMuxer``). The stream's VUI declares the pictures' colour
+description (BT.709 for HD, BT.601 below, when the input said nothing). A new picture size or
+colour description restarts the encoder in a new segment, and so does a frame flagged as a
+discontinuity whose pts went backwards (an input restarted).
 
 Audio: the output gets an Opus track when the stream has audio. Nothing waits for it: the first
 picture goes out at once, with a track if audio arrived before it. When audio arrives later,
@@ -22,6 +24,7 @@ from fractions import Fraction
 import av
 
 from egress.audio import AudioInterleaver, StreamAudioDecoder
+from egress.colour import colour_of
 from egress.encode import OPUS_RATE, TS_TIME_BASE, OpusEncoder, VideoEncoder, to_ts_clock
 from egress.mux import MuxChunk, SegmentMuxer
 from ipc.messages import StreamAudio
@@ -66,6 +69,7 @@ class LiveSegmenter:
         self._interleaver = AudioInterleaver()
         self._first_pts: int | None = None
         self._last_pts: int | None = None
+        self._last_audio_pts: int | None = None
         self._frame_ticks = _DEFAULT_FRAME_TICKS
         self._rejected_before = 0
 
@@ -137,13 +141,21 @@ class LiveSegmenter:
         assert self.muxer is not None
         encoder = self.encoder
         size = (frame.width, frame.height)
+        colour = colour_of(frame).resolved(frame.height)
         jumped_back = discontinuity and self._last_pts is not None and pts <= self._last_pts
-        if encoder is None or (encoder.width, encoder.height) != size or jumped_back:
+        if (
+            encoder is None
+            or (encoder.width, encoder.height) != size
+            or encoder.colour != colour
+            or jumped_back
+        ):
             if encoder is not None:
                 chunks.extend(self._mux_video(encoder.flush()))
                 chunks.extend(self.muxer.close())
                 self._rejected_before += encoder.stats.dropped_non_increasing_pts
                 self.encoder_restarts += 1
+                if jumped_back:
+                    self._last_audio_pts = None
                 log.info(
                     "stream %s: new encoder for %dx%d%s",
                     self.label,
@@ -153,6 +165,7 @@ class LiveSegmenter:
             encoder = self.encoder = VideoEncoder(
                 frame.width,
                 frame.height,
+                colour=colour,
                 label=self.label,
                 **self._video_options,  # type: ignore[arg-type]
             )
@@ -231,5 +244,11 @@ class LiveSegmenter:
             return []
         chunks: list[MuxChunk] = []
         for pts, data in packets:
+            if self._last_audio_pts is not None and pts <= self._last_audio_pts:
+                # Overlapping input audio (an encoder restarted per segment re-primes): players
+                # and FFmpeg reject timestamps that go back.
+                self._count("audio_non_increasing_pts")
+                continue
+            self._last_audio_pts = pts
             chunks.extend(self.muxer.write_audio(data, pts))
         return chunks

@@ -28,6 +28,8 @@ from av.video.frame import PictureType
 from av.video.stream import VideoStream
 
 from egress.audio import StreamAudioDecoder
+from egress.colour import colour_of
+from ipc.colour import Colour
 from ipc.messages import StreamAudio
 
 log = logging.getLogger(__name__)
@@ -95,7 +97,7 @@ class Mp4Writer:
     def video(self, frame: av.VideoFrame, pts: int) -> None:
         """Encode and write one picture (pts in 90 kHz)."""
         if self._container is None:
-            early = self._open(frame.width, frame.height)
+            early = self._open(frame.width, frame.height, colour_of(frame))
             self._first_pts = pts
             for message in early:
                 self.audio(message)
@@ -177,8 +179,9 @@ class Mp4Writer:
 
     # -- file -------------------------------------------------------------------------------
 
-    def _open(self, width: int, height: int) -> list[StreamAudio]:
-        """Create the file and its tracks; returns the audio that arrived before."""
+    def _open(self, width: int, height: int, colour: Colour) -> list[StreamAudio]:
+        """Create the file and its tracks (the video's VUI declares ``colour``, resolved for
+        its size); returns the audio that arrived before."""
         width, height = width - width % 2, height - height % 2
         os.makedirs(os.path.dirname(os.path.abspath(self.part_path)), exist_ok=True)
         container = cast(
@@ -193,6 +196,10 @@ class Mp4Writer:
             video.width, video.height, video.pix_fmt = width, height, "yuv420p"
             video.time_base = TS_TIME_BASE
             video.codec_context.time_base = TS_TIME_BASE
+            tagged = colour.resolved(height)
+            ctx = video.codec_context
+            ctx.colorspace, ctx.color_range = tagged.matrix, tagged.range
+            ctx.color_primaries, ctx.color_trc = tagged.primaries, tagged.transfer
             if self.audio_wanted and self._early_audio:
                 channels = 1 if self._early_audio[0].channels == 1 else 2
                 audio = cast(AudioStream, container.add_stream("aac", rate=AUDIO_RATE))

@@ -27,11 +27,13 @@ import av
 import numpy as np
 
 from byoc.livepeer.trickle import ChannelClosedError
+from egress.colour import tag_colour
 from egress.encode import to_ts_clock
 from egress.live import LiveSegmenter
 from egress.mp4 import Mp4Writer
 from egress.publish import SegmentPublisher
 from egress.stats import EgressStats
+from ipc.colour import Colour
 from ipc.deadline import within
 from ipc.frame import Frame, FrameFlag, Stage
 from ipc.messages import EgressConfig, Message, StreamAudio, StreamState, StreamStats
@@ -53,7 +55,8 @@ CLOSE_TIMEOUT_S = 5.0
 def video_frame_of(frame: Frame) -> av.VideoFrame:
     """One copy of a ring frame into an ``av.VideoFrame``, plane by plane (3-4x faster than
     ``VideoFrame.from_ndarray``). 4:2:0 frames of odd size are trimmed to even: the encoder
-    needs even sizes."""
+    needs even sizes. The frame is tagged with the colour description the ring frame carries,
+    resolved for its size (BT.709 for HD, BT.601 below, when the input said nothing)."""
     fmt = frame.pixel_format
     width, height = frame.width, frame.height
     planes = frame.planes
@@ -66,6 +69,7 @@ def video_frame_of(frame: Frame) -> av.VideoFrame:
         rows = source.reshape(source.shape[0], -1)
         target = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
         np.copyto(target[: rows.shape[0], : rows.shape[1]], rows, casting="no")
+    tag_colour(out, Colour.from_flags(frame.flags).resolved(height))
     return out
 
 

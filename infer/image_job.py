@@ -23,6 +23,7 @@ from PIL import Image, ImageOps
 
 from infer.engine.base import Engine, ProgressCallback
 from infer.errors import InferError, NodeExecutionError, WorkflowError
+from infer.image_modes import rgb_array
 from infer.tensors import FrameConverter
 from infer.workflow.allocation import is_out_of_memory
 from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
@@ -132,9 +133,7 @@ def decode_image(data: Any, limits: ImageJobLimits) -> np.ndarray:
             f"'image' is not a readable PNG or JPEG: {exc}", kind="bad_image"
         ) from None
     upright: Image.Image = ImageOps.exif_transpose(image) or image
-    if upright.mode == "I":  # 16/32-bit greyscale, scaled as ComfyUI's LoadImage does
-        upright = upright.point(lambda v: v * (1 / 255))
-    return np.array(upright.convert("RGB"), dtype=np.uint8)  # writable: torch shares it
+    return rgb_array(upright)  # writable: torch shares it
 
 
 def encode_png(pixels: np.ndarray) -> bytes:

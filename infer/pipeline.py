@@ -9,6 +9,7 @@ Frames of several streams that share a workflow and a size run as one batch (``i
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ import torch
 from infer.engine.base import Engine, PreparedWorkflow
 from infer.errors import WorkflowError, WorkflowProblem
 from infer.tensors import Frame, FrameConverter, frame_nbytes
+from ipc.colour import Colour
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +88,13 @@ class StreamPipeline:
         pixel_format: str = "rgb24",
         *,
         warmup_frames: int = DEFAULT_WARMUP_FRAMES,
-        colorspace: str = "bt601",
+        colour: Colour | None = None,
     ) -> None:
         self.engine = engine
         self.stream_id = stream_id
         self.pixel_format = pixel_format
-        self.colorspace = colorspace
+        self.colour = colour or Colour()
+        """The input's colour description (unspecified until a frame tells)."""
         self.warmup_frames = max(1, warmup_frames)
         self.stats = PipelineStats()
         self._size = (width, height)
@@ -218,9 +221,22 @@ class StreamPipeline:
 
     # -- internals ------------------------------------------------------------------------------
 
+    def follow_colour(self, colour: Colour) -> None:
+        """Frames now carry ``colour``: convert them (and the results) with it from the next
+        call on. Cheap when nothing changed; never blocks on an update in progress (one that
+        lands later builds its converter from ``self.colour`` too)."""
+        if colour == self.colour:
+            return
+        self.colour = colour
+        active = self._active
+        if active is not None:
+            converter = self._converter(active.converter.width, active.converter.height)
+            self._active = dataclasses.replace(active, converter=converter)
+        log.info("stream %s: input colour %s", self.stream_id, colour)
+
     def _converter(self, width: int, height: int) -> FrameConverter:
         return FrameConverter(
-            width, height, self.pixel_format, self.engine.device, colorspace=self.colorspace
+            width, height, self.pixel_format, self.engine.device, colour=self.colour
         )
 
     def _build(self, workflow: Any, width: int, height: int) -> ActiveWorkflow:

@@ -18,6 +18,7 @@ from infer.pipeline import FrameResult, StreamPipeline
 from infer.ring_io import write_result
 from infer.workflow import PASSTHROUGH_WORKFLOW, workflow_from_params
 from infer.workflow.source import Prompt
+from ipc.colour import Colour
 from ipc.frame import Frame, Stage
 from ipc.messages import InferConfig, StreamData, StreamStats
 from ipc.ring import FrameRing, RingReader, RingWriter
@@ -159,11 +160,15 @@ class InferStream:
         assert self.reader is not None and self.in_ring is not None
         frame = self.reader.read(copy=False, stamp=Stage.INFER_READ)
         if not self.config.live:
+            if frame is not None:
+                self.pipeline.follow_colour(Colour.from_flags(frame.flags))
             return frame  # a clip: every frame, in order
         while frame is not None and self.in_ring.stats().unread > 0:
             frame.release()  # a newer frame is waiting: latest frame wins
             self.skipped += 1
             frame = self.reader.read(copy=False, stamp=Stage.INFER_READ)
+        if frame is not None:
+            self.pipeline.follow_colour(Colour.from_flags(frame.flags))
         return frame
 
     def needs_resize(self, frame: Frame) -> bool:

@@ -8,6 +8,11 @@ Pixel formats, as the frame ring stores them:
   ``(H*3/2, W)``, the ring's frame has a 1-D ``data``) or as a sequence of plane arrays.
 - ``nv12``: Y, then one interleaved UV plane; same rules.
 
+YUV samples are read and written with the frame's colour description (``ipc.colour.Colour``:
+BT.601, BT.709 or BT.2020 matrix, limited or full range). An unspecified description is
+resolved per picture size (BT.709 for HD, BT.601 below), separately for the input and the
+output size, as egress tags the output.
+
 The uint8 data crosses to the device once and is converted there (colour conversion included);
 results come back as uint8 once. With CUDA, host staging buffers are pinned and reused, so the
 copies are asynchronous DMA. Float to uint8 rounds to nearest, so a passthrough is exact.
@@ -23,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ipc.colour import MATRIX_BT709, MATRIX_SMPTE170M, RANGE_FULL, RANGE_LIMITED, Colour
+
 PIXEL_FORMATS = ("rgb24", "yuv420p", "nv12")
 
 # Ring frames are read-only views; the tensors made over them are only ever read.
@@ -30,8 +37,10 @@ warnings.filterwarnings(
     "ignore", message="The given NumPy array is not writable", category=UserWarning, module=__name__
 )
 
-# (Kr, Kb) luma weights; YUV is limited ("TV") range, as H.264 decoders produce it.
-_COLORSPACES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
+_COLORSPACES = {"bt601": MATRIX_SMPTE170M, "bt709": MATRIX_BT709}
+# (luma offset, luma scale, chroma scale) of 8-bit samples.
+_LIMITED = (16.0, 219.0, 224.0)
+_FULL = (0.0, 255.0, 255.0)
 
 Frame = Any
 """A frame as the ring hands it over: a uint8 ``np.ndarray`` (or, for yuv420p, three planes)."""
@@ -46,12 +55,9 @@ def frame_nbytes(width: int, height: int, pixel_format: str) -> int:
     raise ValueError(f"unsupported pixel format {pixel_format!r}; use one of {PIXEL_FORMATS}")
 
 
-def _yuv_matrices(colorspace: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _yuv_matrices(colour: Colour) -> tuple[torch.Tensor, torch.Tensor]:
     """(rgb_from_yuv, yuv_from_rgb) 3x3 for normalised Y' in [0,1] and Pb/Pr in [-0.5, 0.5]."""
-    try:
-        kr, kb = _COLORSPACES[colorspace]
-    except KeyError:
-        raise ValueError(f"unsupported colorspace {colorspace!r}") from None
+    kr, kb = colour.luma_weights
     kg = 1.0 - kr - kb
     rgb_from_yuv = torch.tensor(
         [
@@ -78,22 +84,45 @@ class FrameConverter:
         device: torch.device | str = "cpu",
         *,
         colorspace: str = "bt601",
+        colour: Colour | None = None,
     ) -> None:
         if width <= 0 or height <= 0:
             raise ValueError(f"bad frame size {width}x{height}")
+        if colour is None:
+            try:
+                colour = Colour(matrix=_COLORSPACES[colorspace], range=RANGE_LIMITED)
+            except KeyError:
+                raise ValueError(f"unsupported colorspace {colorspace!r}") from None
         self.nbytes = frame_nbytes(width, height, pixel_format)
         self.width = width
         self.height = height
         self.pixel_format = pixel_format
         self.device = torch.device(device)
-        self.colorspace = colorspace
-        rgb_from_yuv, yuv_from_rgb = _yuv_matrices(colorspace)
-        self._rgb_from_yuv = rgb_from_yuv.to(self.device)
-        self._yuv_from_rgb = yuv_from_rgb.to(self.device)
+        self.colour = colour
+        """The frames' colour description as they carry it (possibly unspecified)."""
+        self._matrices: dict[Colour, tuple[torch.Tensor, torch.Tensor]] = {}
         self._cuda = self.device.type == "cuda"
         self._upload_staging: torch.Tensor | None = None
         self._upload_done: torch.cuda.Event | None = None
         self._download_staging: torch.Tensor | None = None
+
+    @property
+    def colorspace(self) -> Colour:
+        """What picks the conversion (a grouping key for batches)."""
+        return self.colour
+
+    def resolved(self, height: int) -> Colour:
+        """The colour description used for pictures ``height`` rows tall."""
+        return self.colour.resolved(height)
+
+    def _matrix_pair(self, colour: Colour) -> tuple[torch.Tensor, torch.Tensor]:
+        key = Colour(matrix=colour.matrix, range=colour.range)
+        found = self._matrices.get(key)
+        if found is None:
+            rgb_from_yuv, yuv_from_rgb = _yuv_matrices(key)
+            found = (rgb_from_yuv.to(self.device), yuv_from_rgb.to(self.device))
+            self._matrices[key] = found
+        return found
 
     # -- frames to images ---------------------------------------------------------------------
 
@@ -145,16 +174,18 @@ class FrameConverter:
         b, h, w = raw.shape[0], self.height, self.width
         ch, cw = (h + 1) // 2, (w + 1) // 2
         ys = h * w
-        y = raw[:, :ys].view(b, 1, h, w).float().sub_(16.0).div_(219.0)
+        colour = self.resolved(h)
+        offset, luma_scale, chroma_scale = _FULL if colour.range == RANGE_FULL else _LIMITED
+        y = raw[:, :ys].view(b, 1, h, w).float().sub_(offset).div_(luma_scale)
         chroma = raw[:, ys:]
         if self.pixel_format == "nv12":
             uv8 = chroma.view(b, ch, cw, 2).permute(0, 3, 1, 2)
         else:
             uv8 = chroma.view(b, 2, ch, cw)
-        uv = uv8.float().sub_(128.0).div_(224.0)
+        uv = uv8.float().sub_(128.0).div_(chroma_scale)
         uv = F.interpolate(uv, scale_factor=2, mode="nearest")[:, :, :h, :w]
         yuv = torch.cat([y, uv], dim=1)  # [B, 3, H, W]
-        rgb = torch.einsum("ij,bjhw->bhwi", self._rgb_from_yuv, yuv)
+        rgb = torch.einsum("ij,bjhw->bhwi", self._matrix_pair(colour)[0], yuv)
         return rgb.clamp_(0.0, 1.0).contiguous()
 
     # -- images to frames ---------------------------------------------------------------------
@@ -198,12 +229,14 @@ class FrameConverter:
     def _rgb_to_yuv(self, images: torch.Tensor) -> torch.Tensor:
         b = images.shape[0]
         rgb = images.to(self.device, torch.float32).clamp(0.0, 1.0)
-        yuv = torch.einsum("ij,bhwj->bihw", self._yuv_from_rgb, rgb)  # [B, 3, H, W]
-        y = yuv[:, 0].mul(219.0).add_(16.0 + 0.5).clamp_(0, 255).to(torch.uint8)
+        colour = self.resolved(images.shape[1])
+        offset, luma_scale, chroma_scale = _FULL if colour.range == RANGE_FULL else _LIMITED
+        yuv = torch.einsum("ij,bhwj->bihw", self._matrix_pair(colour)[1], rgb)  # [B, 3, H, W]
+        y = yuv[:, 0].mul(luma_scale).add_(offset + 0.5).clamp_(0, 255).to(torch.uint8)
         chroma = yuv[:, 1:]
         if chroma.shape[2] % 2 or chroma.shape[3] % 2:  # odd sides: repeat the last row/column
             chroma = F.pad(chroma, (0, chroma.shape[3] % 2, 0, chroma.shape[2] % 2), "replicate")
-        uv = F.avg_pool2d(chroma, 2).mul_(224.0).add_(128.0 + 0.5).clamp_(0, 255)
+        uv = F.avg_pool2d(chroma, 2).mul_(chroma_scale).add_(128.0 + 0.5).clamp_(0, 255)
         uv8 = uv.to(torch.uint8)
         if self.pixel_format == "nv12":
             uv8 = uv8.permute(0, 2, 3, 1)

@@ -4,8 +4,10 @@ packets to the parent.
 A picture is copied once, from the decoder's planes straight into a reserved ring slot (no
 intermediate array). A picture larger than the ring's slots is scaled down to fit, keeping its
 aspect ratio; 4:2:0 pictures of odd size are trimmed to even (what the encoder downstream needs).
-Frames carry pts in 90 kHz, ``KEYFRAME``/``DISCONTINUITY``/``END_OF_STREAM`` flags and the
-``INGEST_FIRST_BYTE``, ``DECODED`` and ``INGEST_WRITTEN`` stamps.
+Frames carry pts in 90 kHz, ``KEYFRAME``/``DISCONTINUITY``/``END_OF_STREAM`` flags, the
+decoder's colour description (``ipc.colour``, in the flags' upper bits, whatever the ring's
+format) and the ``INGEST_FIRST_BYTE``, ``DECODED`` and ``INGEST_WRITTEN`` stamps. A conversion
+to RGB here uses the input's own matrix and range.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ingest.decode import yuv420p_array
 from ingest.media import TS_TIME_BASE
 from ingest.stats import IngestStats
 from ipc import pixfmt
+from ipc.colour import MATRIX_BT709, MATRIX_BT2020, RANGE_FULL, Colour
 from ipc.frame import FrameFlag, Stage, new_stamps
 from ipc.messages import Message, StreamAudio, StreamState
 from ipc.pixfmt import PixelFormat
@@ -29,6 +32,23 @@ from ipc.ring import Reservation, RingWriter
 log = logging.getLogger(__name__)
 
 Send = Callable[[Message], Awaitable[None]]
+
+
+def colour_of(frame: av.VideoFrame) -> Colour:
+    """The colour description a decoded picture carries (from the stream's VUI)."""
+    return Colour(
+        matrix=int(frame.colorspace),
+        range=int(frame.color_range),
+        primaries=int(frame.color_primaries),
+        transfer=int(frame.color_trc),
+    )
+
+
+def swscale_source(colour: Colour, height: int) -> dict[str, int]:
+    """``reformat`` arguments that make swscale read YUV with the picture's matrix and range."""
+    resolved = colour.resolved(height)
+    matrix = resolved.matrix if resolved.matrix in (MATRIX_BT709, MATRIX_BT2020) else 5
+    return {"src_colorspace": matrix, "src_color_range": 2 if resolved.range == RANGE_FULL else 1}
 
 
 def fit_size(
@@ -94,9 +114,15 @@ class RingSink:
         end_of_stream: bool = False,
     ) -> int:
         """Write one decoded picture (pts in 90 kHz); returns its ring sequence number."""
+        colour = colour_of(frame)
+        # YUV rings keep the samples as they are (the colour travels in the flags).
+        rgb = self._format == PixelFormat.RGB24
+        convert = swscale_source(colour, frame.height) if rgb else {}
         width, height = self._target(frame.width, frame.height)
         if (width, height) != (frame.width, frame.height):
-            frame = frame.reformat(width=width, height=height, format=self._format.ffmpeg_name)
+            frame = frame.reformat(
+                width=width, height=height, format=self._format.ffmpeg_name, **convert
+            )
             self.stats.count("scaled")
         if self._size != (width, height):
             if self._size is not None:
@@ -108,7 +134,7 @@ class RingSink:
                     *self._size,
                 )
             self._size = (width, height)
-        flags = FrameFlag.NONE
+        flags = colour.to_flags()
         if keyframe:
             flags |= FrameFlag.KEYFRAME
         if discontinuity or self._discontinuity:
@@ -128,7 +154,7 @@ class RingSink:
             flags=int(flags),
             stamps=stamps,
         ) as slot:
-            self._fill(frame, slot, height)
+            self._fill(frame, slot, height, convert)
             slot.stamp_on_commit = Stage.INGEST_WRITTEN
         written_ns = time.monotonic_ns()
         self.last_seq = self.writer.next_seq - 1
@@ -157,11 +183,13 @@ class RingSink:
             self._sizes[(width, height)] = found
         return found
 
-    def _fill(self, frame: av.VideoFrame, slot: Reservation, height: int) -> None:
+    def _fill(
+        self, frame: av.VideoFrame, slot: Reservation, height: int, convert: dict[str, int]
+    ) -> None:
         if self._format == PixelFormat.YUV420P:
             yuv420p_array(frame, out=slot.array)  # one copy per plane, decoder -> slot
             return
-        converted = frame.reformat(format=self._format.ffmpeg_name).to_ndarray()
+        converted = frame.reformat(format=self._format.ffmpeg_name, **convert).to_ndarray()
         planes = slot.planes
         if self._format == PixelFormat.RGB24:
             np.copyto(planes[0], converted)

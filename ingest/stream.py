@@ -5,9 +5,13 @@ takes the writer role, runs the source, reports ``StreamState``/``StreamStats`` 
 ring (detach only: the parent unlinks it) however the stream ends.
 
 ``TrickleSource`` is the live input: it subscribes the channel at the live edge (seq -2: the
-segment being written, from its first byte), follows it segment by segment and decodes each
-chunk as it arrives (``feed`` then ``flush_pending``: no frame waits for the next one). Audio
-PES payloads are split into ADTS frames or Opus packets and forwarded undecoded. 404 or
+segment being written, from its first byte), follows it segment by segment and demuxes each
+chunk as it arrives (``feed`` then ``flush_pending``: no frame waits for the next one). The
+packets go through a ``PacketPacer`` (a bounded buffer released at the input's cadence, so a
+segment that arrives whole is not squeezed into the ring at once) and are then decoded, with the
+decoder the video stream's codec needs (H.264 or HEVC). Audio PES payloads are split into ADTS
+frames or Opus packets and forwarded undecoded. An input whose program has no video stream we
+can decode fails the stream at the end of its first segment, naming what arrived. 404 or
 ``Lp-Trickle-Closed`` ends the stream (``ended``); network failures are retried by the
 subscriber and then by a new subscription, for up to ``give_up_after_s`` without any segment,
 after which the stream fails. A subscription that delivers nothing for ``stall_timeout_s`` is
@@ -32,9 +36,10 @@ from byoc.livepeer.trickle.constants import SEQ_CURRENT, SEQ_NEXT
 from byoc.livepeer.trickle.subscriber import SubscribedSegment
 from ingest.clip import ClipSource
 from ingest.decode import Timeline, VideoDecoder, split_adts, split_ts_opus
+from ingest.pacing import DEFAULT_BUFFER_S, Marker, PacketPacer
 from ingest.ring_sink import RingSink, Send
 from ingest.stats import IngestStats
-from ingest.tsdemux import EsPacket, TsDemuxer
+from ingest.tsdemux import SUPPORTED_DESCRIPTION, EsPacket, TsDemuxer
 from ipc.messages import IngestConfig, StreamState, StreamStats
 from ipc.ring import FrameRing, RingWriter
 
@@ -47,6 +52,19 @@ def adts_channels(frame: bytes) -> int:
     """Channel count from an ADTS header (channel configuration 0 reads as stereo)."""
     config = ((frame[2] & 0x01) << 2) | (frame[3] >> 6)
     return config if config else 2
+
+
+class UnsupportedInputError(Exception):
+    """The input carries nothing the runner can decode (no video, or an unknown codec)."""
+
+
+def unsupported_input(program: list[str]) -> UnsupportedInputError:
+    """The error for an input whose program (see ``TsDemuxer.program``) has no usable video."""
+    arrived = ", ".join(program) if program else "no streams"
+    return UnsupportedInputError(
+        f"input has no supported video stream: it carries {arrived}; "
+        f"supported: {SUPPORTED_DESCRIPTION}"
+    )
 
 
 class TrickleSource:
@@ -63,6 +81,7 @@ class TrickleSource:
         give_up_after_s: float = 60.0,
         subscriber_retries: int = 5,
         stall_timeout_s: float = 15.0,
+        pacing_buffer_s: float = DEFAULT_BUFFER_S,
     ) -> None:
         self.stream_id = stream_id
         self.url = url
@@ -75,6 +94,11 @@ class TrickleSource:
         self.demuxer = TsDemuxer(label=stream_id)
         self.timeline = Timeline()
         self.video = VideoDecoder(pixel_format=None, label=stream_id)
+        self.pacing_buffer_s = pacing_buffer_s
+        self.pacer = PacketPacer(pacing_buffer_s)
+        self._decoding: asyncio.Task[None] | None = None
+        self._audio_on = audio
+        self._retired_counts = {"decode_error": 0, "skipped_until_keyframe": 0}
         self.segments = 0
         self.bytes_in = 0
         self.read_errors = 0
@@ -86,14 +110,32 @@ class TrickleSource:
     def counters(self) -> dict[str, int]:
         """Drop counters of the demuxer and decoder (totals)."""
         return {
-            "decode_error": self.video.stats.errors,
-            "skipped_until_keyframe": self.video.stats.skipped_before_keyframe,
+            "decode_error": self.video.stats.errors + self._retired_counts["decode_error"],
+            "skipped_until_keyframe": self.video.stats.skipped_before_keyframe
+            + self._retired_counts["skipped_until_keyframe"],
             "damaged_input": self.demuxer.stats.video_dropped,
+            "pacing_catch_up": self.pacer.stats.catch_ups,
         }
 
     async def run(self, sink: RingSink) -> str:
         """Read the channel until it ends; returns ``"ended"``. Raises when it stays
-        unreachable for ``give_up_after_s``."""
+        unreachable for ``give_up_after_s``, or ``UnsupportedInputError``."""
+        self.pacer = PacketPacer(self.pacing_buffer_s)
+        self._audio_on = self.audio and sink.audio_enabled
+        decoding = asyncio.create_task(self._decode_paced(sink), name=f"pace-{self.stream_id}")
+        self._decoding = decoding
+        try:
+            outcome = await self._read(sink)
+            self.pacer.close()
+            await decoding  # what the buffer holds is real input: decode it before ending
+            return outcome
+        finally:
+            if not decoding.done():
+                decoding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await decoding
+
+    async def _read(self, sink: RingSink) -> str:
         start_seq = self.start_seq
         failing_since: float | None = None
         attempt = 0
@@ -114,8 +156,8 @@ class TrickleSource:
                         self._last_activity = time.monotonic()
                         if subscriber.jumps != self.jumps:
                             self.jumps = subscriber.jumps
-                            sink.mark_discontinuity()
-                        await self._segment(segment, sink)
+                            self.pacer.put(sink.mark_discontinuity)
+                        await self._segment(segment)
                 if not self._stalled:
                     log.info("stream %s: input channel ended", self.stream_id)
                     return "ended"
@@ -143,9 +185,9 @@ class TrickleSource:
                 with contextlib.suppress(asyncio.CancelledError):
                     await watchdog
             self.resubscribes += 1
-            start_seq = SEQ_NEXT if sink.frames else self.start_seq
-            self.video.request_keyframe()
-            sink.mark_discontinuity()
+            start_seq = SEQ_NEXT if sink.frames or len(self.pacer) else self.start_seq
+            self.pacer.put(lambda: self.video.request_keyframe())
+            self.pacer.put(sink.mark_discontinuity)
 
     async def _watch(self, subscriber: TrickleSubscriber) -> None:
         """Drop a subscription that delivers nothing for ``stall_timeout_s`` (a connection that
@@ -158,26 +200,61 @@ class TrickleSource:
                 await subscriber.close()
                 return
 
-    async def _segment(self, segment: SubscribedSegment, sink: RingSink) -> None:
+    async def _segment(self, segment: SubscribedSegment) -> None:
         self.segments += 1
-        await self._packets(self.demuxer.new_segment(), sink)
+        self._queue(self.demuxer.new_segment())
         try:
             async for chunk in segment.chunks():
                 # iter_any() hands over everything buffered: after a chunk the reader is idle.
                 self._last_activity = time.monotonic()
                 self.bytes_in += len(chunk)
-                await self._packets(self.demuxer.feed(chunk), sink)
-                await self._packets(self.demuxer.flush_pending(), sink)
+                self._queue(self.demuxer.feed(chunk))
+                self._queue(self.demuxer.flush_pending())
+                await asyncio.sleep(0)  # let the decoding task take what is due
         except SegmentReadError as exc:
             self.read_errors += 1
             log.warning("stream %s: %s", self.stream_id, exc)
         # The segment is over: whatever it left open is complete (or cut, and dropped).
-        await self._packets(self.demuxer.new_segment(), sink)
+        self._queue(self.demuxer.new_segment())
+        program = self.demuxer.program
+        if program is not None and self.demuxer.video is None:
+            raise unsupported_input(program)
+
+    def _queue(self, packets: list[EsPacket]) -> None:
+        decoding = self._decoding
+        if decoding is not None and decoding.done() and not decoding.cancelled():
+            error = decoding.exception()
+            if error is not None:
+                raise error
+        for packet in packets:
+            if packet.stream.kind == "video" or self._audio_on:
+                self.timeline.map(packet)
+                self.pacer.put(packet)
+
+    async def _decode_paced(self, sink: RingSink) -> None:
+        """Decode what the pacer releases, when it is due."""
+        while True:
+            item = await self.pacer.get()
+            if item is None:
+                return
+            if isinstance(item, EsPacket):
+                await self._packets([item], sink)
+            else:
+                marker: Marker = item
+                marker()
 
     async def _packets(self, packets: list[EsPacket], sink: RingSink) -> None:
         for packet in packets:
             if packet.stream.kind == "video":
-                self.timeline.map(packet)
+                if packet.stream.codec != self.video.codec:
+                    log.info("stream %s: %s video input", self.stream_id, packet.stream.codec)
+                    self._retired_counts["decode_error"] += self.video.stats.errors
+                    self._retired_counts["skipped_until_keyframe"] += (
+                        self.video.stats.skipped_before_keyframe
+                    )
+                    self.video = VideoDecoder(
+                        packet.stream.codec, pixel_format=None, label=self.stream_id
+                    )
                 for decoded in self.video.decode(packet):
                     await sink.video(
                         decoded.frame,
@@ -188,8 +265,7 @@ class TrickleSource:
                         decoded_ns=decoded.decoded_ns,
                     )
                     await asyncio.sleep(0)  # one frame of codec work at a time on the loop
-            elif self.audio and sink.audio_enabled:
-                self.timeline.map(packet)
+            elif self._audio_on:
                 await self._audio(packet, sink)
 
     async def _audio(self, packet: EsPacket, sink: RingSink) -> None:
@@ -229,7 +305,11 @@ class IngestStream:
             self.source = ClipSource(stream_id, config.source_path, audio=config.audio)
         else:
             self.source = TrickleSource(
-                stream_id, config.subscribe_url, verify_tls=config.verify_tls, audio=config.audio
+                stream_id,
+                config.subscribe_url,
+                verify_tls=config.verify_tls,
+                audio=config.audio,
+                pacing_buffer_s=config.pacing_buffer_s,
             )
         self.outcome: str | None = None
         self._send = send
@@ -302,6 +382,9 @@ class IngestStream:
             state = await self.source.run(self.sink)
         except asyncio.CancelledError:
             raise
+        except UnsupportedInputError as exc:
+            log.warning("stream %s: %s", self.stream_id, exc)
+            error = f"ingest: {exc}"
         except Exception as exc:
             log.exception("stream %s: ingest failed", self.stream_id)
             error = f"ingest: {exc}"

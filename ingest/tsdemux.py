@@ -10,9 +10,10 @@ soon as they are known to be complete:
   holds every video frame until the next one starts; flushing on idle releases it at once. This
   relies on the muxer writing one access unit per PES, which FFmpeg and our egress muxer do.
 
-Only what a live H.264 + AAC/Opus stream needs is parsed: PAT, PMT (stream types 0x1B H.264,
-0x0F AAC ADTS, 0x06 with an ``Opus`` registration descriptor), PES headers with PTS/DTS. PCR is
-ignored. Continuity-counter gaps drop the damaged PES and are counted; a segment that ends in
+Only what a live video + AAC/Opus stream needs is parsed: PAT, PMT (stream types 0x1B H.264,
+0x24 HEVC, 0x0F AAC ADTS, 0x06 with an ``Opus`` registration descriptor), PES headers with
+PTS/DTS. PCR is ignored. Other stream types are skipped and listed in ``program`` (what the last
+PMT announced), with a warning the first time each is seen. Continuity-counter gaps drop the damaged PES and are counted; a segment that ends in
 the middle of a PES (``new_segment``) drops that PES and counts it.
 """
 
@@ -31,6 +32,7 @@ NULL_PID = 0x1FFF
 TS_CLOCK = 90_000
 
 STREAM_TYPE_H264 = 0x1B
+STREAM_TYPE_HEVC = 0x24
 STREAM_TYPE_AAC_ADTS = 0x0F
 STREAM_TYPE_PRIVATE_PES = 0x06
 DESCRIPTOR_REGISTRATION = 0x05
@@ -39,6 +41,12 @@ OPUS_EXTENSION_TAG = 0x80
 
 _H264_IDR = 5
 _H264_NON_IDR = 1
+_HEVC_IRAP = range(16, 24)  # BLA, IDR, CRA and reserved IRAP types
+_HEVC_VCL = range(0, 32)
+
+SUPPORTED_VIDEO = {STREAM_TYPE_H264: "h264", STREAM_TYPE_HEVC: "hevc"}
+"""Video stream types the demuxer carries, and the decoder each needs."""
+SUPPORTED_DESCRIPTION = "H.264 (stream type 0x1b) or HEVC (0x24) video, AAC or Opus audio"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +55,7 @@ class ElementaryStream:
 
     pid: int
     stream_type: int
-    codec: str  # "h264", "aac" or "opus"
+    codec: str  # "h264", "hevc", "aac" or "opus"
     kind: str  # "video" or "audio"
     channels: int | None = None  # Opus channel count from its extension descriptor
 
@@ -131,6 +139,28 @@ def _pop(items: set[int], item: int) -> bool:
     return False
 
 
+def hevc_is_irap(data: bytes | bytearray) -> bool:
+    """True when the first coded slice of an Annex B HEVC access unit is an IRAP picture."""
+    i = 0
+    end = len(data) - 3
+    for _ in range(64):
+        i = data.find(b"\x00\x00\x01", i, end)
+        if i < 0:
+            return False
+        nal_type = (data[i + 3] >> 1) & 0x3F
+        if nal_type in _HEVC_IRAP:
+            return True
+        if nal_type in _HEVC_VCL:
+            return False
+        i += 3
+    return False
+
+
+def is_keyframe(codec: str, data: bytes | bytearray) -> bool:
+    """Whether a video access unit starts a picture that needs no earlier one."""
+    return hevc_is_irap(data) if codec == "hevc" else h264_is_idr(data)
+
+
 def h264_is_idr(data: bytes | bytearray) -> bool:
     """True when the first coded slice of an Annex B access unit is an IDR slice."""
     i = 0
@@ -157,6 +187,9 @@ class TsDemuxer:
         self.streams: dict[int, ElementaryStream] = {}
         self.video: ElementaryStream | None = None
         self.audio: ElementaryStream | None = None
+        self.program: list[str] | None = None
+        """What the last PMT announced, one description per stream (None: no PMT yet)."""
+        self._warned_types: set[int] = set()
         self._segment = 0
         self._segment_bytes = 0  # bytes fed since the segment began
         self._tail = b""  # bytes of an incomplete TS packet
@@ -399,7 +432,7 @@ class TsDemuxer:
         payload = bytes(data[header_end:])
         stream = pes.stream
         if stream.kind == "video":
-            keyframe = pes.random_access or h264_is_idr(payload)
+            keyframe = pes.random_access or is_keyframe(stream.codec, payload)
         else:
             keyframe = True
         self.stats.pes_packets += 1
@@ -466,6 +499,7 @@ class TsDemuxer:
         end = len(section) - 4
         streams: dict[int, ElementaryStream] = {}
         video = audio = None
+        program: list[str] = []
         while i + 5 <= end:
             stream_type = section[i]
             pid = ((section[i + 1] & 0x1F) << 8) | section[i + 2]
@@ -474,13 +508,24 @@ class TsDemuxer:
             i += 5 + info_length
             stream = self._classify(pid, stream_type, descriptors)
             if stream is None:
+                program.append(f"unsupported stream type {stream_type:#04x} (pid {pid})")
+                if stream_type not in self._warned_types:
+                    self._warned_types.add(stream_type)
+                    log.warning(
+                        "%s: input stream type %#04x (pid %d) is not supported; skipped",
+                        self.label,
+                        stream_type,
+                        pid,
+                    )
                 continue
+            program.append(f"{stream.codec} {stream.kind}")
             if stream.kind == "video" and video is None:
                 video = stream
                 streams[pid] = stream
             elif stream.kind == "audio" and audio is None:
                 audio = stream
                 streams[pid] = stream
+        self.program = program
         if streams != self.streams:
             for pid in list(self._pending):
                 if pid not in streams or streams[pid] != self.streams.get(pid):
@@ -493,8 +538,9 @@ class TsDemuxer:
     def _classify(
         pid: int, stream_type: int, descriptors: dict[int, bytes]
     ) -> ElementaryStream | None:
-        if stream_type == STREAM_TYPE_H264:
-            return ElementaryStream(pid, stream_type, "h264", "video")
+        video_codec = SUPPORTED_VIDEO.get(stream_type)
+        if video_codec is not None:
+            return ElementaryStream(pid, stream_type, video_codec, "video")
         if stream_type == STREAM_TYPE_AAC_ADTS:
             return ElementaryStream(pid, stream_type, "aac", "audio")
         if stream_type == STREAM_TYPE_PRIVATE_PES:

@@ -83,6 +83,9 @@ class IngestConfig(msgspec.Struct, tag="ingest", kw_only=True):
     verify_tls: bool = False
     audio: bool = True
     """Forward the input's audio packets (``StreamAudio``) towards egress."""
+    pacing_buffer_s: float = 2.5
+    """Live input: seconds of compressed packets held to release a burst at the input's own
+    cadence (0: decode everything as it arrives)."""
     stats_interval_s: float = 1.0
 
 

@@ -11,8 +11,10 @@ import av
 import pytest
 
 from benchmarks.media.clip import ClipSpec, read_frame_counter, video_frame
+from egress.colour import tag_colour
 from egress.mp4 import Mp4Writer
 from egress.stream import EgressStream
+from ipc.colour import Colour
 from ipc.frame import FrameFlag
 from ipc.messages import EgressConfig, StreamState, StreamStats
 from tests.egress.stream_helpers import source_audio, write_frame
@@ -122,3 +124,23 @@ def test_opus_audio_is_reencoded_to_aac_and_audio_before_the_video_is_dropped(
     assert writer.dropped()["audio_before_video"] > 0
     seconds = sum(f.samples for f in decoded_audio) / 48_000
     assert seconds == pytest.approx(18 / SPEC.fps, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    ("colour", "want"),
+    [(Colour(matrix=1, range=2, primaries=1, transfer=1), (1, 2)), (None, (6, 1))],
+)
+def test_the_file_declares_the_pictures_colour(
+    tmp_path: Path, colour: Colour | None, want: tuple[int, int]
+) -> None:
+    path = tmp_path / "tagged.mp4"
+    writer = Mp4Writer(str(path), audio=False)
+    for index in range(3):
+        frame = video_frame(SPEC, index)
+        if colour is not None:
+            tag_colour(frame, colour)
+        writer.video(frame, SPEC.pts(index))
+    assert writer.close() is True
+    with av.open(str(path)) as container:
+        first = next(iter(container.decode(video=0)))
+    assert (int(first.colorspace), int(first.color_range)) == want

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from infer.tensors import FrameConverter, frame_nbytes
+from ipc.colour import RANGE_FULL, RANGE_LIMITED, Colour
 from tests.infer.conftest import rgb_frame
 
 
@@ -145,3 +146,29 @@ def test_cuda_path_matches_the_cpu_path(fmt: str) -> None:
             gpu.to_frames(on_gpu), cpu.to_frames(cpu.to_images(batch)), strict=True
         ):
             assert np.array_equal(ours, ref)
+
+
+@pytest.mark.parametrize(
+    ("matrix", "full_range", "height"),
+    [(1, False, 64), (1, True, 64), (6, False, 64), (6, True, 64), (2, False, 720)],
+    ids=["bt709", "bt709-full", "bt601", "bt601-full", "unspecified-hd"],
+)
+def test_yuv_is_read_and_written_with_the_frame_colour(
+    matrix: int, full_range: bool, height: int
+) -> None:
+    """Checked against swscale converting with the same matrix and range (unspecified HD input
+    is BT.709)."""
+    width = 64
+    rgb = _smooth_rgb(width, height)
+    swscale_matrix = 1 if matrix in (1, 2) else 5
+    yuv = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+        format="yuv420p", dst_colorspace=swscale_matrix, dst_color_range=2 if full_range else 1
+    )
+    planes = yuv.to_ndarray()
+    colour = Colour(matrix=matrix, range=RANGE_FULL if full_range else RANGE_LIMITED)
+    converter = FrameConverter(width, height, "yuv420p", colour=colour)
+    images = converter.to_images([planes])
+    got = images[0].numpy() * 255
+    assert np.abs(got - rgb).mean() < 2.0
+    (back,) = converter.to_frames(images)
+    assert np.abs(back.astype(np.int16) - planes.astype(np.int16)).max() <= 2

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import av
 import numpy as np
 import pytest
 
 from benchmarks.media.clip import ClipSpec, read_counter, video_frame
 from ingest.ring_sink import RingSink, fit_size
 from ingest.stats import IngestStats
+from ipc.colour import (
+    COLOUR_MASK,
+    MATRIX_BT709,
+    MATRIX_SMPTE170M,
+    RANGE_FULL,
+    RANGE_LIMITED,
+    Colour,
+)
 from ipc.frame import FrameFlag, Stage
 from ipc.messages import StreamState
 from ipc.pixfmt import PixelFormat, frame_nbytes
@@ -60,8 +69,62 @@ async def test_pictures_land_in_the_ring_in_its_pixel_format(pixel_format: str) 
     assert counters == [0, 1, 2]
     first, last = frames[0], frames[2]
     assert first is not None and last is not None
-    assert first.flags == FrameFlag.KEYFRAME and last.flags == FrameFlag.END_OF_STREAM
+    colourless = ~COLOUR_MASK
+    assert first.flags & colourless == FrameFlag.KEYFRAME
+    assert last.flags & colourless == FrameFlag.END_OF_STREAM
     assert (first.stamps[Stage.INGEST_FIRST_BYTE], first.stamps[Stage.DECODED]) == (10, 20)
     assert first.stamps[Stage.INGEST_WRITTEN] > 0
     assert [m.state for m in sent.of(StreamState)] == ["processing"]
     assert np.array_equal(first.stamps[Stage.INFER_READ :], np.zeros(7, dtype=np.int64))
+
+
+def _tagged_patch(rgb: tuple[int, int, int], matrix: int, full_range: bool) -> av.VideoFrame:
+    """A flat 64x64 yuv420p picture of ``rgb`` made with the matrix's own equations."""
+    kr, kb = Colour(matrix=matrix).luma_weights
+    r, g, b = (c / 255 for c in rgb)
+    y = kr * r + (1 - kr - kb) * g + kb * b
+    pb, pr = (b - y) / (2 * (1 - kb)), (r - y) / (2 * (1 - kr))
+    scale = (0, 255, 255) if full_range else (16, 219, 224)
+    planes = (
+        round(scale[0] + scale[1] * y),
+        round(128 + scale[2] * pb),
+        round(128 + scale[2] * pr),
+    )
+    data = np.concatenate(
+        [np.full(64 * 64, planes[0]), np.full(32 * 32, planes[1]), np.full(32 * 32, planes[2])]
+    ).astype(np.uint8)
+    frame = av.VideoFrame.from_ndarray(data.reshape(96, 64), format="yuv420p")
+    frame.colorspace = matrix
+    frame.color_range = RANGE_FULL if full_range else RANGE_LIMITED
+    frame.color_primaries = matrix
+    frame.color_trc = 1
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("matrix", "full_range"),
+    [(MATRIX_BT709, False), (MATRIX_BT709, True), (MATRIX_SMPTE170M, False)],
+)
+@pytest.mark.parametrize("pixel_format", ["yuv420p", "rgb24"])
+async def test_colour_description_travels_and_rgb_rings_use_it(
+    pixel_format: str, matrix: int, full_range: bool
+) -> None:
+    spec = ring_spec(pixel_format=pixel_format, width=64, height=64)
+    colour = (200, 60, 30)
+    async with owned_ring(spec) as ring:
+        with ring.writer() as writer, ring.reader() as reader:
+            sink = RingSink("sink-2", writer, IngestStats("sink-2"), SentMessages().send)
+            await sink.video(
+                _tagged_patch(colour, matrix, full_range),
+                pts=0,
+                keyframe=True,
+                received_ns=1,
+                decoded_ns=2,
+            )
+            frame = reader.read()
+    assert frame is not None
+    carried = Colour.from_flags(frame.flags)
+    assert (carried.matrix, carried.full_range) == (matrix, full_range)
+    if pixel_format == "rgb24":
+        got = frame.planes[0].reshape(64, 64, 3)[8:56, 8:56].reshape(-1, 3).mean(0)
+        assert np.abs(got - colour).max() <= 2, got

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from benchmarks.media.camera import CameraSpec, camera_segments, retype_stream
 from benchmarks.media.clip import ClipSpec, TsSegment, ffmpeg_ts_segments
 from egress.mux import SegmentMuxer
 from ingest.tsdemux import TS_PACKET_SIZE, EsPacket, TsDemuxer, h264_is_idr
@@ -216,3 +217,25 @@ def test_audio_packets_carry_their_timestamps(aac_segment: TsSegment) -> None:
     assert all(p.pts is not None for p in audio) and pts == sorted(pts)
     assert all(p.keyframe for p in audio)
     assert all(p.data[0] == 0xFF and p.data[1] & 0xF0 == 0xF0 for p in audio)  # ADTS sync
+
+
+def test_hevc_stream_and_its_keyframes() -> None:
+    spec = CameraSpec(width=320, height=240, codec="libx265", audio=False, segment_seconds=0.5)
+    segments = camera_segments(spec, 30)
+    demuxer = TsDemuxer()
+    packets = [p for s in segments for p in demuxer.feed(s) + demuxer.new_segment()]
+    assert demuxer.program == ["hevc video"]
+    assert len(packets) == 30
+    assert [i for i, p in enumerate(packets) if p.keyframe] == [0, 15]
+
+
+def test_unknown_stream_types_are_listed_and_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    spec = CameraSpec(width=320, height=240, segment_seconds=0.5)
+    segment = retype_stream(camera_segments(spec, 15)[0], 0x1B, 0x99)
+    demuxer = TsDemuxer(label="odd")
+    packets = demuxer.feed(segment) + demuxer.new_segment()
+    assert demuxer.video is None
+    assert demuxer.program is not None and "aac audio" in demuxer.program
+    assert any("unsupported stream type 0x99" in s for s in demuxer.program)
+    assert all(p.stream.kind == "audio" for p in packets)
+    assert "0x99" in caplog.text and "not supported" in caplog.text
