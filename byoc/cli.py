@@ -186,7 +186,7 @@ def _orchestrator(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     import uvloop
 
-    from byoc.livepeer.orchestrator.run import run_orchestrator
+    from byoc.livepeer.standin.orchestrator.run import run_orchestrator
 
     try:
         uvloop.run(

@@ -37,7 +37,7 @@ from prometheus_client.registry import Collector
 
 from byoc.sessions import LIVE_STATES, Session, SessionKind, SessionState
 from byoc.settings import ALL_CAPABILITIES
-from ipc.messages import Message, StageLatency, StreamStats
+from ipc.messages import StageLatency, StreamStats
 from ipc.stats import bucket_bounds
 
 if TYPE_CHECKING:
@@ -194,9 +194,9 @@ class RunnerMetrics:
     # --- wiring ----------------------------------------------------------------------------
 
     def watch(self, runtime: Runtime) -> None:
-        """Collect from ``runtime``: worker messages, job sessions, scrape-time state."""
+        """Collect from ``runtime``: job sessions and scrape-time state. Workers' figures come
+        through ``on_stream_stats``, which the parent's ``StreamStats`` handler calls."""
         self._runtime = runtime
-        runtime.supervisor.on_message(self.on_worker_message)
         runtime.sessions.created.append(self.on_session)
         self.registry.register(_LiveCollector(self, runtime))
 
@@ -224,10 +224,8 @@ class RunnerMetrics:
             max(0.0, session.ended_at - session.created_at)
         )
 
-    def on_worker_message(self, worker: str, message: Message) -> None:
+    def on_stream_stats(self, worker: str, message: StreamStats) -> None:
         """Fold a worker's ``StreamStats`` into the stream's series."""
-        if not isinstance(message, StreamStats):
-            return
         runtime = self._runtime
         live = runtime is not None and runtime.streams.get(message.stream_id) is not None
         series = self._streams.get(message.stream_id)

@@ -182,6 +182,7 @@ class RegistrationService:
                     self.settings.orch_secret,
                     capability.name,
                     timeout_s=UNREGISTER_TIMEOUT_S,
+                    verify_tls=self.settings.trickle_verify_tls,
                 )
                 log.info("unregistered %s from %s", capability.name, orch.url)
             except (OrchestratorUnreachable, RegistrationRejected) as exc:
@@ -195,7 +196,13 @@ class RegistrationService:
     async def _register_all(self, orch: Orchestrator) -> None:
         assert self._http is not None
         for capability in self.capabilities:
-            await register(self._http, orch.url, self.settings.orch_secret, self._free(capability))
+            await register(
+                self._http,
+                orch.url,
+                self.settings.orch_secret,
+                self._free(capability),
+                verify_tls=self.settings.trickle_verify_tls,
+            )
 
     async def _run(self, orch: Orchestrator) -> None:
         retry_max = self.settings.register_retry_max_s
@@ -259,7 +266,7 @@ class RegistrationService:
             if await self._sleep_or_urgent(orch, self.settings.orch_check_interval_s):
                 log.info("re-registering at %s now (%s)", orch.url, orch.urgent_reason)
                 return
-            if not await probe(self._http, orch.url):
+            if not await probe(self._http, orch.url, verify_tls=self.settings.trickle_verify_tls):
                 log.warning(
                     "orchestrator %s stopped answering; registering again once it is back",
                     orch.url,
@@ -298,7 +305,13 @@ async def register_once(
             for capability in capabilities:
                 for attempt in range(1, attempts + 1):
                     try:
-                        await register(http, orch_url, settings.orch_secret, capability)
+                        await register(
+                            http,
+                            orch_url,
+                            settings.orch_secret,
+                            capability,
+                            verify_tls=settings.trickle_verify_tls,
+                        )
                     except OrchestratorUnreachable as exc:
                         if attempt < attempts:
                             await asyncio.sleep(retry_delay_s)

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from byoc.media import StreamSpec
+from byoc.media_path import StreamSpec
 from byoc.sessions import TERMINAL_STATES, Session, SessionKind, SessionState, SessionTable
 from byoc.state_store import StateStore
 

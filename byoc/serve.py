@@ -27,7 +27,7 @@ from byoc.clips import ClipStore
 from byoc.drain import Drain, wait_until_idle
 from byoc.jobs import WorkerJobs
 from byoc.livepeer.registration import Capability
-from byoc.media import MediaFactory, MediaPipeline, NoMediaPipeline, StreamSpec
+from byoc.media_path import MediaFactory, MediaPath, NoMediaPath, StreamSpec
 from byoc.registration import RegistrationService, build_capabilities
 from byoc.resume import SessionRecorder, restore_sessions
 from byoc.routes.metrics import metrics_app
@@ -40,6 +40,7 @@ from byoc.streams import StreamManager
 from byoc.supervisor import Supervisor, WorkerEntry
 from ipc import shm
 from ipc.deadline import shared_deadline, within
+from ipc.messages import StreamState, StreamStats, WorkerError
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,11 @@ class Runner:
         settings: Settings,
         *,
         workers: Mapping[str, WorkerEntry] | None = None,
-        media: MediaPipeline | None = None,
+        media: MediaPath | None = None,
         media_factory: MediaFactory | None = None,
     ) -> None:
         """``media`` or ``media_factory(supervisor, settings)`` is the streams' media path.
-        By default the real worker processes run it (``WorkerMediaPipeline``); with a custom
+        By default the real worker processes run it (``WorkerMediaPath``); with a custom
         ``workers`` map and neither given, streams run their control plane only."""
         self.settings = settings
         self.supervisor = Supervisor(
@@ -73,15 +74,21 @@ class Runner:
         )
         sessions = SessionTable(settings.capacity, settings.session_retention_s)
         if media is None and media_factory is None and workers is None:
-            from byoc.pipeline import WorkerMediaPipeline
+            from byoc.worker_media_path import WorkerMediaPath
 
-            media_factory = WorkerMediaPipeline
+            media_factory = WorkerMediaPath
         if media is None and media_factory is not None:
             media = media_factory(self.supervisor, settings)
-        self.media: MediaPipeline = media or NoMediaPipeline()
+        self.media: MediaPath = media or NoMediaPath()
         streams = StreamManager(settings, sessions, self.media)
-        self.supervisor.on_message(streams.on_worker_message)
+        # Every message type a worker sends has one handler (replies go to supervisor.requests).
+        self.supervisor.route(StreamState, streams.on_stream_state)
+        self.supervisor.route(StreamStats, self._on_stream_stats)
+        self.supervisor.route(WorkerError, streams.on_worker_error)
         self.supervisor.on_restart(streams.on_worker_restart)
+        connect_workers = getattr(self.media, "connect_workers", None)
+        if connect_workers is not None:
+            connect_workers()
         state_dir = settings.state_dir
         self.state_store = StateStore(state_dir) if state_dir is not None else None
         self.drain = Drain(settings.drain_timeout_s)
@@ -102,6 +109,11 @@ class Runner:
         self._app_runner: GuardedAppRunner | None = None
         self._metrics_runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
+
+    def _on_stream_stats(self, worker: str, message: StreamStats) -> None:
+        """A worker's figures feed the stream's status events and the metrics."""
+        self.runtime.streams.on_stream_stats(worker, message)
+        self.runtime.metrics.on_stream_stats(worker, message)
 
     async def start(self) -> None:
         """Open the state, listen, start the workers, resume the streams a killed runner left,
@@ -132,8 +144,7 @@ class Runner:
             raise
         self._app_runner = app_runner
         port = app_runner.addresses[0][1]
-        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-        self.url = f"http://{host}:{port}"
+        self.url = settings.local_url_at(port)
         log.info("listening on http://%s:%d", settings.host, port)
         self.metrics_url = f"{self.url}/metrics"
         if settings.metrics_port:
@@ -147,10 +158,9 @@ class Runner:
         for session, spec in restored:
             self.runtime.streams.resume(session, spec)
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="session-sweep")
-        public_url = settings.capability_url.rstrip("/") or self.url
         self.registration = RegistrationService(
             settings,
-            build_capabilities(settings, public_url),
+            build_capabilities(settings, settings.public_url_at(port)),
             self.runtime.busy,
             in_use=self._in_use,
         )
@@ -254,7 +264,7 @@ class Runner:
             try:
                 await self.media.close()
             except Exception:
-                log.exception("media pipeline close failed")
+                log.exception("media path close failed")
             await self.supervisor.stop()
             self.runtime.clips.close()
             if self.state_store is not None:
@@ -276,7 +286,7 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     workers: Mapping[str, WorkerEntry] | None = None,
-    media: MediaPipeline | None = None,
+    media: MediaPath | None = None,
     media_factory: MediaFactory | None = None,
     started: list[Runner] | None = None,
 ) -> None:
@@ -304,7 +314,7 @@ async def serve(
     loop.add_signal_handler(signal.SIGTERM, on_sigterm)
     try:
         if settings.with_orchestrator:
-            from byoc.livepeer.orchestrator import LocalOrchestrator
+            from byoc.livepeer.standin.orchestrator import LocalOrchestrator
 
             orchestrator = LocalOrchestrator(secret=settings.orch_secret)
             await orchestrator.start(settings.host, settings.orchestrator_port)

@@ -48,12 +48,16 @@ LIVE_STATES = frozenset(
     {SessionState.STARTING, SessionState.READY, SessionState.PROCESSING, SessionState.CONNECTED}
 )
 TERMINAL_STATES = frozenset({SessionState.STOPPED, SessionState.COMPLETED, SessionState.FAILED})
+MEDIA_READY_STATES = frozenset(
+    {SessionState.READY, SessionState.PROCESSING, SessionState.CONNECTED}
+)
+"""Live states whose media path is set up (``pipeline_ready`` in the runner API)."""
 TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
     SessionState.STARTING: frozenset({SessionState.READY, SessionState.CONNECTED})
     | TERMINAL_STATES,
     SessionState.READY: frozenset({SessionState.PROCESSING}) | TERMINAL_STATES,
     SessionState.PROCESSING: TERMINAL_STATES,
-    SessionState.CONNECTED: TERMINAL_STATES,
+    SessionState.CONNECTED: frozenset({SessionState.PROCESSING}) | TERMINAL_STATES,
     SessionState.STOPPED: frozenset(),
     SessionState.COMPLETED: frozenset(),
     SessionState.FAILED: frozenset(),

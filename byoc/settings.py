@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ipc.logs import LOG_FORMATS
+from ipc.messages import ENGINE_NAMES, X264_PRESETS, X264Preset
+from ipc.pixfmt import MAX_DIMENSION
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-ENGINES = ("auto", "builtin", "comfyui")
 ALL_CAPABILITIES = (
     "text-reversal",
     "comfystream-image",
@@ -67,6 +68,16 @@ class Settings:
     register_retry_max_s: float = 30.0
     register_rejected_retry_s: float = 60.0
     job_timeout_s: float = 120.0
+    # go-livepeer orchestrators serve self-signed certificates, hence off by default
+    trickle_verify_tls: bool = False
+    # latency and memory of the media path
+    ring_slots: int = 4
+    ring_max_width: int = 1920
+    ring_max_height: int = 1080
+    x264_preset: X264Preset = "superfast"
+    segment_seconds: float = 1.0
+    output_crf: int = 23
+    output_bitrate: int = 0
     # development: the local orchestrator stand-in beside the runner
     with_orchestrator: bool = False
     orchestrator_port: int = 8890
@@ -92,10 +103,18 @@ class Settings:
     @property
     def public_url(self) -> str:
         """The URL orchestrators call: ``CAPABILITY_URL`` or one built from host and port."""
+        return self.public_url_at(self.port)
+
+    def public_url_at(self, port: int) -> str:
+        """``public_url`` for the port the server actually bound (``--port 0`` picks one)."""
         if self.capability_url:
             return self.capability_url.rstrip("/")
+        return self.local_url_at(port)
+
+    def local_url_at(self, port: int) -> str:
+        """``http://host:port`` of this runner, a wildcard listen address shown as loopback."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{host}:{port}"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (validated again)."""
@@ -331,6 +350,64 @@ OPTIONS: tuple[Option, ...] = (
         "longest a worker job may take before 504 (a Livepeer header's timeout_seconds may lower it)",
     ),
     Option(
+        "ring_slots",
+        "--ring-slots",
+        ("RING_SLOTS",),
+        _int,
+        "frames a stream's ring holds (2-64): more absorbs bursts, fewer keeps latency down",
+    ),
+    Option(
+        "ring_max_width",
+        "--ring-max-width",
+        ("RING_MAX_WIDTH",),
+        _int,
+        "width of the largest frame a ring holds without a resize (sets shared memory per stream)",
+    ),
+    Option(
+        "ring_max_height",
+        "--ring-max-height",
+        ("RING_MAX_HEIGHT",),
+        _int,
+        "height of the largest frame a ring holds without a resize",
+    ),
+    Option(
+        "x264_preset",
+        "--x264-preset",
+        ("X264_PRESET",),
+        str,
+        "libx264 preset of the output: " + ", ".join(X264_PRESETS),
+    ),
+    Option(
+        "segment_seconds",
+        "--segment-seconds",
+        ("SEGMENT_SECONDS",),
+        _float,
+        "length of an output trickle segment, seconds; each opens with a keyframe (the GOP)",
+    ),
+    Option(
+        "output_crf",
+        "--output-crf",
+        ("OUTPUT_CRF",),
+        _int,
+        "constant quality of the output video (0-51, lower is better) when no bitrate is set",
+    ),
+    Option(
+        "output_bitrate",
+        "--output-bitrate",
+        ("OUTPUT_BITRATE",),
+        _int,
+        "target bits per second of the output video; 0: constant quality (--output-crf)",
+    ),
+    Option(
+        "trickle_verify_tls",
+        "--trickle-verify-tls",
+        ("TRICKLE_VERIFY_TLS",),
+        _bool,
+        "verify orchestrators' TLS certificates (trickle channels and registration); off by "
+        "default because go-livepeer orchestrators serve self-signed ones",
+        switch=True,
+    ),
+    Option(
         "with_orchestrator",
         "--with-orchestrator",
         ("WITH_ORCHESTRATOR",),
@@ -523,6 +600,22 @@ def validate(settings: Settings) -> Settings:
         )
     if s.max_image_side < 1:
         raise SettingsError(f"--max-image-side must be at least 1, got {s.max_image_side}")
+    if not 2 <= s.ring_slots <= 64:
+        raise SettingsError(f"--ring-slots must be 2-64, got {s.ring_slots}")
+    for flag, side in (
+        ("--ring-max-width", s.ring_max_width),
+        ("--ring-max-height", s.ring_max_height),
+    ):
+        if not 16 <= side <= MAX_DIMENSION:
+            raise SettingsError(f"{flag} must be 16-{MAX_DIMENSION}, got {side}")
+    if s.x264_preset not in X264_PRESETS:
+        raise SettingsError(
+            f"--x264-preset must be one of {', '.join(X264_PRESETS)}, got {s.x264_preset!r}"
+        )
+    if not 0 <= s.output_crf <= 51:
+        raise SettingsError(f"--output-crf must be 0-51, got {s.output_crf}")
+    if s.output_bitrate < 0:
+        raise SettingsError(f"--output-bitrate must be >= 0, got {s.output_bitrate}")
     if s.log_level not in LOG_LEVELS:
         raise SettingsError(
             f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}"
@@ -538,8 +631,8 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError("--metrics-port must differ from --port and --orchestrator-port")
     if s.metrics_host and not s.metrics_port:
         raise SettingsError("--metrics-host needs --metrics-port")
-    if s.engine not in ENGINES:
-        raise SettingsError(f"--engine must be one of {', '.join(ENGINES)}, got {s.engine!r}")
+    if s.engine not in ENGINE_NAMES:
+        raise SettingsError(f"--engine must be one of {', '.join(ENGINE_NAMES)}, got {s.engine!r}")
     if s.engine == "comfyui" and importlib.util.find_spec("comfy") is None:
         # Found without importing it: the parent never loads torch.
         raise SettingsError(
@@ -573,6 +666,7 @@ def validate(settings: Settings) -> Settings:
         "stream_start_timeout_s",
         "control_silence_timeout_s",
         "events_interval_s",
+        "segment_seconds",
         "heartbeat_interval_s",
         "heartbeat_timeout_s",
         "worker_start_timeout_s",

@@ -25,16 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ipc.echo import clip_text, summarize_large_values
-from ipc.messages import StageLatency, StreamStats
+from ipc.messages import DELIVERED_REASONS, StageLatency, StreamStats
 
 QUEUE_EVENT_TYPE = "ai_stream_events"
 END_TO_END = "end_to_end"
-NOT_LOST = frozenset({"scaled", "mp4_scaled", "workflow_error", "pacing_catch_up"})
-"""Reasons counted by workers for frames that were still delivered."""
 
 
 def _lost(reason: str) -> bool:
-    return reason not in NOT_LOST and not reason.startswith("audio_")
+    return reason not in DELIVERED_REASONS and not reason.startswith("audio_")
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Live streams in the parent: per stream, the control subscription, the status events and the
-media pipeline's lifecycle, all tied to the stream's session.
+media path's lifecycle, all tied to the stream's session.
 
 For every stream the parent
 
@@ -12,7 +12,7 @@ For every stream the parent
   for ``control_silence_timeout_s``, when the events channel is gone, when a worker reports its
   input ended or failed, on ``/stream/stop``, on ``DELETE /byoc/session/{id}``, when a new start
   replaces it, and when the runner shuts down. Every end path goes through
-  ``StreamController.end``: the media pipeline is stopped, the subscriptions closed, a final
+  ``StreamController.end``: the media path is stopped, the subscriptions closed, a final
   event published, and the session reaches a terminal state (which frees its capacity slot).
 - fails the stream (``last_error`` set) the moment one of its own tasks dies of an exception,
   rather than at the next sweep; tells the registration when its channels vanished (404), the
@@ -43,13 +43,13 @@ from byoc.livepeer.trickle import (
     TrickleSubscriber,
 )
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_JSON, KEEPALIVE_MESSAGE
-from byoc.media import MediaPipeline, MediaUnavailable, ParamsRejected, StreamSpec
+from byoc.media_path import MediaPath, MediaUnavailable, ParamsRejected, StreamSpec
 from byoc.sessions import CapacityError, Session, SessionState, SessionTable
 from byoc.settings import Settings
 from byoc.stream_events import StreamFigures, status_event
 from byoc.stream_params import check_params
 from ipc.deadline import within
-from ipc.messages import Message, StreamState, StreamStats, WorkerError
+from ipc.messages import StreamState, StreamStats, WorkerError
 from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class StartOutcome:
 
 
 class StreamController:
-    """One live stream: its session, control subscription, events and media pipeline."""
+    """One live stream: its session, control subscription, events and media path."""
 
     def __init__(
         self,
@@ -100,7 +100,7 @@ class StreamController:
                 TricklePublisher(
                     spec.events_url,
                     CONTENT_TYPE_JSON,
-                    verify_tls=False,
+                    verify_tls=self._settings.trickle_verify_tls,
                     delete_on_close=False,  # the orchestrator owns its channels
                     # A resumed stream goes on where the channel stands, not at seq 0.
                     start_seq=None if session.resumed else 0,
@@ -165,9 +165,9 @@ class StreamController:
             await _cancel_and_wait(tasks)
             if self._media_started or self._setup is not None:
                 try:
-                    await self.manager.pipeline.stop(self.id, reason)
+                    await self.manager.media.stop(self.id, reason)
                 except Exception:
-                    log.exception("stream %s: media pipeline stop failed", self.id)
+                    log.exception("stream %s: media path stop failed", self.id)
             self.session.transition(state, error=error)
             if self._events is not None:
                 await self._send_final_event()
@@ -184,7 +184,7 @@ class StreamController:
         async with self._params_lock:
             if self.ended:
                 raise StreamNotFound(self.id)
-            await self.manager.pipeline.update(self.id, params)
+            await self.manager.media.update(self.id, params)
             self.session.params = {**self.session.params, **params}
             self.manager.sessions.changed(self.session)
         log.info(
@@ -200,7 +200,7 @@ class StreamController:
         if state == "processing":
             if self.session.state is SessionState.STARTING:
                 self.session.transition(SessionState.READY)
-            if self.session.state is SessionState.READY:
+            if self.session.state in (SessionState.READY, SessionState.CONNECTED):
                 self.session.transition(SessionState.PROCESSING)
         elif state == "connected" and self.session.state is SessionState.STARTING:
             self.session.transition(SessionState.CONNECTED)
@@ -237,7 +237,7 @@ class StreamController:
 
     async def _set_up(self) -> None:
         self._media_started = True
-        await self.manager.pipeline.start(self.spec)
+        await self.manager.media.start(self.spec)
         if self.session.state is SessionState.STARTING:
             self.session.transition(SessionState.READY)
 
@@ -284,7 +284,9 @@ class StreamController:
             log.info("stream %s: final event not sent (%s)", self.id, type(exc).__name__)
 
     async def _control_loop(self) -> None:
-        subscriber = TrickleSubscriber(self.spec.control_url, verify_tls=False)
+        subscriber = TrickleSubscriber(
+            self.spec.control_url, verify_tls=self._settings.trickle_verify_tls
+        )
         try:
             async for segment in subscriber:
                 self.last_control_at = time.monotonic()
@@ -362,10 +364,10 @@ async def _cancel_and_wait(tasks: list[asyncio.Task[None]], rounds: int = 10) ->
 class StreamManager:
     """All live streams of the runner, keyed by stream id (the orchestrator's)."""
 
-    def __init__(self, settings: Settings, sessions: SessionTable, pipeline: MediaPipeline) -> None:
+    def __init__(self, settings: Settings, sessions: SessionTable, media: MediaPath) -> None:
         self.settings = settings
         self.sessions = sessions
-        self.pipeline = pipeline
+        self.media = media
         self.controllers: dict[str, StreamController] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._start_locks: dict[str, asyncio.Lock] = {}
@@ -432,7 +434,7 @@ class StreamManager:
         controller = StreamController(self, session, spec)
         if old is not None:
             # The old session left the table (replaced under the same id); end it everywhere
-            # before the new one starts, so the pipeline never holds two under one id.
+            # before the new one starts, so the media path never holds two under one id.
             self.controllers.pop(spec.stream_id, None)
             await old.end(SessionState.STOPPED, "replaced by a new start")
         self.controllers[spec.stream_id] = controller
@@ -476,18 +478,23 @@ class StreamManager:
 
     # --- worker messages -------------------------------------------------------------------
 
-    def on_worker_message(self, worker: str, message: Message) -> None:
-        """Route stream messages from workers to their stream."""
-        if isinstance(message, (StreamState, StreamStats, WorkerError)):
-            controller = self.controllers.get(message.stream_id) if message.stream_id else None
-            if controller is None:
-                return
-            if isinstance(message, StreamState):
-                controller.on_stream_state(message)
-            elif isinstance(message, StreamStats):
-                controller.on_stats(message)
-            else:
-                controller.on_error(message)
+    def on_stream_state(self, worker: str, message: StreamState) -> None:
+        """A worker's part of a stream changed state."""
+        controller = self.controllers.get(message.stream_id)
+        if controller is not None:
+            controller.on_stream_state(message)
+
+    def on_stream_stats(self, worker: str, message: StreamStats) -> None:
+        """A worker's figures for a stream."""
+        controller = self.controllers.get(message.stream_id)
+        if controller is not None:
+            controller.on_stats(message)
+
+    def on_worker_error(self, worker: str, message: WorkerError) -> None:
+        """A worker's error; those about a stream become its ``last_error``."""
+        controller = self.controllers.get(message.stream_id) if message.stream_id else None
+        if controller is not None:
+            controller.on_error(message)
 
     def on_worker_restart(self, worker: str, restarts: int) -> None:
         for controller in self.live():
@@ -501,7 +508,7 @@ class StreamManager:
         for controller in self.live():
             if controller.ended:
                 continue
-            if not self.pipeline.alive(controller.id):
+            if not self.media.alive(controller.id):
                 ended.append(controller.id)
                 await controller.end(
                     SessionState.FAILED, "media path gone", error="media path gone"

@@ -4,6 +4,10 @@ Each worker is a ``spawn``-started process with one duplex control channel (a so
 worker that exits, fails to report ready in time, or stops heartbeating (a hung event loop) is
 killed and restarted with exponential backoff; repeated restarts mark it as crash-looping, which
 ``/health`` reports. The parent keeps serving throughout.
+
+Messages from workers are dispatched by type, one handler per type (``route``). Requests to
+workers and their replies go through ``requests`` (``byoc.worker_requests``), which the supervisor
+fails at once when the asked worker's process ends.
 """
 
 from __future__ import annotations
@@ -18,21 +22,32 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from byoc.settings import Settings
+from byoc.worker_requests import WorkerRequests
 from ipc.channel import ChannelClosed, ControlChannel
 from ipc.child import WorkerSpec
 from ipc.deadline import within
-from ipc.messages import Heartbeat, Message, Ready, Shutdown, WorkerError
+from ipc.messages import (
+    Heartbeat,
+    JobProgress,
+    JobResult,
+    Message,
+    Ready,
+    Shutdown,
+    StreamReply,
+    WorkerError,
+    worker_role,
+)
 
 log = logging.getLogger(__name__)
 
 WorkerEntry = Callable[[WorkerSpec], None]
-MessageHandler = Callable[[str, Message], Awaitable[None] | None]
+MessageHandler = Callable[[str, Any], Awaitable[None] | None]
 RestartHandler = Callable[[str, int], Awaitable[None] | None]
 
 CRASH_LOOP_WINDOW_S = 60.0
@@ -105,6 +120,8 @@ class Supervisor:
     ) -> None:
         self.settings = settings
         entries = dict(workers) if workers is not None else default_workers()
+        for name in entries:
+            worker_role(name)  # a worker is named by its role; a typo fails here
         options = worker_options or {}
         self.workers: dict[str, WorkerHandle] = {
             name: WorkerHandle(name, entry, dict(options.get(name, {})))
@@ -113,14 +130,32 @@ class Supervisor:
         self._context = multiprocessing.get_context("spawn")
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        self._message_handlers: list[MessageHandler] = []
+        self._routes: dict[type, MessageHandler] = {}
         self._restart_handlers: list[RestartHandler] = []
+        self.requests = WorkerRequests(self)
+        self.route(StreamReply, self._stream_reply)
+        self.route(JobProgress, self._job_message)
+        self.route(JobResult, self._job_message)
 
     # --- public API ------------------------------------------------------------------------
 
-    def on_message(self, handler: MessageHandler) -> None:
-        """Call ``handler(worker, message)`` for every message a worker sends (not heartbeats)."""
-        self._message_handlers.append(handler)
+    def route(self, message_types: type | Iterable[type], handler: MessageHandler) -> None:
+        """Call ``handler(worker, message)`` for every message of these types a worker sends.
+
+        Each type has one handler: routing a type twice is a programming error (``ValueError``).
+        Messages of a type nobody routed are logged and dropped.
+        """
+        types = (message_types,) if isinstance(message_types, type) else tuple(message_types)
+        for message_type in types:
+            if message_type in self._routes:
+                raise ValueError(f"{message_type.__name__} is already routed")
+            self._routes[message_type] = handler
+
+    def _stream_reply(self, worker: str, message: StreamReply) -> None:
+        self.requests.deliver(message.request_id, message, final=True)
+
+    def _job_message(self, worker: str, message: JobProgress | JobResult) -> None:
+        self.requests.deliver(message.job_id, message, final=isinstance(message, JobResult))
 
     def on_restart(self, handler: RestartHandler) -> None:
         """Call ``handler(worker, restarts)`` each time a worker is ready again after a restart."""
@@ -178,6 +213,8 @@ class Supervisor:
     async def stop(self) -> None:
         """Ask every worker to shut down, kill the ones that do not, and wait for all."""
         self._stopping = True
+        for name in self.workers:
+            self.requests.fail_worker(name, "the runner is stopping")
         # Under a shutdown's shared deadline, the workers get what is left of it (at least a
         # moment to exit before they are killed), and their own clean-up shares it too.
         budget = max(0.5, within(self.settings.shutdown_timeout_s))
@@ -202,6 +239,7 @@ class Supervisor:
         backoff = self.settings.restart_backoff_initial_s
         while not self._stopping:
             exit_reason = await self._run_once(handle)
+            self.requests.fail_worker(handle.name, f"the {handle.name} worker {exit_reason}")
             if self._stopping:
                 break
             handle.last_exit = exit_reason
@@ -224,7 +262,7 @@ class Supervisor:
         """Spawn the worker, serve its channel until it dies or hangs; return why it ended."""
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         spec = WorkerSpec(
-            name=handle.name,
+            name=worker_role(handle.name),
             control=child_sock,
             heartbeat_interval_s=self.settings.heartbeat_interval_s,
             log_level=self.settings.log_level,
@@ -295,15 +333,16 @@ class Supervisor:
                     await result
 
     async def _dispatch(self, worker: str, message: Message) -> None:
-        for handler in self._message_handlers:
-            try:
-                result = handler(worker, message)
-                if result is not None:
-                    await result
-            except Exception:
-                log.exception(
-                    "handler failed for %s from worker %s", type(message).__name__, worker
-                )
+        handler = self._routes.get(type(message))
+        if handler is None:
+            log.debug("worker %s: no handler for %s", worker, type(message).__name__)
+            return
+        try:
+            result = handler(worker, message)
+            if result is not None:
+                await result
+        except Exception:
+            log.exception("handler failed for %s from worker %s", type(message).__name__, worker)
 
     async def _exit_description(self, handle: WorkerHandle) -> str:
         process = handle.process

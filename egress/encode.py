@@ -1,5 +1,5 @@
-"""Encoders for trickle output: H.264 (libx264, zero latency) and Opus, plus
-:class:`SegmentEncoder`, which turns frames into MPEG-TS segment bytes as they are encoded.
+"""Encoders for trickle output: H.264 (libx264, zero latency) and Opus. ``egress.live``'s
+``LiveSegmenter`` muxes what they produce into live MPEG-TS segments.
 
 Input timestamps are kept: a frame with pts ``p`` in time base ``tb`` leaves as a packet with
 pts ``round(p * tb * 90000)``. The cheapest video input is packed ``yuv420p`` planes (one copy
@@ -17,15 +17,16 @@ import numpy as np
 from av.video.frame import PictureType
 
 from egress.colour import swscale_target, tag_colour
-from egress.mux import TS_CLOCK, MuxChunk, SegmentMuxer
+from egress.mux import TS_CLOCK
 from ipc.colour import Colour
+from ipc.messages import X264_PRESETS
 
 log = logging.getLogger(__name__)
 
 TS_TIME_BASE = Fraction(1, TS_CLOCK)
 OPUS_RATE = 48_000
 OPUS_FRAME = 960  # 20 ms
-PRESETS = ("ultrafast", "superfast", "veryfast")
+PRESETS = X264_PRESETS
 
 
 def to_ts_clock(pts: int, time_base: Fraction) -> int:
@@ -260,127 +261,3 @@ def _pad_audio(frame: av.AudioFrame, samples: int) -> av.AudioFrame:
     out.pts = frame.pts
     out.time_base = frame.time_base
     return out
-
-
-@dataclass
-class SegmentEncoderStats:
-    """Counters of a :class:`SegmentEncoder`."""
-
-    video_frames: int = 0
-    audio_frames: int = 0
-    encoder_restarts: int = 0  # the picture size changed
-
-
-class SegmentEncoder:
-    """Frames in, MPEG-TS segment bytes out, each frame's bytes returned as soon as encoded.
-
-    Video: every segment opens with a forced IDR frame at the first frame whose pts is
-    ``segment_seconds`` past the segment start. A change of picture size restarts the encoder
-    and opens a new segment. Audio (optional): Opus, ``audio_channels`` channels, from any
-    input audio (AAC decoded upstream, any rate).
-    """
-
-    def __init__(
-        self,
-        *,
-        segment_seconds: float = 1.0,
-        audio: bool = True,
-        audio_channels: int = 2,
-        preset: str = "superfast",
-        crf: int = 23,
-        bit_rate: int | None = None,
-        frame_rate: int = 30,
-        threads: int = 1,
-        label: str = "",
-    ) -> None:
-        self.label = label
-        self.stats = SegmentEncoderStats()
-        self.muxer = SegmentMuxer(
-            segment_seconds=segment_seconds,
-            audio_channels=audio_channels if audio else None,
-            label=label,
-        )
-        self.video_encoder: VideoEncoder | None = None
-        self.audio_encoder = OpusEncoder(channels=audio_channels, label=label) if audio else None
-        self._video_options = {
-            "preset": preset,
-            "crf": crf,
-            "bit_rate": bit_rate,
-            "frame_rate": frame_rate,
-            "threads": threads,
-        }
-
-    def video(
-        self,
-        image: av.VideoFrame | np.ndarray,
-        pts: int,
-        time_base: Fraction = TS_TIME_BASE,
-        *,
-        pixel_format: str = "yuv420p",
-    ) -> list[MuxChunk]:
-        """Encode and mux one picture; returns the TS bytes it produced."""
-        if isinstance(image, np.ndarray):
-            if pixel_format == "yuv420p":
-                height, width = image.shape[0] * 2 // 3, image.shape[1]
-            else:
-                height, width = image.shape[0], image.shape[1]
-        else:
-            width, height = image.width, image.height
-        chunks: list[MuxChunk] = []
-        encoder = self.video_encoder
-        restart = encoder is not None and (encoder.width, encoder.height) != (width, height)
-        if encoder is None or restart:
-            if encoder is not None:
-                chunks.extend(self._mux_video(encoder.flush()))
-                chunks.extend(self.muxer.close())
-                self.stats.encoder_restarts += 1
-            encoder = self.video_encoder = VideoEncoder(
-                width,
-                height,
-                label=self.label,
-                **self._video_options,  # type: ignore[arg-type]
-            )
-        ts_pts = to_ts_clock(pts, time_base)
-        force = self.muxer.segment_due(ts_pts)
-        packets = encoder.encode(
-            image, ts_pts, TS_TIME_BASE, force_keyframe=force, pixel_format=pixel_format
-        )
-        self.stats.video_frames += 1
-        chunks.extend(self._mux_video(packets))
-        return chunks
-
-    def audio(self, frame: av.AudioFrame) -> list[MuxChunk]:
-        """Encode and mux one audio frame (pts and time_base set)."""
-        if self.audio_encoder is None:
-            raise RuntimeError("this encoder was created without audio")
-        self.stats.audio_frames += 1
-        return self._mux_audio(self.audio_encoder.encode(frame))
-
-    def close(self) -> list[MuxChunk]:
-        """Drain the encoders and end the open segment."""
-        chunks: list[MuxChunk] = []
-        if self.video_encoder is not None:
-            chunks.extend(self._mux_video(self.video_encoder.flush()))
-        if self.audio_encoder is not None:
-            chunks.extend(self._mux_audio(self.audio_encoder.flush()))
-        chunks.extend(self.muxer.close())
-        return chunks
-
-    def _mux_video(self, packets: list[av.Packet]) -> list[MuxChunk]:
-        chunks: list[MuxChunk] = []
-        for packet in packets:
-            if packet.pts is None:
-                continue
-            chunks.extend(
-                self.muxer.write_video(bytes(packet), packet.pts, packet.dts, packet.is_keyframe)
-            )
-        return chunks
-
-    def _mux_audio(self, packets: list[av.Packet]) -> list[MuxChunk]:
-        chunks: list[MuxChunk] = []
-        for packet in packets:
-            if packet.pts is None:
-                continue
-            pts = to_ts_clock(packet.pts, packet.time_base or Fraction(1, OPUS_RATE))
-            chunks.extend(self.muxer.write_audio(bytes(packet), pts))
-        return chunks

@@ -27,7 +27,7 @@ from egress.audio import AudioInterleaver, StreamAudioDecoder
 from egress.colour import colour_of
 from egress.encode import OPUS_RATE, TS_TIME_BASE, OpusEncoder, VideoEncoder, to_ts_clock
 from egress.mux import MuxChunk, SegmentMuxer
-from ipc.messages import StreamAudio
+from ipc.messages import DropReason, StreamAudio
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class LiveSegmenter:
         audio: bool = True,
         preset: str = "superfast",
         crf: int = 23,
+        bit_rate: int = 0,
         label: str = "",
     ) -> None:
         self.segment_seconds = segment_seconds
@@ -61,8 +62,8 @@ class LiveSegmenter:
         """Times the output was re-opened with an audio track that arrived late."""
         self.accepted = False
         """Whether the last picture was encoded (not dropped for its pts)."""
-        self.counters: dict[str, int] = {}
-        self._video_options = {"preset": preset, "crf": crf}
+        self.counters: dict[DropReason, int] = {}
+        self._video_options = {"preset": preset, "crf": crf, "bit_rate": bit_rate or None}
         self._early_audio: deque[StreamAudio] = deque()
         self._decoder = StreamAudioDecoder(label=label)
         self._opus: OpusEncoder | None = None
@@ -73,7 +74,7 @@ class LiveSegmenter:
         self._frame_ticks = _DEFAULT_FRAME_TICKS
         self._rejected_before = 0
 
-    def dropped(self) -> dict[str, int]:
+    def dropped(self) -> dict[DropReason, int]:
         """Drop counters (totals)."""
         out = dict(self.counters)
         rejected = self._rejected_before
@@ -86,7 +87,7 @@ class LiveSegmenter:
             out["before_keyframe"] = self.muxer.stats.video_dropped_before_keyframe
         return out
 
-    def _count(self, reason: str, n: int = 1) -> None:
+    def _count(self, reason: DropReason, n: int = 1) -> None:
         if n:
             self.counters[reason] = self.counters.get(reason, 0) + n
 

@@ -30,7 +30,7 @@ from av.video.stream import VideoStream
 from egress.audio import StreamAudioDecoder
 from egress.colour import colour_of
 from ipc.colour import Colour
-from ipc.messages import StreamAudio
+from ipc.messages import DropReason, StreamAudio
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class Mp4Writer:
         frame_rate: int = 30,
         preset: str = "superfast",
         crf: int = 23,
+        bit_rate: int = 0,
         label: str = "",
     ) -> None:
         self.path = path
@@ -60,9 +61,12 @@ class Mp4Writer:
         self.frame_rate = frame_rate
         self.label = label
         self.frames = 0
-        self.counters: dict[str, int] = {}
+        self.counters: dict[DropReason, int] = {}
         self.size: tuple[int, int] | None = None
         self._options = {"preset": preset, "crf": str(crf)}
+        if bit_rate:
+            self._options = {"preset": preset, "b": str(bit_rate), "maxrate": str(bit_rate)}
+            self._options["bufsize"] = str(bit_rate)
         self._container: OutputContainer | None = None
         self._video: VideoStream | None = None
         self._audio: AudioStream | None = None
@@ -83,12 +87,12 @@ class Mp4Writer:
     def has_audio(self) -> bool:
         return self._audio is not None
 
-    def dropped(self) -> dict[str, int]:
+    def dropped(self) -> dict[DropReason, int]:
         out = dict(self.counters)
         out["audio_decode_error"] = self._decoder.errors
         return out
 
-    def _count(self, reason: str, n: int = 1) -> None:
+    def _count(self, reason: DropReason, n: int = 1) -> None:
         if n:
             self.counters[reason] = self.counters.get(reason, 0) + n
 

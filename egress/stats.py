@@ -24,10 +24,10 @@ import time
 
 import numpy as np
 
-from ipc.messages import StreamStats
+from ipc.messages import DropReason, StreamStats, WorkerRole
 from ipc.stats import StageLatencies, pipeline_latencies
 
-WORKER = "egress"
+WORKER: WorkerRole = "egress"
 
 
 class EgressStats:
@@ -53,7 +53,7 @@ class EgressStats:
         for name, ns in pipeline_latencies(stamps):
             self.stages.record(name, ns)
 
-    def report(self, dropped: dict[str, int], *, bytes_out: int = 0) -> StreamStats:
+    def report(self, dropped: dict[DropReason, int], *, bytes_out: int = 0) -> StreamStats:
         """A ``StreamStats`` for the interval since the last report (which starts a new one)."""
         now = time.monotonic()
         elapsed = max(now - self._window_start, 1e-6)

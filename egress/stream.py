@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import av
 import numpy as np
@@ -36,13 +36,19 @@ from egress.stats import EgressStats
 from ipc.colour import Colour
 from ipc.deadline import within
 from ipc.frame import Frame, FrameFlag, Stage
-from ipc.messages import EgressConfig, Message, StreamAudio, StreamState, StreamStats
+from ipc.messages import (
+    DropReason,
+    EgressConfig,
+    StreamAudio,
+    StreamPartState,
+    StreamState,
+    StreamStats,
+)
 from ipc.pixfmt import PixelFormat
 from ipc.ring import FrameRing, RingReader
+from ipc.worker_stream import Send, WorkerStream
 
 log = logging.getLogger(__name__)
-
-Send = Callable[[Message], Awaitable[None]]
 
 MP4_AUDIO_GRACE_S = 0.5
 """How long the first picture of an MP4 output waits for audio to show up: an MP4's tracks are
@@ -73,8 +79,10 @@ def video_frame_of(frame: Frame) -> av.VideoFrame:
     return out
 
 
-class EgressStream:
+class EgressStream(WorkerStream):
     """The egress worker's part of one stream (see the module docstring)."""
+
+    role = "egress"
 
     def __init__(
         self,
@@ -83,46 +91,45 @@ class EgressStream:
         send: Send,
         *,
         on_done: Callable[[EgressStream], None] | None = None,
-        preset: str = "superfast",
     ) -> None:
         if not config.publish_url and not config.output_path:
             raise ValueError("an egress stream needs publish_url or output_path")
-        self.stream_id = stream_id
+        super().__init__(stream_id, send, stats_interval_s=config.stats_interval_s, on_done=on_done)
         self.config = config
         self.stats = EgressStats(stream_id)
         self.live = (
             LiveSegmenter(
                 segment_seconds=config.segment_seconds,
                 audio=config.audio,
-                preset=preset,
+                preset=config.preset,
+                crf=config.crf,
+                bit_rate=config.bit_rate,
                 label=stream_id,
             )
             if config.publish_url
             else None
         )
         self.mp4 = (
-            Mp4Writer(config.output_path, audio=config.audio, preset=preset, label=stream_id)
+            Mp4Writer(
+                config.output_path,
+                audio=config.audio,
+                preset=config.preset,
+                crf=config.crf,
+                bit_rate=config.bit_rate,
+                label=stream_id,
+            )
             if config.output_path
             else None
         )
         self.publisher: SegmentPublisher | None = None
-        self.outcome: str | None = None
-        self._send = send
-        self._on_done = on_done
         self._ring: FrameRing | None = None
         self._reader: RingReader | None = None
         self._audio_arrived = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._reporter: asyncio.Task[None] | None = None
         self._ring_dropped = 0
         self._published: SegmentPublisher | None = None  # kept for its byte count once closed
 
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    def start(self) -> None:
-        """Map the ring, take the reader role and start sending frames out."""
+    def open(self) -> None:
+        """Map the ring, take the reader role and open the outputs."""
         ring = FrameRing.attach(self.config.ring)
         try:
             reader = ring.reader()
@@ -141,10 +148,6 @@ class EgressStream:
             ring.name,
             " and ".join(x for x in (self.config.publish_url, self.config.output_path) if x),
         )
-        self._task = asyncio.create_task(self._run(), name=f"egress-{self.stream_id}")
-        self._reporter = asyncio.create_task(
-            self._report_loop(), name=f"egress-stats-{self.stream_id}"
-        )
 
     def on_audio(self, message: StreamAudio) -> None:
         """An audio packet of the stream's input (relayed by the parent)."""
@@ -157,52 +160,32 @@ class EgressStream:
         self._audio_arrived.set()
 
     async def stop(self, *, finish: bool = True) -> None:
-        """Stop (idempotent) and send the final ``StreamStats``. ``finish``: end the open segment, delete the publish channel and
-        finish the MP4 with what was written; otherwise (the stream is being replaced) leave the
-        channel as it is and drop the unfinished MP4."""
-        was_running = self.running
-        tasks = [t for t in (self._task, self._reporter) if t is not None and not t.done()]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        """Stop (idempotent) and send the final ``StreamStats``. ``finish``: end the open segment,
+        delete the publish channel and finish the MP4 with what was written; otherwise (the
+        stream is being replaced) leave the channel as it is and drop the unfinished MP4."""
+        was_running = await self.cancel()
         await self._close_outputs(finish=finish)
-        if was_running:
-            await self._send(self._report())  # the final figures
-        self._release()
+        await self.send_final_report(was_running)
 
     # -- the frame loop ---------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        state, error = "failed", ""
-        try:
-            state = await self._loop()
-        except asyncio.CancelledError:
-            raise
-        except ChannelClosedError as exc:
-            state = "ended"
+    async def work(self) -> StreamPartState:
+        return await self._loop()
+
+    def ended_by(self, exc: Exception) -> StreamPartState | None:
+        if isinstance(exc, ChannelClosedError):
             log.info("stream %s: output channel gone (%s)", self.stream_id, exc)
-        except Exception as exc:
-            log.exception("stream %s: egress failed", self.stream_id)
-            error = f"egress: {exc}"
-        self.outcome = state
-        if self._reporter is not None:
-            self._reporter.cancel()
+            return "ended"
+        return None
+
+    async def finish_outputs(self, state: StreamPartState) -> None:
         if state != "completed":
             await self._close_outputs(finish=state == "failed")
-        await self._send(self._report())
-        await self._send(
-            StreamState(stream_id=self.stream_id, worker="egress", state=state, error=error)
-        )
-        log.info(
-            "stream %s: egress %s after %d frames out", self.stream_id, state, self.stats.frames_out
-        )
-        self._release()
-        if self._on_done is not None:
-            self._on_done(self)
 
-    async def _loop(self) -> str:
+    def frames_done(self) -> int:
+        return self.stats.frames_out
+
+    async def _loop(self) -> StreamPartState:
         reader = self._reader
         assert reader is not None
         while not await reader.wait_async():
@@ -253,7 +236,7 @@ class EgressStream:
                 )
         return bool(frame.flags & FrameFlag.END_OF_STREAM)
 
-    async def _complete(self) -> str:
+    async def _complete(self) -> StreamPartState:
         """The last frame went out: finish every output."""
         if self.live is not None and self.publisher is not None:
             publisher, self.publisher = self.publisher, None
@@ -290,10 +273,10 @@ class EgressStream:
 
     # -- figures ----------------------------------------------------------------------------
 
-    def _report(self) -> StreamStats:
+    def report(self) -> StreamStats:
         if self._ring is not None and not self._ring.closed:
             self._ring_dropped = self._ring.stats().dropped
-        dropped = {"ring_overwrite": self._ring_dropped}
+        dropped: dict[DropReason, int] = {"ring_overwrite": self._ring_dropped}
         for part in (self.live, self.mp4):
             if part is not None:
                 for reason, n in part.dropped().items():
@@ -301,13 +284,7 @@ class EgressStream:
         bytes_out = self._published.bytes if self._published is not None else 0
         return self.stats.report(dropped, bytes_out=bytes_out)
 
-    async def _report_loop(self) -> None:
-        interval = max(0.05, self.config.stats_interval_s)
-        while True:
-            await asyncio.sleep(interval)
-            await self._send(self._report())
-
-    def _release(self) -> None:
+    def release(self) -> None:
         if self._reader is not None:
             self._reader.close()
             self._reader = None

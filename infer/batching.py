@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Hashable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from infer.errors import InferError
-from infer.pipeline import ActiveWorkflow, FrameResult
-from infer.tensors import Frame
-
-if TYPE_CHECKING:
-    from infer.pipeline import StreamPipeline
+from infer.run_state import ActiveWorkflow, BatchMember, FrameResult
+from infer.tensors import Pixels
 
 
 class _BatchMismatch(Exception):
@@ -29,7 +25,7 @@ class _BatchMismatch(Exception):
 
 
 def process_frames(
-    requests: Sequence[tuple[StreamPipeline, Frame]],
+    requests: Sequence[tuple[BatchMember, Pixels]],
     out: Sequence[np.ndarray | None] | None = None,
 ) -> list[FrameResult]:
     """Run each ``(pipeline, frame)``; results in request order, counted in each pipeline.
@@ -70,7 +66,7 @@ def process_frames(
 
 def _run_group(
     members: list[int],
-    requests: Sequence[tuple[StreamPipeline, Frame]],
+    requests: Sequence[tuple[BatchMember, Pixels]],
     actives: list[ActiveWorkflow],
     out: Sequence[np.ndarray | None] | None,
     results: list[FrameResult | None],
@@ -128,7 +124,7 @@ def _all_or_none(targets: list[np.ndarray | None]) -> list[np.ndarray] | None:
     return [t for t in targets if t is not None]
 
 
-def _passthrough(frame: Frame, target: np.ndarray | None) -> np.ndarray:
+def _passthrough(frame: Pixels, target: np.ndarray | None) -> np.ndarray:
     """The input frame unchanged (copied into ``target`` when one is given and fits)."""
     if isinstance(frame, (list, tuple)):
         arr = np.concatenate([np.asarray(p, dtype=np.uint8).reshape(-1) for p in frame])

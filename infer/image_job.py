@@ -24,7 +24,7 @@ from PIL import Image, ImageOps
 from infer.engine.base import Engine, ProgressCallback
 from infer.errors import InferError, NodeExecutionError, WorkflowError
 from infer.image_modes import rgb_array
-from infer.tensors import FrameConverter
+from infer.tensors import PixelConverter
 from infer.workflow.allocation import is_out_of_memory
 from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
 
@@ -169,7 +169,7 @@ def run_image_job(
     except WorkflowError as exc:
         raise ImageJobError(str(exc), kind="bad_workflow") from exc
     height, width = pixels.shape[:2]
-    converter = FrameConverter(width, height, "rgb24", engine.device)
+    converter = PixelConverter(width, height, "rgb24", engine.device)
     with torch.inference_mode():
         images = converter.to_images([pixels])
     try:

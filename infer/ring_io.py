@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from infer.batching import process_frames
-from infer.pipeline import FrameResult, StreamPipeline
+from infer.run_state import FrameResult
+from infer.workflow_runner import WorkflowRunner
 from ipc import pixfmt
 from ipc.frame import Frame, Stage
 from ipc.ring import RingWriter
 
 
-def process_ring_frames(items: Sequence[tuple[StreamPipeline, Frame]]) -> list[FrameResult]:
+def process_ring_frames(items: Sequence[tuple[WorkflowRunner, Frame]]) -> list[FrameResult]:
     """Run each ring frame through its pipeline (batched where possible); stamp the frames.
 
     Views are not released here: release them after ``write_result`` (a passthrough result

@@ -1,4 +1,4 @@
-"""One stream in the infer worker: its rings, its pipeline and its figures.
+"""One stream in the infer worker: its rings, its workflow runner and its figures.
 
 The worker's scheduler asks each stream for its newest unread frame (older ones are skipped:
 latest frame wins when inference is behind), runs the frames of all ready streams as one call on
@@ -14,13 +14,15 @@ import time
 from typing import Any
 
 from infer.engine.base import Engine
-from infer.pipeline import FrameResult, StreamPipeline
 from infer.ring_io import write_result
+from infer.run_state import FrameResult
 from infer.workflow import PASSTHROUGH_WORKFLOW, workflow_from_params
+from infer.workflow.rewrite import frame_input_ids, frame_output_ids
 from infer.workflow.source import Prompt
+from infer.workflow_runner import WorkflowRunner
 from ipc.colour import Colour
 from ipc.frame import Frame, Stage
-from ipc.messages import InferConfig, StreamData, StreamStats
+from ipc.messages import DropReason, InferConfig, StreamData, StreamStats
 from ipc.ring import FrameRing, RingReader, RingWriter
 from ipc.stats import StageLatencies
 from ipc.untrusted_json import loads_untrusted
@@ -29,14 +31,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SIZE = 512
 """Warm-up size until the first frame tells the real one."""
-_INPUT_NODES = ("LoadTensor", "LoadImage", "PrimaryInputLoadImage")
-_OUTPUT_NODES = ("SaveTensor", "SaveImage", "PreviewImage")
 
 
 def is_passthrough(prompt: Prompt) -> bool:
     """Whether a workflow only hands its input frame to its output (no node in between)."""
-    inputs = [nid for nid, node in prompt.items() if node["class_type"] in _INPUT_NODES]
-    outputs = [node for node in prompt.values() if node["class_type"] in _OUTPUT_NODES]
+    inputs = frame_input_ids(prompt)
+    outputs = [prompt[nid] for nid in frame_output_ids(prompt)]
     return (
         len(prompt) == 2
         and len(inputs) == 1
@@ -59,7 +59,7 @@ def stream_workflow(params: dict[str, Any], width: int = 0, height: int = 0) -> 
 
 
 def _scale_input(prompt: Prompt, width: int, height: int) -> Prompt:
-    inputs = [nid for nid, node in prompt.items() if node["class_type"] in _INPUT_NODES]
+    inputs = frame_input_ids(prompt)
     scaled: Prompt = {}
     for nid in inputs:
         scale_id = f"{nid}.fit"
@@ -93,7 +93,7 @@ class InferStream:
         self.params: dict[str, Any] = {}
         if config.workflow:
             self.params["workflow"] = loads_untrusted(config.workflow, what="workflow")
-        self.pipeline = StreamPipeline(
+        self.runner = WorkflowRunner(
             engine,
             stream_id,
             config.width or DEFAULT_SIZE,
@@ -122,7 +122,7 @@ class InferStream:
     def prepare(self) -> None:
         """Validate and warm up the stream's workflow (raises ``WorkflowError``)."""
         prompt = stream_workflow(self.params, self.config.width, self.config.height)
-        self.pipeline.start(prompt)
+        self.runner.start(prompt)
         self.passthrough = is_passthrough(prompt)
 
     def update(self, params: dict[str, Any]) -> None:
@@ -133,7 +133,7 @@ class InferStream:
         if bool(width) != bool(height):
             raise ValueError("width and height must be given together")
         prompt = stream_workflow(merged, width, height)
-        self.pipeline.update(prompt)
+        self.runner.update(prompt)
         self.passthrough = is_passthrough(prompt)
         self.params = merged
         self.config = InferConfig(
@@ -161,18 +161,18 @@ class InferStream:
         frame = self.reader.read(copy=False, stamp=Stage.INFER_READ)
         if not self.config.live:
             if frame is not None:
-                self.pipeline.follow_colour(Colour.from_flags(frame.flags))
+                self.runner.follow_colour(Colour.from_flags(frame.flags))
             return frame  # a clip: every frame, in order
         while frame is not None and self.in_ring.stats().unread > 0:
             frame.release()  # a newer frame is waiting: latest frame wins
             self.skipped += 1
             frame = self.reader.read(copy=False, stamp=Stage.INFER_READ)
         if frame is not None:
-            self.pipeline.follow_colour(Colour.from_flags(frame.flags))
+            self.runner.follow_colour(Colour.from_flags(frame.flags))
         return frame
 
     def needs_resize(self, frame: Frame) -> bool:
-        return (frame.width, frame.height) != self.pipeline.size
+        return (frame.width, frame.height) != self.runner.size
 
     def deliver(self, frame: Frame, result: FrameResult) -> list[StreamData]:
         """Write the result to the output ring, release the input view, count; return text
@@ -205,9 +205,9 @@ class InferStream:
         """Figures since the last call."""
         now = time.monotonic()
         elapsed = max(now - self._window_start, 1e-6)
-        dropped = {
+        dropped: dict[DropReason, int] = {
             "infer_behind": self.skipped,
-            "workflow_error": self.pipeline.stats.frames_failed,
+            "workflow_error": self.runner.stats.frames_failed,
         }
         if self.in_ring is not None and not self.in_ring.closed:
             dropped["input_ring_overwrite"] = self.in_ring.stats().dropped
@@ -232,4 +232,4 @@ class InferStream:
         for ring in (self.in_ring, self.out_ring):
             if ring is not None:
                 ring.close()
-        self.pipeline.close()
+        self.runner.close()

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ipc import pixfmt
 from ipc.colour import MATRIX_BT709, MATRIX_SMPTE170M, RANGE_FULL, RANGE_LIMITED, Colour
 
 PIXEL_FORMATS = ("rgb24", "yuv420p", "nv12")
@@ -42,17 +43,8 @@ _COLORSPACES = {"bt601": MATRIX_SMPTE170M, "bt709": MATRIX_BT709}
 _LIMITED = (16.0, 219.0, 224.0)
 _FULL = (0.0, 255.0, 255.0)
 
-Frame = Any
-"""A frame as the ring hands it over: a uint8 ``np.ndarray`` (or, for yuv420p, three planes)."""
-
-
-def frame_nbytes(width: int, height: int, pixel_format: str) -> int:
-    """Bytes of one frame in ``pixel_format``."""
-    if pixel_format == "rgb24":
-        return width * height * 3
-    if pixel_format in ("yuv420p", "nv12"):
-        return width * height + 2 * ((width + 1) // 2) * ((height + 1) // 2)
-    raise ValueError(f"unsupported pixel format {pixel_format!r}; use one of {PIXEL_FORMATS}")
+Pixels = Any
+"""A frame's pixels as the ring hands them over: a uint8 ``np.ndarray`` (or, for yuv420p, three planes)."""
 
 
 def _yuv_matrices(colour: Colour) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,7 +62,7 @@ def _yuv_matrices(colour: Colour) -> tuple[torch.Tensor, torch.Tensor]:
     return rgb_from_yuv.float(), torch.linalg.inv(rgb_from_yuv).float()
 
 
-class FrameConverter:
+class PixelConverter:
     """Converts frames of one pixel format to image batches on ``device`` and back.
 
     One converter per stream (it owns reusable staging buffers); not thread-safe.
@@ -93,7 +85,7 @@ class FrameConverter:
                 colour = Colour(matrix=_COLORSPACES[colorspace], range=RANGE_LIMITED)
             except KeyError:
                 raise ValueError(f"unsupported colorspace {colorspace!r}") from None
-        self.nbytes = frame_nbytes(width, height, pixel_format)
+        self.nbytes = pixfmt.frame_nbytes(pixfmt.parse_pixel_format(pixel_format), width, height)
         self.width = width
         self.height = height
         self.pixel_format = pixel_format
@@ -126,7 +118,7 @@ class FrameConverter:
 
     # -- frames to images ---------------------------------------------------------------------
 
-    def flatten(self, frame: Frame) -> np.ndarray:
+    def flatten(self, frame: Pixels) -> np.ndarray:
         """A frame as a 1-D uint8 view (or copy, for separate planes); checks its size."""
         if isinstance(frame, (list, tuple)):
             frame = np.concatenate([np.asarray(p, dtype=np.uint8).reshape(-1) for p in frame])
@@ -140,7 +132,7 @@ class FrameConverter:
             )
         return np.ascontiguousarray(arr).reshape(-1)
 
-    def to_images(self, frames: Sequence[Frame]) -> torch.Tensor:
+    def to_images(self, frames: Sequence[Pixels]) -> torch.Tensor:
         """Upload a batch of frames and convert it: ``[B, H, W, 3]`` float32 on the device."""
         raw = self._upload([self.flatten(f) for f in frames])
         if self.pixel_format == "rgb24":

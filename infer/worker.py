@@ -16,9 +16,12 @@ import logging
 import time
 from typing import Any
 
+import msgspec
+
 from ipc.child import WorkerContext, WorkerSpec, run_worker
 from ipc.messages import (
     InferConfig,
+    InferOptions,
     JobProgress,
     JobRequest,
     JobResult,
@@ -41,7 +44,7 @@ class InferService:
 
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
-        self.options = spec.options
+        self.options = msgspec.convert(spec.options, InferOptions)  # a typo fails the start
         self._streams: dict[str, Any] = {}  # stream id -> infer.stream.InferStream
         self._frames_pool = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="infer-frames"
@@ -73,14 +76,14 @@ class InferService:
         from infer.workflow.allocation import AllocationLimits
 
         return AllocationLimits(
-            max_side=int(self.options.get("max_image_side", 4096)),
-            max_bytes=int(self.options.get("max_workflow_memory_mb", 4096)) * 1024**2,
+            max_side=self.options.max_image_side,
+            max_bytes=self.options.max_workflow_memory_mb * 1024**2,
         )
 
     def _select_engine(self) -> Any:
         from infer.engine import select_engine
 
-        return select_engine(self.options.get("engine"), self.options.get("workspace"))
+        return select_engine(self.options.engine, self.options.workspace or None)
 
     async def stop(self) -> None:
         for stream_id in list(self._streams):
@@ -266,7 +269,7 @@ class InferService:
         loop = asyncio.get_running_loop()
         try:
             results: list[Any] = await loop.run_in_executor(
-                self._frames_pool, process_ring_frames, [(s.pipeline, f) for s, f in items]
+                self._frames_pool, process_ring_frames, [(s.runner, f) for s, f in items]
             )
         except Exception as exc:  # the engine itself broke: frames pass through, counted
             log.exception("inference call failed")
@@ -281,7 +284,7 @@ class InferService:
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(
-                self._frames_pool, stream.pipeline.resize, frame.width, frame.height
+                self._frames_pool, stream.runner.resize, frame.width, frame.height
             )
         except WorkflowError as exc:
             await self.ctx.send(
@@ -293,7 +296,7 @@ class InferService:
             )
 
     async def _deliver(self, stream: Any, frame: Any, result: Any) -> None:
-        from infer.pipeline import FrameResult
+        from infer.run_state import FrameResult
 
         if result is None:
             result = FrameResult(
@@ -332,7 +335,7 @@ class InferService:
             )
             return
         loop = asyncio.get_running_loop()
-        side = int(self.options.get("max_image_side", 4096))
+        side = self.options.max_image_side
         limits = ImageJobLimits(max_width=side, max_height=side)
 
         def progress(node_id: str, class_type: str, index: int, total: int) -> None:
@@ -384,7 +387,7 @@ class InferService:
 
 def _forwarded(frame: Any) -> Any:
     """The result of a passthrough workflow: the input frame itself, stamped."""
-    from infer.pipeline import FrameResult
+    from infer.run_state import FrameResult
     from ipc.frame import Stage
 
     now = time.monotonic_ns()

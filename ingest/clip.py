@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 import av
 from av.audio.stream import AudioStream
 
-from ingest.media import TS_CLOCK
+from ingest.decoded import TS_CLOCK
+from ipc.messages import DropReason, StreamPartState
 
 if TYPE_CHECKING:
     from ingest.ring_sink import RingSink
@@ -103,13 +104,13 @@ class ClipSource:
         self._frame_ticks = TS_CLOCK // _DEFAULT_FPS
         self._aac: tuple[int, int, int] | None = None
 
-    def counters(self) -> dict[str, int]:
-        out = {"decode_error": self.decode_errors}
+    def counters(self) -> dict[DropReason, int]:
+        out: dict[DropReason, int] = {"decode_error": self.decode_errors}
         if self.audio_unsupported:
             out["audio_unsupported"] = self.audio_unsupported
         return out
 
-    async def run(self, sink: RingSink) -> str:
+    async def run(self, sink: RingSink) -> StreamPartState:
         """Play the clip into ``sink``; returns ``"completed"`` after the last frame."""
         container = av.open(self.path)
         try:

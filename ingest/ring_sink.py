@@ -20,7 +20,7 @@ import av
 import numpy as np
 
 from ingest.decode import yuv420p_array
-from ingest.media import TS_TIME_BASE
+from ingest.decoded import TS_TIME_BASE
 from ingest.stats import IngestStats
 from ipc import pixfmt
 from ipc.colour import MATRIX_BT709, MATRIX_BT2020, RANGE_FULL, Colour

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import time
 
-from ipc.messages import StreamStats
+from ipc.messages import DropReason, StreamStats, WorkerRole
 from ipc.stats import StageLatencies
 
-WORKER = "ingest"
+WORKER: WorkerRole = "ingest"
 
 
 class IngestStats:
@@ -31,12 +31,12 @@ class IngestStats:
         self.stream_id = stream_id
         self.frames_in = 0
         self.audio_packets = 0
-        self.counters: dict[str, int] = {}
+        self.counters: dict[DropReason, int] = {}
         self.stages = StageLatencies()
         self._window_start = time.monotonic()
         self._window_frames = 0
 
-    def count(self, reason: str, n: int = 1) -> None:
+    def count(self, reason: DropReason, n: int = 1) -> None:
         """Add ``n`` to the drop counter ``reason``."""
         self.counters[reason] = self.counters.get(reason, 0) + n
 
@@ -48,7 +48,7 @@ class IngestStats:
         self.stages.record_between("ring_write", decoded_ns, written_ns)
 
     def report(
-        self, source_counters: dict[str, int] | None = None, *, bytes_in: int = 0
+        self, source_counters: dict[DropReason, int] | None = None, *, bytes_in: int = 0
     ) -> StreamStats:
         """A ``StreamStats`` for the interval since the last report (which starts a new one)."""
         now = time.monotonic()

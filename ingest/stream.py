@@ -1,8 +1,8 @@
 """One ingest stream: its input (a live trickle channel or a clip file) into its input ring.
 
-``IngestStream`` owns the stream's lifetime in the worker: it maps the ring the parent created,
-takes the writer role, runs the source, reports ``StreamState``/``StreamStats`` and releases the
-ring (detach only: the parent unlinks it) however the stream ends.
+``IngestStream`` is the stream in the worker (its life is ``ipc.worker_stream.WorkerStream``'s):
+it maps the ring the parent created, takes the writer role, runs the source and releases the ring
+(detach only: the parent unlinks it) however the stream ends.
 
 ``TrickleSource`` is the live input: it subscribes the channel at the live edge (seq -2: the
 segment being written, from its first byte), follows it segment by segment and demuxes each
@@ -40,8 +40,9 @@ from ingest.pacing import DEFAULT_BUFFER_S, Marker, PacketPacer
 from ingest.ring_sink import RingSink, Send
 from ingest.stats import IngestStats
 from ingest.tsdemux import SUPPORTED_DESCRIPTION, EsPacket, TsDemuxer
-from ipc.messages import IngestConfig, StreamState, StreamStats
+from ipc.messages import DropReason, IngestConfig, StreamPartState, StreamStats
 from ipc.ring import FrameRing, RingWriter
+from ipc.worker_stream import WorkerStream
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class TrickleSource:
         self._stalled = False
         self._last_activity = 0.0
 
-    def counters(self) -> dict[str, int]:
+    def counters(self) -> dict[DropReason, int]:
         """Drop counters of the demuxer and decoder (totals)."""
         return {
             "decode_error": self.video.stats.errors + self._retired_counts["decode_error"],
@@ -117,7 +118,7 @@ class TrickleSource:
             "pacing_catch_up": self.pacer.stats.catch_ups,
         }
 
-    async def run(self, sink: RingSink) -> str:
+    async def run(self, sink: RingSink) -> StreamPartState:
         """Read the channel until it ends; returns ``"ended"``. Raises when it stays
         unreachable for ``give_up_after_s``, or ``UnsupportedInputError``."""
         self.pacer = PacketPacer(self.pacing_buffer_s)
@@ -135,7 +136,7 @@ class TrickleSource:
             with contextlib.suppress(asyncio.CancelledError):
                 await decoding
 
-    async def _read(self, sink: RingSink) -> str:
+    async def _read(self, sink: RingSink) -> StreamPartState:
         start_seq = self.start_seq
         failing_since: float | None = None
         attempt = 0
@@ -284,8 +285,10 @@ class TrickleSource:
             await sink.audio(codec, pts, data, rate, channels)
 
 
-class IngestStream:
+class IngestStream(WorkerStream):
     """The ingest worker's part of one stream (see the module docstring)."""
+
+    role = "ingest"
 
     def __init__(
         self,
@@ -297,7 +300,12 @@ class IngestStream:
     ) -> None:
         if not config.subscribe_url and not config.source_path:
             raise ValueError("an ingest stream needs subscribe_url or source_path")
-        self.stream_id = stream_id
+        super().__init__(
+            stream_id,
+            send,
+            stats_interval_s=config.stats_interval_s,
+            on_done=on_done,
+        )
         self.config = config
         self.stats = IngestStats(stream_id)
         self.source: TrickleSource | ClipSource
@@ -311,21 +319,12 @@ class IngestStream:
                 audio=config.audio,
                 pacing_buffer_s=config.pacing_buffer_s,
             )
-        self.outcome: str | None = None
-        self._send = send
-        self._on_done = on_done
         self._ring: FrameRing | None = None
         self._writer: RingWriter | None = None
         self.sink: RingSink | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._reporter: asyncio.Task[None] | None = None
 
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    def start(self) -> None:
-        """Map the ring, take the writer role and start reading the input."""
+    def open(self) -> None:
+        """Map the ring and take the writer role."""
         ring = FrameRing.attach(self.config.ring)
         try:
             writer = ring.writer()
@@ -346,63 +345,26 @@ class IngestStream:
             ring.name,
             writer.next_seq,
         )
-        self._task = asyncio.create_task(self._run(), name=f"ingest-{self.stream_id}")
-        self._reporter = asyncio.create_task(
-            self._report_loop(), name=f"ingest-stats-{self.stream_id}"
-        )
 
     async def stop(self) -> None:
         """Stop reading, send the final ``StreamStats`` and release the ring (idempotent); no
         state message is sent."""
-        was_running = self.running
-        tasks = [t for t in (self._task, self._reporter) if t is not None and not t.done()]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if was_running:
-            await self._send(self._stats())  # the final figures
-        self._release()
+        await self.send_final_report(await self.cancel())
 
-    def _stats(self) -> StreamStats:
+    quiet_failures = (UnsupportedInputError,)
+
+    async def work(self) -> StreamPartState:
+        assert self.sink is not None
+        return await self.source.run(self.sink)
+
+    def report(self) -> StreamStats:
         bytes_in = self.source.bytes_in if isinstance(self.source, TrickleSource) else 0
         return self.stats.report(self.source.counters(), bytes_in=bytes_in)
 
-    async def _report_loop(self) -> None:
-        interval = max(0.05, self.config.stats_interval_s)
-        while True:
-            await asyncio.sleep(interval)
-            await self._send(self._stats())
+    def frames_done(self) -> int:
+        return self.stats.frames_in
 
-    async def _run(self) -> None:
-        assert self.sink is not None
-        state, error = "failed", ""
-        try:
-            state = await self.source.run(self.sink)
-        except asyncio.CancelledError:
-            raise
-        except UnsupportedInputError as exc:
-            log.warning("stream %s: %s", self.stream_id, exc)
-            error = f"ingest: {exc}"
-        except Exception as exc:
-            log.exception("stream %s: ingest failed", self.stream_id)
-            error = f"ingest: {exc}"
-        self.outcome = state
-        if self._reporter is not None:
-            self._reporter.cancel()
-        await self._send(self._stats())
-        await self._send(
-            StreamState(stream_id=self.stream_id, worker="ingest", state=state, error=error)
-        )
-        log.info(
-            "stream %s: ingest %s after %d frames", self.stream_id, state, self.stats.frames_in
-        )
-        self._release()
-        if self._on_done is not None:
-            self._on_done(self)
-
-    def _release(self) -> None:
+    def release(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -24,7 +24,16 @@ from typing import Any, Protocol
 from ipc import logs
 from ipc.channel import ChannelClosed, ControlChannel
 from ipc.deadline import shared_deadline
-from ipc.messages import Heartbeat, Message, Probe, ProbeResult, Ready, Shutdown, WorkerError
+from ipc.messages import (
+    Heartbeat,
+    Message,
+    Probe,
+    ProbeResult,
+    Ready,
+    Shutdown,
+    WorkerError,
+    WorkerRole,
+)
 
 PROCESS_TITLE_PREFIX = "comfystream-byoc"
 _PR_SET_PDEATHSIG = 1
@@ -36,12 +45,15 @@ log = logging.getLogger(__name__)
 class WorkerSpec:
     """Everything a spawned worker needs; pickled by ``multiprocessing`` into the child."""
 
-    name: str
+    name: WorkerRole
     control: socket.socket
     heartbeat_interval_s: float = 1.0
     log_level: str = "INFO"
     log_format: str = "text"
     options: dict[str, Any] = field(default_factory=dict)
+    """Role-specific options, validated by the worker into its own typed options."""
+    index: int = 0
+    """Which worker of its role this is (0: the first)."""
 
 
 class WorkerContext:
@@ -49,7 +61,8 @@ class WorkerContext:
 
     def __init__(self, spec: WorkerSpec, channel: ControlChannel) -> None:
         self.spec = spec
-        self.name = spec.name
+        self.name: WorkerRole = spec.name
+        self.index = spec.index
         self.shutdown_timeout_s = 0.0  # from the parent's Shutdown, when it sets one
         self._channel = channel
 
@@ -133,10 +146,17 @@ async def _serve(spec: WorkerSpec, factory: ServiceFactory) -> None:
         except Exception as exc:
             log.exception("%s: failed to start", spec.name)
             await ctx.send(
-                WorkerError(worker=spec.name, message=f"start failed: {exc}", fatal=True)
+                WorkerError(
+                    worker=spec.name,
+                    message=f"start failed: {exc}",
+                    fatal=True,
+                    worker_index=spec.index,
+                )
             )
             raise SystemExit(1) from exc
-        await ctx.send(Ready(worker=spec.name, pid=os.getpid(), detail=detail))
+        await ctx.send(
+            Ready(worker=spec.name, pid=os.getpid(), detail=detail, worker_index=spec.index)
+        )
         started.set()
         heartbeats = asyncio.create_task(_heartbeat(ctx, service, spec.heartbeat_interval_s))
         await stopping.wait()
@@ -171,7 +191,7 @@ async def _receive(
                 ctx.shutdown_timeout_s = message.timeout_s
                 break
             if isinstance(message, Probe):
-                await ctx.send(_probe(ctx.name, message))
+                await ctx.send(_probe(ctx, message))
                 continue
             await started.wait()
             try:
@@ -179,17 +199,23 @@ async def _receive(
             except Exception as exc:
                 log.exception("%s: error handling %s", ctx.name, type(message).__name__)
                 stream_id = getattr(message, "stream_id", "")
-                await ctx.send(WorkerError(worker=ctx.name, message=str(exc), stream_id=stream_id))
+                await ctx.send(
+                    WorkerError(
+                        worker=ctx.name,
+                        message=str(exc),
+                        stream_id=stream_id,
+                        worker_index=ctx.index,
+                    )
+                )
     except ChannelClosed:
         log.warning("%s: parent is gone, stopping", ctx.name)
     finally:
         stopping.set()
 
 
-def _probe(worker: str, probe: Probe) -> ProbeResult:
-    if probe.what == "modules":
-        return ProbeResult(worker=worker, what=probe.what, data=sorted(sys.modules))
-    return ProbeResult(worker=worker, what=probe.what, data=[])
+def _probe(ctx: WorkerContext, probe: Probe) -> ProbeResult:
+    data = sorted(sys.modules) if probe.what == "modules" else []
+    return ProbeResult(worker=ctx.name, what=probe.what, data=data, worker_index=ctx.index)
 
 
 async def _heartbeat(ctx: WorkerContext, service: WorkerService, interval_s: float) -> None:
@@ -199,6 +225,7 @@ async def _heartbeat(ctx: WorkerContext, service: WorkerService, interval_s: flo
         await ctx.send(
             Heartbeat(
                 worker=ctx.name,
+                worker_index=ctx.index,
                 seq=seq,
                 monotonic_ns=time.monotonic_ns(),
                 active_streams=service.active_streams(),

@@ -6,13 +6,68 @@ Every message is a tagged msgspec ``Struct``; the ``type`` field names it on the
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 
 import msgspec
 
 from ipc.ring import RingSpec
 
-WorkerName = Literal["ingest", "infer", "egress"]
+WorkerRole = Literal["ingest", "infer", "egress"]
+"""What a worker does. A worker is its role plus an index (``worker_index``, 0 for the first), so
+several workers of one role (one infer worker per GPU) can be told apart."""
+WORKER_ROLES: tuple[str, ...] = get_args(WorkerRole)
+
+
+def worker_role(name: str) -> WorkerRole:
+    """``name`` as a ``WorkerRole``; ``ValueError`` for anything else."""
+    if name not in WORKER_ROLES:
+        raise ValueError(f"unknown worker role {name!r}; one of {', '.join(WORKER_ROLES)}")
+    return cast(WorkerRole, name)
+
+
+StreamPartState = Literal["connected", "processing", "ended", "completed", "failed"]
+"""A worker's part of a stream: ``connected`` (a peer is connected, no frame yet),
+``processing`` (frames flow), then one of ``ended`` (the input went away), ``completed`` (a
+finite input or output is done) or ``failed``."""
+
+DropReason = Literal[
+    # ingest
+    "decode_error",
+    "skipped_until_keyframe",
+    "damaged_input",
+    "scaled",
+    "pacing_catch_up",
+    "audio_unsupported",
+    # infer
+    "infer_behind",
+    "workflow_error",
+    "input_ring_overwrite",
+    # egress
+    "ring_overwrite",
+    "non_increasing_pts",
+    "before_keyframe",
+    "mp4_scaled",
+    "audio_overflow",
+    "audio_decode_error",
+    "audio_before_video",
+    "audio_no_track",
+    "audio_non_increasing_pts",
+]
+"""Why a worker counted a frame or packet in ``StreamStats.dropped``. ``scaled``,
+``mp4_scaled``, ``workflow_error`` and ``pacing_catch_up`` frames were still delivered (changed or unchanged);
+``audio_*`` reasons count audio; every other reason is a lost video frame."""
+DROP_REASONS: tuple[str, ...] = get_args(DropReason)
+DELIVERED_REASONS: frozenset[str] = frozenset(
+    {"scaled", "mp4_scaled", "workflow_error", "pacing_catch_up"}
+)
+
+X264Preset = Literal["ultrafast", "superfast", "veryfast"]
+"""libx264 presets egress offers (slower ones cost more than a frame interval at HD)."""
+X264_PRESETS: tuple[str, ...] = get_args(X264Preset)
+
+EngineName = Literal["auto", "builtin", "comfyui"]
+"""Inference engines: ``auto`` picks ComfyUI when importable, else the built-in engine."""
+ENGINE_NAMES: tuple[str, ...] = get_args(EngineName)
 
 
 class _Base(msgspec.Struct, tag_field="type"):
@@ -25,18 +80,22 @@ class _Base(msgspec.Struct, tag_field="type"):
 class Ready(_Base, tag="ready"):
     """A worker finished starting and accepts work."""
 
-    worker: str
+    worker: WorkerRole
     pid: int
     detail: dict[str, str] = {}
+    worker_index: int = 0
+    """Which worker of its role sent it (0: the first)."""
 
 
 class Heartbeat(_Base, tag="heartbeat"):
     """Sent by a worker's event loop every interval; silence means the loop is stuck."""
 
-    worker: str
+    worker: WorkerRole
     seq: int
     monotonic_ns: int
     active_streams: int = 0
+    worker_index: int = 0
+    """Which worker of its role sent it (0: the first)."""
 
 
 class Shutdown(_Base, tag="shutdown"):
@@ -50,10 +109,12 @@ class Shutdown(_Base, tag="shutdown"):
 class WorkerError(_Base, tag="worker_error"):
     """A worker reports an error that is not tied to a request (a stream, a job)."""
 
-    worker: str
+    worker: WorkerRole
     message: str
     stream_id: str = ""
     fatal: bool = False
+    worker_index: int = 0
+    """Which worker of its role sent it (0: the first)."""
 
 
 class Probe(_Base, tag="probe"):
@@ -65,9 +126,11 @@ class Probe(_Base, tag="probe"):
 class ProbeResult(_Base, tag="probe_result"):
     """A worker's answer to ``Probe``."""
 
-    worker: str
+    worker: WorkerRole
     what: str
     data: list[str]
+    worker_index: int = 0
+    """Which worker of its role sent it (0: the first)."""
 
 
 # --- streams ---------------------------------------------------------------------------------
@@ -87,6 +150,19 @@ class IngestConfig(msgspec.Struct, tag="ingest", kw_only=True):
     """Live input: seconds of compressed packets held to release a burst at the input's own
     cadence (0: decode everything as it arrives)."""
     stats_interval_s: float = 1.0
+
+
+class InferOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The infer worker's start options (``WorkerSpec.options``), validated when it starts."""
+
+    engine: EngineName | None = None
+    """None: ``$COMFY_ENGINE``, else ``auto``."""
+    workspace: str = ""
+    """ComfyUI's working directory (models, custom_nodes); empty: the current directory."""
+    max_image_side: int = 4096
+    """Largest width or height of an image job's input."""
+    max_workflow_memory_mb: int = 4096
+    """Largest image (width x height x batch, float32) one workflow node may ask for."""
 
 
 class InferConfig(msgspec.Struct, tag="infer", kw_only=True):
@@ -114,6 +190,11 @@ class EgressConfig(msgspec.Struct, tag="egress", kw_only=True):
     output_path: str = ""
     verify_tls: bool = False
     segment_seconds: float = 1.0
+    """Length of a trickle segment; each opens with a keyframe, so it is also the GOP."""
+    preset: X264Preset = "superfast"
+    crf: int = 23
+    bit_rate: int = 0
+    """Target bits per second of the video; 0: constant quality (``crf``)."""
     audio: bool = True
     stats_interval_s: float = 1.0
 
@@ -148,10 +229,12 @@ class StreamReply(_Base, tag="stream_reply"):
     500 the worker failed."""
 
     stream_id: str
-    worker: str
+    worker: WorkerRole
     request_id: str
     status: int
     error: str = ""
+    worker_index: int = 0
+    """Which worker of its role sent it (0: the first)."""
 
 
 class StreamStop(_Base, tag="stream_stop"):
@@ -165,9 +248,11 @@ class StreamState(_Base, tag="stream_state"):
     """A worker's part of a stream changed state (``ready``, ``processing``, ``ended``, ``failed``)."""
 
     stream_id: str
-    worker: str
-    state: str
+    worker: WorkerRole
+    state: StreamPartState
     error: str = ""
+    worker_index: int = 0
+    """Which worker of its role sent it (0: the first)."""
 
 
 class StageLatency(msgspec.Struct):
@@ -188,17 +273,19 @@ class StreamStats(_Base, tag="stream_stats"):
     """Per-stream figures a worker measured over its last report interval."""
 
     stream_id: str
-    worker: str
+    worker: WorkerRole
     fps_in: float = 0.0
     fps_out: float = 0.0
     frames_in: int = 0
     frames_out: int = 0
-    dropped: dict[str, int] = {}
+    dropped: dict[DropReason, int] = {}
     stages: dict[str, StageLatency] = {}
     bytes_in: int = 0
     """Media bytes read from the stream's trickle input, total since the stream started here."""
     bytes_out: int = 0
     """Media bytes published to the stream's trickle output, total since it started here."""
+    worker_index: int = 0
+    """Which worker of its role sent it (0: the first)."""
 
 
 class StreamAudio(_Base, tag="stream_audio"):

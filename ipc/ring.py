@@ -73,7 +73,7 @@ import numpy as np
 from ipc import pixfmt
 from ipc.frame import NUM_STAGES, Frame, Stage
 from ipc.pixfmt import PixelFormat
-from ipc.shm import PREFIX, Direction, Segment, ring_name, validate_name
+from ipc.shm import PREFIX, Direction, SharedRegion, ring_name, validate_name
 from ipc.wakeup import AddressInUse, WakeListener, WakeSender
 
 log = logging.getLogger(__name__)
@@ -242,12 +242,12 @@ class FrameRing:
     unmaps. ``close()`` and ``unlink()`` are idempotent.
     """
 
-    def __init__(self, spec: RingSpec, segment: Segment, layout: _Layout) -> None:
+    def __init__(self, spec: RingSpec, region: SharedRegion, layout: _Layout) -> None:
         self.spec = spec
-        self._segment = segment
+        self._region = region
         self._layout = layout
-        self._q: memoryview = segment.buf.cast("q")
-        self._bytes: np.ndarray | None = np.frombuffer(segment.buf, dtype=np.uint8)
+        self._q: memoryview = region.buf.cast("q")
+        self._bytes: np.ndarray | None = np.frombuffer(region.buf, dtype=np.uint8)
         self._roles: list[RingWriter | RingReader] = []
         if not _X86:
             log.warning(
@@ -260,9 +260,9 @@ class FrameRing:
     def create(cls, spec: RingSpec) -> FrameRing:
         """Create the ring's shared memory; this process owns it and must ``unlink()`` it."""
         layout = _Layout.of(spec)
-        segment = Segment.create(spec.name, layout.size)
+        region = SharedRegion.create(spec.name, layout.size)
         try:
-            q = segment.buf.cast("q")
+            q = region.buf.cast("q")
             try:
                 q[_VERSION] = VERSION
                 q[_SLOTS] = spec.slots
@@ -275,10 +275,10 @@ class FrameRing:
                 q[_MAGIC] = MAGIC  # last: a header with the magic is complete
             finally:
                 q.release()
-            ring = cls(spec, segment, layout)
+            ring = cls(spec, region, layout)
         except BaseException:
-            segment.close()
-            segment.unlink()
+            region.close()
+            region.unlink()
             raise
         log.debug(
             "ring %s created: %d slots of %d bytes (%dx%d %s)",
@@ -295,19 +295,19 @@ class FrameRing:
     def attach(cls, spec: RingSpec) -> FrameRing:
         """Map an existing ring without owning it. Raises ``RingError`` if it differs from spec."""
         layout = _Layout.of(spec)
-        segment = Segment.attach(spec.name)
+        region = SharedRegion.attach(spec.name)
         try:
-            cls._check_header(spec, segment, layout)
-            return cls(spec, segment, layout)
+            cls._check_header(spec, region, layout)
+            return cls(spec, region, layout)
         except BaseException:
-            segment.close()
+            region.close()
             raise
 
     @staticmethod
-    def _check_header(spec: RingSpec, segment: Segment, layout: _Layout) -> None:
-        if segment.size < SLOT_TABLE_OFFSET:
+    def _check_header(spec: RingSpec, region: SharedRegion, layout: _Layout) -> None:
+        if region.size < SLOT_TABLE_OFFSET:
             raise RingError(f"shared memory {spec.name!r} is too small to be a frame ring")
-        q = segment.buf.cast("q")
+        q = region.buf.cast("q")
         try:
             if q[_MAGIC] != MAGIC or q[_VERSION] != VERSION:
                 raise RingError(f"shared memory {spec.name!r} is not a version {VERSION} ring")
@@ -315,7 +315,7 @@ class FrameRing:
         finally:
             q.release()
         expected = (spec.slots, int(spec.format), spec.max_width, spec.max_height, NUM_STAGES)
-        if found != expected or segment.size != layout.size:
+        if found != expected or region.size != layout.size:
             fmt = PixelFormat(found[1]) if found[1] in set(PixelFormat) else found[1]
             raise RingError(
                 f"ring {spec.name!r} was created with {found[0]} slots of "
@@ -328,15 +328,15 @@ class FrameRing:
 
     @property
     def is_owner(self) -> bool:
-        return self._segment.is_owner
+        return self._region.is_owner
 
     @property
     def closed(self) -> bool:
-        return self._segment.closed
+        return self._region.closed
 
     @property
     def nbytes(self) -> int:
-        """Size of the shared memory segment."""
+        """Size of the shared memory region."""
         return self._layout.size
 
     def stats(self) -> RingStats:
@@ -358,18 +358,18 @@ class FrameRing:
 
     def close(self) -> None:
         """Close this process's writer/reader and unmap the ring (idempotent)."""
-        if self._segment.closed:
+        if self._region.closed:
             return
         for role in self._roles:
             role.close()
         self._roles.clear()
         self._bytes = None
         self._q.release()
-        self._segment.close()
+        self._region.close()
 
     def unlink(self) -> None:
         """Remove the ring's shared memory (owner only; idempotent)."""
-        self._segment.unlink()
+        self._region.unlink()
 
     def __enter__(self) -> FrameRing:
         return self
@@ -384,7 +384,7 @@ class FrameRing:
         return f"<FrameRing {self.name} {role}{' closed' if self.closed else ''}>"
 
     def _live_q(self) -> memoryview:
-        if self._segment.closed:
+        if self._region.closed:
             raise ValueError(f"ring {self.name!r} is closed")
         return self._q
 
@@ -413,7 +413,7 @@ class RingWriter:
         self._role = _claim_role(ring, f"{ring.name}.w", "writer")
         self._wake = WakeSender(f"{ring.name}.r")
         self._q = q
-        self._buf = ring._segment.buf
+        self._buf = ring._region.buf
         self._format = ring.spec.format
         self._capacity = ring._layout.capacity
         self._slots = range(ring._layout.slots)
@@ -774,7 +774,7 @@ class RingReader:
         self._ring = ring
         self._wake = _claim_role(ring, f"{ring.name}.r", "reader")
         self._q = q
-        self._buf = ring._segment.buf
+        self._buf = ring._region.buf
         self._capacity = ring._layout.capacity
         self._payloads = ring._payload_views()
         for payload in self._payloads:

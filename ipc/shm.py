@@ -1,19 +1,20 @@
-"""Our POSIX shared-memory segments: names, mapping, and sweeping what a dead process left.
+"""Our shared-memory regions (POSIX "shared memory segments"; in this project "segment" means a
+trickle segment): names, mapping, and sweeping what a dead process left.
 
 Names look like ``cbyoc-<owner pid>-<stream token>-<direction>``, e.g. ``cbyoc-4242-a1b2c3-in``.
-The owner pid in the name lets a starting parent remove the segments of a previous parent that was
+The owner pid in the name lets a starting parent remove the regions of a previous parent that was
 killed (``sweep(dead_only=True)``), and a parent remove whatever a given process left
 (``sweep(owners={pid})``).
 
-Ownership: one process (the parent) creates and unlinks a segment; others only map it. The
-creator registers the segment with ``multiprocessing``'s resource tracker, so if the creator is
+Ownership: one process (the parent) creates and unlinks a region; others only map it. The
+creator registers the region with ``multiprocessing``'s resource tracker, so if the creator is
 killed the tracker unlinks it once every process sharing that tracker has exited. Processes that
-attach must *not* register: on Python < 3.13, ``SharedMemory(name)`` registers the segment with
+attach must *not* register: on Python < 3.13, ``SharedMemory(name)`` registers the region with
 the attaching process's tracker, and a process started outside ``multiprocessing`` (own tracker)
-would unlink the owner's segment when it exits (bpo-39959). Unregistering after attaching is no
+would unlink the owner's region when it exits (bpo-39959). Unregistering after attaching is no
 fix either: spawned children share their parent's tracker, whose registry is a set, so the child
 would drop the owner's registration and the owner's own unlink would later make the tracker
-raise ``KeyError``. Attaching therefore maps the segment directly with the same primitives
+raise ``KeyError``. Attaching therefore maps the region directly with the same primitives
 ``SharedMemory`` uses (``shm_open`` + ``mmap``), and never talks to the tracker.
 """
 
@@ -34,10 +35,10 @@ from multiprocessing import shared_memory
 log = logging.getLogger(__name__)
 
 PREFIX = "cbyoc"
-"""Prefix of every segment this project creates."""
+"""Prefix of every region this project creates."""
 
 MAX_NAME_LEN = 64
-"""Longest segment name accepted (Linux allows 255; short names keep ``ls /dev/shm`` readable)."""
+"""Longest region name accepted (Linux allows 255; short names keep ``ls /dev/shm`` readable)."""
 
 SHM_DIR = "/dev/shm"
 
@@ -55,8 +56,8 @@ class Direction(str, Enum):
 
 
 @dataclass(frozen=True)
-class SegmentName:
-    """The parts of one of our segment names."""
+class RegionName:
+    """The parts of one of our region names."""
 
     prefix: str
     owner_pid: int
@@ -65,7 +66,7 @@ class SegmentName:
 
 
 def validate_name(name: str) -> None:
-    """Raise ``ValueError`` unless ``name`` is usable as a segment name."""
+    """Raise ``ValueError`` unless ``name`` is usable as a region name."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"shared memory name must be a non-empty string, got {name!r}")
     if len(name) > MAX_NAME_LEN:
@@ -83,9 +84,7 @@ def validate_name(name: str) -> None:
 def validate_prefix(prefix: str) -> None:
     """Raise ``ValueError`` unless ``prefix`` is 1-16 lower-case letters or digits."""
     if not isinstance(prefix, str) or not _PREFIX_RE.fullmatch(prefix):
-        raise ValueError(
-            f"segment prefix must be 1-16 lower-case letters or digits, got {prefix!r}"
-        )
+        raise ValueError(f"region prefix must be 1-16 lower-case letters or digits, got {prefix!r}")
 
 
 def stream_token(stream_id: str) -> str:
@@ -111,7 +110,7 @@ def ring_name(
     prefix: str = PREFIX,
     owner_pid: int | None = None,
 ) -> str:
-    """The segment name of ``stream_id``'s ring in ``direction``, owned by ``owner_pid``.
+    """The region name of ``stream_id``'s ring in ``direction``, owned by ``owner_pid``.
 
     ``owner_pid`` defaults to the calling process (the creator).
     """
@@ -125,8 +124,8 @@ def ring_name(
     return name
 
 
-def parse_name(name: str) -> SegmentName | None:
-    """Split one of our segment names into its parts; ``None`` if it is not one of ours."""
+def parse_name(name: str) -> RegionName | None:
+    """Split one of our region names into its parts; ``None`` if it is not one of ours."""
     parts = name.split("-")
     if len(parts) != 4:
         return None
@@ -135,11 +134,11 @@ def parse_name(name: str) -> SegmentName | None:
         return None
     if direction not in (d.value for d in Direction) or _TOKEN_UNSAFE.search(token):
         return None
-    return SegmentName(prefix, int(pid), token, direction)
+    return RegionName(prefix, int(pid), token, direction)
 
 
-def list_segments(prefix: str = PREFIX) -> list[str]:
-    """Names of the existing segments that are ours and carry ``prefix``, sorted."""
+def list_regions(prefix: str = PREFIX) -> list[str]:
+    """Names of the existing regions that are ours and carry ``prefix``, sorted."""
     validate_prefix(prefix)
     try:
         entries = os.listdir(SHM_DIR)
@@ -170,8 +169,8 @@ def pid_alive(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
-def unlink_segment(name: str) -> bool:
-    """Unlink segment ``name``; ``False`` if it did not exist."""
+def unlink_region(name: str) -> bool:
+    """Unlink region ``name``; ``False`` if it did not exist."""
     validate_name(name)
     try:
         _posixshmem.shm_unlink("/" + name)
@@ -186,34 +185,34 @@ def sweep(
     owners: Iterable[int] | None = None,
     dead_only: bool = False,
 ) -> list[str]:
-    """Unlink our leftover segments that carry ``prefix``; return the names unlinked.
+    """Unlink our leftover regions that carry ``prefix``; return the names unlinked.
 
-    ``owners`` limits the sweep to segments whose owner pid is listed (a parent cleaning up after
-    a child, or after itself). ``dead_only`` limits it to segments whose owner is no longer
-    running (a parent starting after a crash of its predecessor). With neither, every segment
+    ``owners`` limits the sweep to regions whose owner pid is listed (a parent cleaning up after
+    a child, or after itself). ``dead_only`` limits it to regions whose owner is no longer
+    running (a parent starting after a crash of its predecessor). With neither, every region
     with ``prefix`` goes: use a prefix of your own.
     """
     wanted = None if owners is None else set(owners)
     removed = []
-    for name in list_segments(prefix):
+    for name in list_regions(prefix):
         parsed = parse_name(name)
         assert parsed is not None
         if wanted is not None and parsed.owner_pid not in wanted:
             continue
         if dead_only and pid_alive(parsed.owner_pid):
             continue
-        if unlink_segment(name):
+        if unlink_region(name):
             removed.append(name)
             log.info("unlinked leftover shared memory %s (owner pid %d)", name, parsed.owner_pid)
     return removed
 
 
-class Segment:
-    """A POSIX shared-memory segment mapped into this process.
+class SharedRegion:
+    """A POSIX shared-memory region mapped into this process.
 
-    ``Segment.create`` makes a new segment (this process owns it and must ``unlink`` it);
-    ``Segment.attach`` maps an existing one without taking ownership. ``buf`` is a writable
-    memoryview of the whole segment. ``close`` and ``unlink`` may be called any number of times.
+    ``SharedRegion.create`` makes a new region (this process owns it and must ``unlink`` it);
+    ``SharedRegion.attach`` maps an existing one without taking ownership. ``buf`` is a writable
+    memoryview of the whole region. ``close`` and ``unlink`` may be called any number of times.
     """
 
     def __init__(self, name: str, mapping: mmap.mmap, owner: shared_memory.SharedMemory | None):
@@ -225,20 +224,20 @@ class Segment:
         self._unlinked = False
 
     @classmethod
-    def create(cls, name: str, size: int) -> Segment:
-        """Create segment ``name`` of ``size`` bytes (zero-filled, memory reserved up front).
+    def create(cls, name: str, size: int) -> SharedRegion:
+        """Create region ``name`` of ``size`` bytes (zero-filled, memory reserved up front).
 
         Raises ``FileExistsError`` if it exists, ``OSError`` (ENOSPC) if ``/dev/shm`` cannot hold
         it: reserving now turns a later SIGBUS on first write into a clear error at creation.
         """
         validate_name(name)
         if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-            raise ValueError(f"segment size must be a positive integer, got {size!r}")
+            raise ValueError(f"region size must be a positive integer, got {size!r}")
         try:
             owner = shared_memory.SharedMemory(name=name, create=True, size=size)
         except FileExistsError:
             raise FileExistsError(
-                errno.EEXIST, f"shared memory segment {name!r} already exists"
+                errno.EEXIST, f"shared memory region {name!r} already exists"
             ) from None
         try:
             fd = getattr(owner, "_fd", -1)
@@ -252,7 +251,7 @@ class Segment:
                             f"cannot reserve {size} bytes for shared memory {name!r}: "
                             f"{os.strerror(exc.errno or 0)}",
                         ) from None
-            # SharedMemory's own mapping is closed at once: this class maps the segment the same
+            # SharedMemory's own mapping is closed at once: this class maps the region the same
             # way for creator and attachers, and closes it without SharedMemory.__del__ noise.
             owner.close()
             mapping = _map(name)
@@ -263,14 +262,14 @@ class Segment:
         return cls(name, mapping, owner)
 
     @classmethod
-    def attach(cls, name: str) -> Segment:
-        """Map existing segment ``name`` without taking ownership (see the module docstring)."""
+    def attach(cls, name: str) -> SharedRegion:
+        """Map existing region ``name`` without taking ownership (see the module docstring)."""
         validate_name(name)
         return cls(name, _map(name), None)
 
     @property
     def is_owner(self) -> bool:
-        """Whether this process created the segment (and is the one to unlink it)."""
+        """Whether this process created the region (and is the one to unlink it)."""
         return self._owner is not None
 
     @property
@@ -278,7 +277,7 @@ class Segment:
         return self._mmap is None
 
     def close(self) -> None:
-        """Unmap the segment from this process.
+        """Unmap the region from this process.
 
         If numpy arrays over ``buf`` are still alive somewhere, the mapping cannot be closed now;
         it is then left to be unmapped when the last of them is garbage-collected (no dangling
@@ -298,7 +297,7 @@ class Segment:
             )
 
     def unlink(self) -> None:
-        """Remove the segment's name (owner only); mappings stay valid until closed."""
+        """Remove the region's name (owner only); mappings stay valid until closed."""
         if self._owner is None:
             raise PermissionError(f"only the creator of shared memory {self.name!r} unlinks it")
         if self._unlinked:
@@ -314,7 +313,7 @@ class Segment:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.size} bytes"
-        return f"<Segment {self.name} {state}{' owner' if self.is_owner else ''}>"
+        return f"<SharedRegion {self.name} {state}{' owner' if self.is_owner else ''}>"
 
 
 def _map(name: str) -> mmap.mmap:
@@ -322,12 +321,12 @@ def _map(name: str) -> mmap.mmap:
         fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
     except FileNotFoundError:
         raise FileNotFoundError(
-            errno.ENOENT, f"no shared memory segment named {name!r} (never created or unlinked)"
+            errno.ENOENT, f"no shared memory region named {name!r} (never created or unlinked)"
         ) from None
     try:
         size = os.fstat(fd).st_size
         if size == 0:
-            raise ValueError(f"shared memory segment {name!r} is empty")
+            raise ValueError(f"shared memory region {name!r} is empty")
         return mmap.mmap(fd, size)
     finally:
         os.close(fd)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from ipc.shm import list_segments, parse_name, pid_alive
+from ipc.shm import list_regions, parse_name, pid_alive
 
 settings.register_profile("default", max_examples=50, deadline=None)
 settings.register_profile(
@@ -35,7 +35,7 @@ PROCESS_TITLE = b"comfystream-byoc:"
 def _our_segments() -> set[str]:
     me = os.getpid()
     found = set()
-    for name in list_segments():
+    for name in list_regions():
         parsed = parse_name(name)
         if parsed is not None and (parsed.owner_pid == me or not pid_alive(parsed.owner_pid)):
             found.add(name)
@@ -78,7 +78,7 @@ def _our_processes() -> set[int]:
 
 @pytest.fixture(scope="session", autouse=True)
 def nothing_left_behind() -> Iterator[None]:
-    """Fail the run if the suite leaves shared memory segments or worker processes behind."""
+    """Fail the run if the suite leaves shared memory regions or worker processes behind."""
     shm_before = _our_segments()
     procs_before = _our_processes()
     yield

@@ -6,7 +6,7 @@ to back on the same input, so all three see the same machine state. Two levels:
 
 - ``engine``: a ``[1, 512, 512, 3]`` float tensor on the device in, a tensor out;
 - ``frame``: a uint8 rgb24 frame in, a uint8 frame out (conversion included): plain torch does
-  the same conversion inline, the engines go through ``StreamPipeline.process``.
+  the same conversion inline, the engines go through ``WorkflowRunner.process``.
 
 Then the built-in engine on batches of 1, 4 and 8 frames (per-frame time and frames/s).
 """
@@ -31,7 +31,7 @@ import torch
 from infer.engine.base import Engine, default_device
 from infer.engine.builtin import BuiltinEngine
 from infer.engine.select import comfyui_importable
-from infer.pipeline import StreamPipeline
+from infer.workflow_runner import WorkflowRunner
 
 SIZE = 512
 TARGET_OVERHEAD_MS = 0.2
@@ -176,7 +176,7 @@ def run(quick: bool = False, output: Path | None = None) -> dict[str, Any]:
 
                 pipelines = {}
                 for name, engine in engines.items():
-                    pipeline = StreamPipeline(engine, f"bench-{name}", SIZE, SIZE, warmup_frames=3)
+                    pipeline = WorkflowRunner(engine, f"bench-{name}", SIZE, SIZE, warmup_frames=3)
                     pipeline.start(prepared[name])
                     pipelines[name] = pipeline
                 frame_runners: dict[str, Callable[[], Any]] = {

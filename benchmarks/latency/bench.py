@@ -30,7 +30,7 @@ from benchmarks.latency.phase import PhaseResult, PhaseSettings, System, run_pha
 from benchmarks.latency.plot import draw, latency_panels
 from benchmarks.latency.progress import Progress
 from benchmarks.latency.report import compare, evaluate_targets, format_report, write_json
-from ipc.shm import list_segments, parse_name, unlink_segment
+from ipc.shm import list_regions, parse_name, unlink_region
 
 REPO = Path(__file__).resolve().parents[2]
 INVERT_WORKFLOW: dict[str, Any] = {
@@ -83,11 +83,11 @@ async def _wait_gone(pids: set[int], timeout: float = 5.0) -> list[int]:
 def _leftover_segments(owner_pids: set[int]) -> list[str]:
     """Our runner's shared-memory segments still in /dev/shm, removed."""
     found = []
-    for name in list_segments():
+    for name in list_regions():
         parsed = parse_name(name)
         if parsed is not None and parsed.owner_pid in owner_pids:
             found.append(name)
-            unlink_segment(name)
+            unlink_region(name)
     return found
 
 

@@ -26,9 +26,9 @@ import av
 
 from benchmarks.latency.figures import unwrap_counter
 from benchmarks.media.clip import COUNTER_MODULO, read_frame_counter
+from benchmarks.media.segment_decoder import SegmentStreamDecoder
 from byoc.livepeer.trickle import SegmentReadError, SubscribeError, TrickleSubscriber
-from ingest.decode import SegmentStreamDecoder
-from ingest.media import DecodedAudio, DecodedVideo
+from ingest.decoded import DecodedAudio, DecodedVideo
 
 log = logging.getLogger(__name__)
 

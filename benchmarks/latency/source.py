@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from benchmarks.media.clip import ClipSpec, video_yuv420p
+from benchmarks.media.live_ts import LiveTsEncoder, TsChunk
 from byoc.livepeer.trickle import (
     ChannelClosedError,
     SegmentWriter,
@@ -36,8 +37,6 @@ from byoc.livepeer.trickle import (
     TricklePublisher,
 )
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_MPEGTS
-from egress.encode import SegmentEncoder
-from egress.mux import MuxChunk
 
 
 @dataclass
@@ -94,12 +93,8 @@ class ClipSource:
             verify_tls=False,
             delete_on_close=False,  # the orchestrator owns the channel
         )
-        self.encoder = SegmentEncoder(
-            segment_seconds=segment_seconds,
-            audio=False,
-            preset=preset,
-            frame_rate=spec.fps,
-            label=stream_id,
+        self.encoder = LiveTsEncoder(
+            frame_rate=spec.fps, segment_seconds=segment_seconds, preset=preset
         )
         self._writer: SegmentWriter | None = None
         self._fresh_writer = False
@@ -135,7 +130,7 @@ class ClipSource:
             record.error = f"publish failed: {exc}"
         return record
 
-    async def _write(self, chunks: list[MuxChunk], record: SourceRecord) -> None:
+    async def _write(self, chunks: list[TsChunk], record: SourceRecord) -> None:
         for chunk in chunks:
             if chunk.first:
                 if self._writer is not None and not self._fresh_writer:

@@ -4,15 +4,16 @@ Decode latency is the time from the last byte of a frame arriving on a socket to
 picture, per frame. A writer process sends a clip frame by frame over a loopback TCP connection
 at 30 fps; the reader is either
 
-* ``ours``: :class:`ingest.decode.SegmentStreamDecoder`, reading whatever the socket has, and
+* ``ours``: :class:`benchmarks.media.segment_decoder.SegmentStreamDecoder`, reading whatever the socket has, and
   flushing pending frames when the socket has nothing more right now;
 * ``ffmpeg``: FFmpeg's own MPEG-TS demuxer and decoder (PyAV ``av.open`` on the socket), which is
   how ai-runner and pytrickle read trickle input.
 
 Both read the same bytes at the same pace, one after the other in the same process, from two
 inputs: segments written by FFmpeg's muxer with the video PES length left at zero (what
-go-livepeer's RTMP ingest produces), and segments written by our egress muxer (PES lengths
-set). Both decoders run single-threaded, so the difference is the demuxing.
+go-livepeer's RTMP ingest produces), and the same with the PES length set (what our egress and
+other muxers write); neither comes from our own muxer. Both decoders run single-threaded, so the
+difference is the demuxing.
 
 Encode cost is measured on the same clip: libx264 ``ultrafast`` and ``superfast`` with
 ``zerolatency``, one thread and sliced threads (per-frame encode time and output bitrate at
@@ -42,10 +43,10 @@ import av
 import numpy as np
 
 from benchmarks.media.clip import ClipSpec, TsSegment, ffmpeg_ts_segments, video_yuv420p
+from benchmarks.media.segment_decoder import SegmentStreamDecoder
 from egress.encode import VideoEncoder
 from egress.mux import SegmentMuxer
-from ingest.decode import SegmentStreamDecoder
-from ingest.media import DecodedVideo
+from ingest.decoded import DecodedVideo
 from ingest.tsdemux import TsDemuxer
 
 SPEC = ClipSpec(width=512, height=512, fps=30)
@@ -78,7 +79,7 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 # ------------------------------------------------------------------------------------ inputs
 
 
-def ffmpeg_input(segments: list[TsSegment]) -> Input:
+def ffmpeg_input(segments: list[TsSegment], name: str) -> Input:
     frames: list[bytes] = []
     starts: list[int] = []
     for segment in segments:
@@ -86,22 +87,7 @@ def ffmpeg_input(segments: list[TsSegment]) -> Input:
         chunks = list(segment.frame_chunks)
         chunks[-1] += segment.tail
         frames += chunks
-    return Input("ffmpeg-muxed, video PES length 0", frames, starts)
-
-
-def our_muxer_input(segments: list[TsSegment]) -> Input:
-    """The same access units re-muxed by our egress muxer (1 s segments, PES lengths set)."""
-    demuxer = TsDemuxer()
-    muxer = SegmentMuxer(segment_seconds=1.0)
-    frames: list[bytes] = []
-    starts: list[int] = []
-    for segment in segments:
-        for unit in demuxer.feed(segment.data) + demuxer.new_segment():
-            chunks = muxer.write_video(unit.data, unit.pts or 0, unit.dts, unit.keyframe)
-            if any(c.first for c in chunks):
-                starts.append(len(frames))
-            frames.append(b"".join(c.data for c in chunks))
-    return Input("our muxer, video PES length set", frames, starts)
+    return Input(name, frames, starts)
 
 
 # ------------------------------------------------------------------------------------ pacing
@@ -290,8 +276,16 @@ def run(quick: bool = False) -> dict[str, Any]:
         4 if quick else 30
     )  # the quick form keeps python -m benchmarks.trickle --quick under 30 s
     frame_count = seconds * SPEC.fps
-    segments = ffmpeg_ts_segments(SPEC, frame_count, segment_frames=SPEC.fps)
-    inputs = [ffmpeg_input(segments), our_muxer_input(segments)]
+    inputs = [
+        ffmpeg_input(
+            ffmpeg_ts_segments(SPEC, frame_count, segment_frames=SPEC.fps),
+            "ffmpeg-muxed, video PES length 0",
+        ),
+        ffmpeg_input(
+            ffmpeg_ts_segments(SPEC, frame_count, segment_frames=SPEC.fps, video_pes_length=True),
+            "ffmpeg-muxed, video PES length set",
+        ),
+    ]
     results: dict[str, Any] = {
         "benchmark": "trickle.decode_latency",
         "quick": quick,

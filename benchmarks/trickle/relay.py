@@ -29,7 +29,8 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from byoc.livepeer.trickle import TricklePublisher, TrickleServer, TrickleSubscriber
+from byoc.livepeer.standin.trickle_server import TrickleServer
+from byoc.livepeer.trickle import TricklePublisher, TrickleSubscriber
 
 RECORD_BYTES = 1316
 RECORD_INTERVAL_S = 0.002

@@ -85,6 +85,7 @@ async def _post(
     data: bytes,
     content_type: str,
     timeout_s: float,
+    verify_tls: bool,
 ) -> str:
     headers = {"Authorization": secret, "Content-Type": content_type}
     try:
@@ -92,7 +93,7 @@ async def _post(
             url,
             data=data,
             headers=headers,
-            ssl=False,
+            ssl=verify_tls,
             timeout=aiohttp.ClientTimeout(total=timeout_s),
         ) as response:
             text = await response.text(errors="replace")
@@ -110,6 +111,7 @@ async def register(
     capability: Capability,
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    verify_tls: bool = False,
 ) -> None:
     """Register (or re-register) one capability; raises ``RegistrationError`` on failure."""
     body = json.dumps(capability.to_json()).encode()
@@ -120,18 +122,23 @@ async def register(
         data=body,
         content_type="application/json",
         timeout_s=timeout_s,
+        verify_tls=verify_tls,
     )
 
 
 async def probe(
-    http: aiohttp.ClientSession, orch_url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S
+    http: aiohttp.ClientSession,
+    orch_url: str,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    verify_tls: bool = False,
 ) -> bool:
     """True when the orchestrator answers HTTP at all. Uses ``GET /capability/register``, which
     go-livepeer refuses with 405 and which changes nothing (registering would reset its load)."""
     try:
         async with http.get(
             _join(orch_url, REGISTER_PATH),
-            ssl=False,
+            ssl=verify_tls,
             timeout=aiohttp.ClientTimeout(total=timeout_s),
         ) as response:
             await response.read()
@@ -147,6 +154,7 @@ async def unregister(
     name: str,
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    verify_tls: bool = False,
 ) -> None:
     """Remove one capability (plain-text name); raises ``RegistrationError`` on failure."""
     await _post(
@@ -156,4 +164,5 @@ async def unregister(
         data=name.encode(),
         content_type="text/plain",
         timeout_s=timeout_s,
+        verify_tls=verify_tls,
     )

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from byoc.capabilities import COMFYSTREAM_VIDEO
 from byoc.errors import ApiError, json_error
-from byoc.media import ParamsRejected, StreamSpec
+from byoc.media_path import ParamsRejected, StreamSpec
 from byoc.routes.job_context import parse_json_object
 from byoc.runtime import RUNTIME_KEY
 from byoc.sessions import CapacityError

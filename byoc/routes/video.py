@@ -21,15 +21,14 @@ from aiohttp import web
 
 from byoc import capabilities as caps
 from byoc.errors import ApiError
-from byoc.media import ParamsRejected, StreamSpec
+from byoc.media_path import ParamsRejected, StreamSpec
 from byoc.routes.job_context import JobContext, metadata_header, parse_json_object
 from byoc.runtime import RUNTIME_KEY
-from byoc.sessions import CapacityError, SessionState, new_session_id
+from byoc.sessions import MEDIA_READY_STATES, CapacityError, SessionState, new_session_id
 from byoc.stream_params import check_params
 from ipc.echo import summarize_large_values
 
 PARAM_KEYS = ("prompts", "workflow", "width", "height", "max_framerate")
-LIVE_STATES = (SessionState.READY, SessionState.PROCESSING, SessionState.CONNECTED)
 
 
 def _url(data: dict[str, Any], *names: str) -> str | None:
@@ -116,7 +115,7 @@ async def comfystream_video(ctx: JobContext) -> web.StreamResponse:
         raise ApiError(outcome.error_status, outcome.error)
     session = outcome.session
     result: dict[str, Any] = {
-        "pipeline_ready": session.state in LIVE_STATES,
+        "pipeline_ready": session.state in MEDIA_READY_STATES,
         "session_id": session_id,
         "capabilities": sorted(caps.IMPLEMENTED),
         "whip_endpoint": f"/byoc/whip/{session_id}",

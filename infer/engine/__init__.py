@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from infer.engine.base import Engine, PreparedWorkflow, ProgressCallback, RunResult
 from infer.engine.builtin import BuiltinEngine
-from infer.engine.select import ENGINE_CHOICES, comfyui_importable, select_engine
+from infer.engine.select import comfyui_importable, select_engine
 
 __all__ = [
-    "ENGINE_CHOICES",
     "BuiltinEngine",
     "Engine",
     "PreparedWorkflow",

@@ -11,10 +11,9 @@ import torch
 from infer.engine.base import Engine
 from infer.engine.builtin import BuiltinEngine
 from infer.errors import EngineUnavailableError
+from ipc.messages import ENGINE_NAMES
 
 log = logging.getLogger(__name__)
-
-ENGINE_CHOICES = ("auto", "builtin", "comfyui")
 
 
 def comfyui_importable() -> tuple[bool, str]:
@@ -43,9 +42,9 @@ def select_engine(
     working directory: models, custom_nodes, input.
     """
     choice = (name or os.environ.get("COMFY_ENGINE") or "auto").strip().lower()
-    if choice not in ENGINE_CHOICES:
+    if choice not in ENGINE_NAMES:
         raise EngineUnavailableError(
-            f"unknown engine {choice!r}; choose one of {', '.join(ENGINE_CHOICES)}"
+            f"unknown engine {choice!r}; choose one of {', '.join(ENGINE_NAMES)}"
         )
     if choice == "builtin":
         engine: Engine = BuiltinEngine(device)

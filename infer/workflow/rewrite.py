@@ -26,16 +26,33 @@ TEXT_OUTPUT = "ByocSaveText"
 # The per-run key the engine writes into every I/O node (see ``infer.exchange``).
 RUN_ID_INPUT = "run_id"
 
-_PRIMARY_INPUTS = {"PrimaryInputLoadImage", "LoadTensor", FRAME_INPUT}
-_FRAME_OUTPUTS = {"PreviewImage", "SaveImage", "SaveTensor", FRAME_OUTPUT}
-_TEXT_OUTPUTS = {"SaveTextTensor", TEXT_OUTPUT}
+# The one list of node names that mean "the live frame" and "the processed frame".
+PRIMARY_INPUT_NODES = frozenset({"PrimaryInputLoadImage", "LoadTensor", FRAME_INPUT})
+FALLBACK_INPUT_NODE = "LoadImage"
+"""The frame input when a workflow has no primary input node (and only one of these)."""
+FRAME_OUTPUT_NODES = frozenset({"PreviewImage", "SaveImage", "SaveTensor", FRAME_OUTPUT})
+TEXT_OUTPUT_NODES = frozenset({"SaveTextTensor", TEXT_OUTPUT})
+
+
+def frame_input_ids(prompt: Prompt) -> list[str]:
+    """Ids of the nodes that receive the live frame: the primary inputs, else every
+    ``LoadImage`` (more than one is ambiguous; ``rewrite_io_nodes`` refuses that)."""
+    primaries = [nid for nid, n in prompt.items() if n["class_type"] in PRIMARY_INPUT_NODES]
+    if primaries:
+        return primaries
+    return [nid for nid, n in prompt.items() if n["class_type"] == FALLBACK_INPUT_NODE]
+
+
+def frame_output_ids(prompt: Prompt) -> list[str]:
+    """Ids of the nodes whose image is the processed frame."""
+    return [nid for nid, n in prompt.items() if n["class_type"] in FRAME_OUTPUT_NODES]
 
 
 def rewrite_io_nodes(prompt: Prompt) -> Prompt:
     """Return a copy of ``prompt`` with its I/O nodes replaced by the project's frame nodes."""
     out: Prompt = {nid: {**node, "inputs": dict(node["inputs"])} for nid, node in prompt.items()}
-    primaries = [nid for nid, n in out.items() if n["class_type"] in _PRIMARY_INPUTS]
-    load_images = [nid for nid, n in out.items() if n["class_type"] == "LoadImage"]
+    primaries = [nid for nid, n in out.items() if n["class_type"] in PRIMARY_INPUT_NODES]
+    load_images = [nid for nid, n in out.items() if n["class_type"] == FALLBACK_INPUT_NODE]
     frame_inputs = list(primaries)
     if not primaries:
         if len(load_images) > 1:
@@ -52,10 +69,10 @@ def rewrite_io_nodes(prompt: Prompt) -> Prompt:
         out[nid] = _io_node(out[nid], FRAME_INPUT, {})
     for nid, node in out.items():
         cls = node["class_type"]
-        if cls in _FRAME_OUTPUTS:
+        if cls in FRAME_OUTPUT_NODES:
             inputs = {"images": node["inputs"]["images"]} if "images" in node["inputs"] else {}
             out[nid] = _io_node(node, FRAME_OUTPUT, inputs)
-        elif cls in _TEXT_OUTPUTS:
+        elif cls in TEXT_OUTPUT_NODES:
             src = node["inputs"]
             inputs = {}
             # ComfyStream's versions name the text input "data" (current) or "text" (older).

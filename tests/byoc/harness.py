@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 
 from byoc.livepeer.header import encode_header
-from byoc.livepeer.orchestrator import LocalOrchestrator
-from byoc.media import MediaFactory, MediaPipeline
+from byoc.livepeer.standin.orchestrator import LocalOrchestrator
+from byoc.media_path import MediaFactory, MediaPath
 from byoc.serve import Runner, serve
 from byoc.settings import Settings
 from byoc.supervisor import WorkerEntry
@@ -113,7 +113,7 @@ async def running(
     orch_secret: str = SECRET,
     keepalive_interval_s: float = 0.2,
     workers: Mapping[str, WorkerEntry] | None = None,
-    media: MediaPipeline | None = None,
+    media: MediaPath | None = None,
     media_factory: MediaFactory | None = None,
     wait_registered: bool = True,
     **settings_changes: Any,

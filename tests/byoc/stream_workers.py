@@ -61,7 +61,7 @@ class _FakeIngest:
                 worker="ingest",
                 fps_in=29.5,
                 frames_in=59,
-                dropped={"late": 2, "decode_error": 1},
+                dropped={"damaged_input": 2, "decode_error": 1},
                 stages={"decode": StageLatency(p50=1.5, p95=2.0, p99=3.0, count=59)},
             )
         )

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from byoc.livepeer.orchestrator import LocalOrchestrator
+from byoc.livepeer.standin.orchestrator import LocalOrchestrator
 
 SCRIPT = Path(sys.executable).parent / "comfystream-byoc"
 FAST_ENV = {"HEARTBEAT_INTERVAL": "0.2", "HEARTBEAT_TIMEOUT": "2", "LOG_LEVEL": "INFO"}

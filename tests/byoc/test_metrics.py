@@ -16,7 +16,7 @@ from byoc.sessions import SessionState
 from ipc.stats import LatencyHistogram
 from tests.byoc.harness import running, wait_until
 from tests.byoc.stream_helpers import start_via_orch, stop_via_orch
-from tests.byoc.test_streams import WorkerPipeline, started_env
+from tests.byoc.test_streams import FakeWorkerMediaPath, started_env
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -82,7 +82,7 @@ def test_worker_labels_and_process_figures() -> None:
 
 
 async def test_a_live_stream_has_series_that_match_its_status_and_go_when_it_ends() -> None:
-    manager, env = await started_env(WorkerPipeline())
+    manager, env = await started_env(FakeWorkerMediaPath())
     try:
         async with await start_via_orch(env, "m1", {"params": {}}) as response:
             assert response.status == 200

@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from byoc.livepeer.orchestrator import LocalOrchestrator
+from byoc.livepeer.standin.orchestrator import LocalOrchestrator
 from byoc.registration import register_once
 from tests.byoc.harness import SECRET, Env, fast_settings, running, wait_until
 from tests.byoc.stream_helpers import start_via_orch, stop_via_orch
@@ -268,5 +268,20 @@ async def test_a_stream_whose_channels_vanish_makes_the_runner_register_again() 
             await orch.start(port=port)
             await wait_until(lambda: len(orch.registry.capabilities) == 3, timeout=35)
             env.orch = orch
+    finally:
+        await orch.close()
+
+
+async def test_trickle_verify_tls_governs_registration_with_a_self_signed_orchestrator() -> None:
+    orch = LocalOrchestrator(secret=SECRET)
+    await orch.start(tls=True)  # a fresh self-signed certificate, as go-livepeer serves
+    try:
+        assert orch.url.startswith("https://")
+        strict = fast_settings(orch_urls=(orch.url,), trickle_verify_tls=True)
+        failures = await register_once(strict)
+        assert len(failures) == 3 and all("unreachable" in f for f in failures), failures
+        assert not orch.registry.capabilities
+        assert await register_once(fast_settings(orch_urls=(orch.url,))) == []  # default off
+        assert len(orch.registry.capabilities) == 3
     finally:
         await orch.close()

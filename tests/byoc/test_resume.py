@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from byoc.media import StreamSpec
+from byoc.media_path import StreamSpec
 from byoc.resume import INTERRUPTED, SessionRecorder, from_record, record, restore_sessions
 from byoc.sessions import SessionState as S
 from byoc.sessions import SessionTable

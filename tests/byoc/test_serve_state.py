@@ -68,7 +68,7 @@ async def test_a_stream_whose_channels_are_gone_is_resumed_then_ended(tmp_path: 
     the resume attempt finds the control channel gone and ends the session."""
     import dataclasses
 
-    from byoc.media import StreamSpec
+    from byoc.media_path import StreamSpec
     from byoc.resume import SessionRecorder
     from byoc.sessions import SessionTable
     from byoc.state_store import StateStore

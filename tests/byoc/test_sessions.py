@@ -45,11 +45,16 @@ def test_the_trickle_path_and_its_timestamps() -> None:
     assert session.ended_at == times[-1]
 
 
-def test_webrtc_sessions_go_to_connected() -> None:
+def test_webrtc_sessions_go_to_connected_then_processing() -> None:
     table = SessionTable(capacity=2, retention_s=60)
     session = table.admit_stream("whip-ingest")
     assert session.transition(S.CONNECTED)
     assert session.transition(S.COMPLETED)
+    other = table.admit_stream("whip-ingest")
+    assert other.transition(S.CONNECTED)
+    assert other.transition(S.PROCESSING)  # the first frame after the peer connected
+    with pytest.raises(TransitionError):
+        other.transition(S.CONNECTED)
 
 
 @pytest.mark.parametrize(
@@ -58,7 +63,7 @@ def test_webrtc_sessions_go_to_connected() -> None:
         ([], S.PROCESSING),  # starting -> processing skips ready
         ([S.READY], S.CONNECTED),
         ([S.READY, S.PROCESSING], S.READY),
-        ([S.CONNECTED], S.PROCESSING),
+        ([S.CONNECTED], S.READY),
         ([S.READY], S.STARTING),
     ],
 )

@@ -61,6 +61,12 @@ def test_lists_and_the_singular_capability_name_alias() -> None:
             "--heartbeat-timeout must be longer",
         ),
         ({"events_interval_s": "-1"}, "--events-interval must be > 0"),
+        ({"ring_slots": "1"}, "--ring-slots must be 2-64"),
+        ({"ring_max_width": "8"}, "--ring-max-width must be 16-16384"),
+        ({"x264_preset": "placebo"}, "--x264-preset must be one of"),
+        ({"output_crf": "52"}, "--output-crf must be 0-51"),
+        ({"output_bitrate": "-1"}, "--output-bitrate must be >= 0"),
+        ({"segment_seconds": "0"}, "--segment-seconds must be > 0"),
         ({"log_format": "xml"}, "--log-format must be one of text, json"),
         ({"metrics_port": "70000"}, "--metrics-port must be 0 or 1-65535"),
         ({"metrics_port": "8889"}, "--metrics-port must differ"),
@@ -111,3 +117,9 @@ def test_engine_comfyui_without_comfyui_installed_is_a_startup_error() -> None:
     else:
         with pytest.raises(SettingsError, match="ComfyUI is not installed"):
             load({"engine": "comfyui"}, environ={})
+
+
+def test_trickle_verify_tls_is_off_by_default_and_set_by_flag_or_environment() -> None:
+    assert load({}, environ={}).trickle_verify_tls is False
+    assert load({}, environ={"TRICKLE_VERIFY_TLS": "1"}).trickle_verify_tls is True
+    assert load({"trickle_verify_tls": "true"}, environ={}).trickle_verify_tls is True

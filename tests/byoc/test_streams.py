@@ -1,4 +1,4 @@
-"""The seam between the stream control plane and a media pipeline (``byoc.media``), with a
+"""The seam between the stream control plane and a media pipeline (``byoc.media_path``), with a
 pipeline that talks to a real spawned worker over the real supervisor: worker reports drive the
 session and the status events; slow, failing and vanished media paths are handled."""
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from byoc.media import ParamsRejected, StreamSpec
+from byoc.media_path import ParamsRejected, StreamSpec
 from byoc.sessions import SessionState
 from byoc.supervisor import Supervisor
 from ipc.messages import IngestConfig, StreamStart, StreamStop, StreamUpdate
@@ -21,7 +21,7 @@ from tests.byoc.stream_helpers import EventReader, start_via_orch, update_via_or
 from tests.byoc.stream_workers import fake_ingest
 
 
-class WorkerPipeline:
+class FakeWorkerMediaPath:
     """A media pipeline that hands streams to the ingest worker (as the streaming work will)."""
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
@@ -67,7 +67,7 @@ class WorkerPipeline:
         self.calls.append(("close", ""))
 
 
-class ScriptedPipeline:
+class ScriptedMediaPath:
     """A pipeline whose start sleeps and then does what the test asks."""
 
     def __init__(self, delay: float, error: Exception | None = None) -> None:
@@ -98,8 +98,8 @@ def state_of(env: Env, stream_id: str) -> SessionState | None:
     return session.state if session is not None else None
 
 
-async def started_env(pipeline: WorkerPipeline, **changes: Any) -> Any:
-    def factory(supervisor: Supervisor, settings: Any) -> WorkerPipeline:
+async def started_env(pipeline: FakeWorkerMediaPath, **changes: Any) -> Any:
+    def factory(supervisor: Supervisor, settings: Any) -> FakeWorkerMediaPath:
         pipeline.supervisor = supervisor
         return pipeline
 
@@ -110,7 +110,7 @@ async def started_env(pipeline: WorkerPipeline, **changes: Any) -> Any:
 
 
 async def test_worker_reports_drive_state_and_figures_and_the_end() -> None:
-    pipeline = WorkerPipeline({"end_with": "ended", "after": 1.0})
+    pipeline = FakeWorkerMediaPath({"end_with": "ended", "after": 1.0})
     manager, env = await started_env(pipeline)
     try:
         async with await start_via_orch(env, "m1", {"params": {"width": 32, "height": 32}}) as r:
@@ -127,7 +127,7 @@ async def test_worker_reports_drive_state_and_figures_and_the_end() -> None:
         event = figures["event"]
         assert (event["fps_in"], event["fps_out"], event["frames_dropped"]) == (29.5, 29.0, 3)
         assert event["latency_ms"] == 3.75  # no end_to_end stage: the stages' p50s add up
-        assert event["dropped"] == {"ingest.decode_error": 1, "ingest.late": 2}
+        assert event["dropped"] == {"ingest.damaged_input": 2, "ingest.decode_error": 1}
         assert set(event["stages"]) == {"decode", "encode"}
         assert stopped["event"]["state"] == "stopped"
         session = env.runner.runtime.sessions.get("m1")
@@ -143,7 +143,7 @@ async def test_worker_reports_drive_state_and_figures_and_the_end() -> None:
     ("end_with", "final"), [("completed", SessionState.COMPLETED), ("failed", SessionState.FAILED)]
 )
 async def test_completed_and_failed_reports(end_with: str, final: SessionState) -> None:
-    pipeline = WorkerPipeline({"end_with": end_with, "after": 0.2, "error": "decoder crashed"})
+    pipeline = FakeWorkerMediaPath({"end_with": end_with, "after": 0.2, "error": "decoder crashed"})
     manager, env = await started_env(pipeline)
     try:
         async with await start_via_orch(env, "m2") as r:
@@ -158,7 +158,7 @@ async def test_completed_and_failed_reports(end_with: str, final: SessionState) 
 
 
 async def test_params_reach_the_pipeline_and_a_refusal_is_400() -> None:
-    pipeline = WorkerPipeline()
+    pipeline = FakeWorkerMediaPath()
     manager, env = await started_env(pipeline)
     try:
         async with await start_via_orch(env, "m3") as r:
@@ -182,7 +182,7 @@ async def test_params_reach_the_pipeline_and_a_refusal_is_400() -> None:
 
 
 async def test_a_worker_restart_is_counted_in_the_events() -> None:
-    pipeline = WorkerPipeline()
+    pipeline = FakeWorkerMediaPath()
     manager, env = await started_env(pipeline)
     try:
         async with await start_via_orch(env, "m4") as r:
@@ -202,7 +202,7 @@ async def test_a_worker_restart_is_counted_in_the_events() -> None:
 
 
 async def test_the_sweep_ends_streams_whose_media_path_is_gone() -> None:
-    pipeline = WorkerPipeline()
+    pipeline = FakeWorkerMediaPath()
     manager, env = await started_env(pipeline, session_sweep_interval_s=0.2)
     try:
         async with await start_via_orch(env, "m5") as r:
@@ -215,7 +215,7 @@ async def test_the_sweep_ends_streams_whose_media_path_is_gone() -> None:
 
 
 async def test_slow_set_up_answers_in_time_and_continues_in_the_background() -> None:
-    pipeline = ScriptedPipeline(delay=1.5)
+    pipeline = ScriptedMediaPath(delay=1.5)
     async with running(media=pipeline, stream_start_timeout_s=0.2) as env:
         async with await start_via_orch(env, "slow") as r:
             assert r.status == 200
@@ -228,7 +228,7 @@ async def test_slow_set_up_answers_in_time_and_continues_in_the_background() -> 
     [(ParamsRejected("width too large for the model"), 400), (RuntimeError("no GPU"), 500)],
 )
 async def test_a_set_up_failing_before_the_answer(error: Exception, status: int) -> None:
-    pipeline = ScriptedPipeline(delay=0.0, error=error)
+    pipeline = ScriptedMediaPath(delay=0.0, error=error)
     async with running(media=pipeline) as env:
         async with await start_via_orch(env, "bad") as r:
             assert r.status == status
@@ -240,7 +240,7 @@ async def test_a_set_up_failing_before_the_answer(error: Exception, status: int)
 
 
 async def test_a_set_up_failing_after_the_answer_fails_the_session() -> None:
-    pipeline = ScriptedPipeline(delay=0.5, error=RuntimeError("model download failed"))
+    pipeline = ScriptedMediaPath(delay=0.5, error=RuntimeError("model download failed"))
     async with running(media=pipeline, stream_start_timeout_s=0.1) as env:
         async with await start_via_orch(env, "late") as r:
             assert r.status == 200

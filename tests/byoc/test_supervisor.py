@@ -69,7 +69,7 @@ async def test_workers_do_not_import_what_they_must_not(supervisor: Supervisor) 
         if isinstance(message, ProbeResult):
             results[worker] = message.data
 
-    supervisor.on_message(collect)
+    supervisor.route(ProbeResult, collect)
     for name in supervisor.workers:
         await supervisor.send(name, Probe(what="modules"))
     await eventually(lambda: len(results) == 3, what="probe results")
@@ -77,6 +77,9 @@ async def test_workers_do_not_import_what_they_must_not(supervisor: Supervisor) 
     for name, modules in results.items():
         leaked = [m for m in modules if m.startswith(parent_app)]
         assert not leaked, f"{name} imported parent modules {leaked}"
+        # The trickle client stands on its own: no HTTP server, no local stand-in in a worker.
+        servers = [m for m in modules if m.startswith(("aiohttp.web", "byoc.livepeer.standin"))]
+        assert not servers, f"{name} imported server-side modules {servers}"
     infer = set(results["infer"])
     assert not {"aiohttp", "aiortc"} & infer, "infer must not import aiohttp or aiortc"
 
@@ -121,7 +124,7 @@ async def test_crash_loop_is_visible_and_the_rest_keep_running() -> None:
 async def test_start_failure_is_reported_and_retried() -> None:
     errors: list[WorkerError] = []
     sup = Supervisor(FAST, workers={"infer": workers_for_tests.fails_to_start})
-    sup.on_message(lambda w, m: errors.append(m) if isinstance(m, WorkerError) else None)
+    sup.route(WorkerError, lambda w, m: errors.append(m))
     await sup.start()
     try:
         await eventually(lambda: sup.snapshot()["infer"]["restarts"] >= 1, what="restart")

@@ -7,9 +7,10 @@ import asyncio
 from dataclasses import dataclass, field
 
 from benchmarks.media.clip import ClipSpec, ffmpeg_ts_segments, video_yuv420p
+from benchmarks.media.segment_decoder import SegmentStreamDecoder
 from byoc.livepeer.trickle import TrickleSubscriber
-from ingest.decode import SegmentStreamDecoder, split_adts, split_ts_opus
-from ingest.media import DecodedAudio, DecodedVideo
+from ingest.decode import split_adts, split_ts_opus
+from ingest.decoded import DecodedAudio, DecodedVideo
 from ingest.tsdemux import EsPacket, TsDemuxer
 from ipc.frame import FrameFlag, Stage, new_stamps
 from ipc.messages import StreamAudio

@@ -6,7 +6,7 @@ import numpy as np
 
 from infer.batching import process_frames
 from infer.engine.builtin import BuiltinEngine
-from infer.pipeline import StreamPipeline
+from infer.workflow_runner import WorkflowRunner
 from tests.infer.conftest import CountingInvert, chain, rgb_frame
 
 COUNTED = chain(("ImageBlur", {"blur_radius": 2, "sigma": 1.0}), ("CountingInvert", {}))
@@ -14,8 +14,8 @@ COUNTED = chain(("ImageBlur", {"blur_radius": 2, "sigma": 1.0}), ("CountingInver
 
 def _stream(
     engine: BuiltinEngine, name: str, workflow: dict, width: int = 16, height: int = 8
-) -> StreamPipeline:
-    pipeline = StreamPipeline(engine, name, width, height, warmup_frames=1)
+) -> WorkflowRunner:
+    pipeline = WorkflowRunner(engine, name, width, height, warmup_frames=1)
     pipeline.start(workflow)
     return pipeline
 

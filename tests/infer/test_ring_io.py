@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from infer.engine.builtin import BuiltinEngine
-from infer.pipeline import StreamPipeline
 from infer.ring_io import process_ring_frames, write_result
-from infer.tensors import FrameConverter
+from infer.tensors import PixelConverter
+from infer.workflow_runner import WorkflowRunner
 from ipc.frame import FrameFlag, Stage
 from ipc.ring import FrameRing, RingSpec
 from ipc.shm import ring_name, sweep
@@ -55,11 +55,11 @@ def test_frames_flow_from_ring_to_ring_with_stamps(
 ) -> None:  # type: ignore[no-untyped-def]
     engine = BuiltinEngine("cpu")
     source, sink = rings("in", fmt), rings("out", fmt)
-    pipeline = StreamPipeline(engine, "ring", width, height, fmt, warmup_frames=1)
+    pipeline = WorkflowRunner(engine, "ring", width, height, fmt, warmup_frames=1)
     pipeline.start(INVERT)
     rgb = (rgb_frame(width, height) // 2 + 64).astype(np.uint8)
-    converter = FrameConverter(width, height, fmt)
-    pixels = converter.to_frames(FrameConverter(width, height).to_images([rgb]))[0]
+    converter = PixelConverter(width, height, fmt)
+    pixels = converter.to_frames(PixelConverter(width, height).to_images([rgb]))[0]
     expected = converter.to_frames(1.0 - converter.to_images([pixels]))[0]
     with (
         source.writer() as w_in,
@@ -97,7 +97,7 @@ def test_frames_flow_from_ring_to_ring_with_stamps(
 def test_a_failing_frame_is_written_through_unchanged(rings) -> None:  # type: ignore[no-untyped-def]
     engine = BuiltinEngine("cpu")
     source, sink = rings("in", "rgb24"), rings("out", "rgb24")
-    pipeline = StreamPipeline(engine, "ring-fail", 8, 8, warmup_frames=1)
+    pipeline = WorkflowRunner(engine, "ring-fail", 8, 8, warmup_frames=1)
     pipeline.start(
         chain(
             (

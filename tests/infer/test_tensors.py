@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from infer.tensors import FrameConverter, frame_nbytes
+from infer.tensors import PixelConverter
 from ipc.colour import RANGE_FULL, RANGE_LIMITED, Colour
+from ipc.pixfmt import PixelFormat, frame_nbytes
 from tests.infer.conftest import rgb_frame
 
 
@@ -27,7 +28,7 @@ def _smooth_rgb(width: int, height: int) -> np.ndarray:
 
 def test_rgb24_to_images_is_exactly_frame_over_255() -> None:
     frames = [rgb_frame(20, 10, seed=s) for s in range(3)]
-    images = FrameConverter(20, 10).to_images(frames)
+    images = PixelConverter(20, 10).to_images(frames)
     assert images.shape == (3, 10, 20, 3) and images.dtype == torch.float32
     expected = np.stack(frames).astype(np.float32) / 255.0
     assert np.array_equal(images.numpy(), expected)
@@ -35,19 +36,19 @@ def test_rgb24_to_images_is_exactly_frame_over_255() -> None:
 
 def test_rgb24_round_trip_is_exact_for_every_value() -> None:
     frame = np.arange(256 * 3, dtype=np.uint16).reshape(16, 16, 3).astype(np.uint8)
-    converter = FrameConverter(16, 16)
+    converter = PixelConverter(16, 16)
     (back,) = converter.to_frames(converter.to_images([frame]))
     assert back.shape == (16, 16, 3) and np.array_equal(back, frame)
 
 
 def test_to_frames_rounds_and_saturates() -> None:
     images = torch.tensor([[[[-0.2, 0.5 / 255, 1.6 / 255], [1.0, 1.3, 254.49 / 255]]]])
-    (frame,) = FrameConverter(2, 1).to_frames(images)
+    (frame,) = PixelConverter(2, 1).to_frames(images)
     assert frame.tolist() == [[[0, 1, 2], [255, 255, 254]]]
 
 
 def test_to_frames_writes_into_given_buffers_and_handles_other_sizes() -> None:
-    converter = FrameConverter(8, 4)
+    converter = PixelConverter(8, 4)
     images = torch.rand(2, 6, 10, 3)  # the workflow changed the size
     out = [np.zeros((6, 10, 3), np.uint8), np.zeros(180, np.uint8)]
     frames = converter.to_frames(images, out=out)
@@ -58,7 +59,7 @@ def test_to_frames_writes_into_given_buffers_and_handles_other_sizes() -> None:
 
 
 def test_other_channel_counts_become_rgb() -> None:
-    converter = FrameConverter(3, 2)
+    converter = PixelConverter(3, 2)
     rgba = torch.rand(1, 2, 3, 4)
     grey = torch.rand(1, 2, 3, 1)
     assert np.array_equal(converter.to_frames(rgba)[0], converter.to_frames(rgba[..., :3])[0])
@@ -67,13 +68,13 @@ def test_other_channel_counts_become_rgb() -> None:
 
 
 def test_bad_frames_are_rejected() -> None:
-    converter = FrameConverter(8, 4)
+    converter = PixelConverter(8, 4)
     with pytest.raises(ValueError, match="has 96 bytes, got 95"):
         converter.to_images([np.zeros(95, np.uint8)])
     with pytest.raises(ValueError, match="uint8"):
         converter.to_images([np.zeros((4, 8, 3), np.float32)])
-    with pytest.raises(ValueError, match="unsupported pixel format"):
-        FrameConverter(8, 4, "bgr0")
+    with pytest.raises(ValueError, match="unknown pixel format"):
+        PixelConverter(8, 4, "bgr0")
 
 
 @pytest.mark.parametrize("fmt", ["yuv420p", "nv12"])
@@ -81,8 +82,8 @@ def test_yuv_to_rgb_matches_pyav(fmt: str) -> None:
     rgb = _smooth_rgb(64, 48)
     yuv = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=fmt)
     reference = yuv.reformat(format="rgb24").to_ndarray()
-    converter = FrameConverter(64, 48, fmt)
-    (ours,) = FrameConverter(64, 48).to_frames(converter.to_images([yuv.to_ndarray()]))
+    converter = PixelConverter(64, 48, fmt)
+    (ours,) = PixelConverter(64, 48).to_frames(converter.to_images([yuv.to_ndarray()]))
     diff = np.abs(ours.astype(int) - reference.astype(int))
     assert diff.max() <= 4 and diff.mean() < 2.0  # swscale: fixed point, other chroma filter
 
@@ -91,7 +92,7 @@ def test_yuv_to_rgb_matches_pyav(fmt: str) -> None:
 def test_rgb_to_yuv_matches_pyav(fmt: str) -> None:
     rgb = _smooth_rgb(64, 48)
     reference = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=fmt).to_ndarray()
-    (ours,) = FrameConverter(64, 48, fmt).to_frames(FrameConverter(64, 48).to_images([rgb]))
+    (ours,) = PixelConverter(64, 48, fmt).to_frames(PixelConverter(64, 48).to_images([rgb]))
     assert ours.shape == reference.shape == (72, 64)
     assert np.abs(ours.astype(int) - reference.astype(int)).max() <= 2
 
@@ -99,18 +100,18 @@ def test_rgb_to_yuv_matches_pyav(fmt: str) -> None:
 def test_yuv_round_trip_stays_within_one_level() -> None:
     rgb = _smooth_rgb(32, 16)
     yuv = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
-    converter = FrameConverter(32, 16, "yuv420p")
+    converter = PixelConverter(32, 16, "yuv420p")
     (back,) = converter.to_frames(converter.to_images([yuv]))
     assert np.abs(back.astype(int) - yuv.astype(int)).max() <= 1
 
 
 def test_odd_sized_yuv420p_and_separate_planes() -> None:
     width, height = 5, 3
-    assert frame_nbytes(width, height, "yuv420p") == 15 + 2 * 3 * 2
+    assert frame_nbytes(PixelFormat.YUV420P, width, height) == 15 + 2 * 3 * 2
     y = np.full((height, width), 81, np.uint8)  # BT.601 limited-range red: Y=81 U=90 V=240
     u = np.full((2, 3), 90, np.uint8)
     v = np.full((2, 3), 240, np.uint8)
-    converter = FrameConverter(width, height, "yuv420p")
+    converter = PixelConverter(width, height, "yuv420p")
     images = converter.to_images([(y, u, v)])
     assert images.shape == (1, 3, 5, 3)
     assert torch.allclose(images[0, 0, 0], torch.tensor([1.0, 0.0, 0.0]), atol=0.01)
@@ -130,11 +131,11 @@ def test_cuda_path_matches_the_cpu_path(fmt: str) -> None:
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     width, height = 64, 32
-    cpu = FrameConverter(width, height, fmt, "cpu")
-    gpu = FrameConverter(width, height, fmt, "cuda")
+    cpu = PixelConverter(width, height, fmt, "cpu")
+    gpu = PixelConverter(width, height, fmt, "cuda")
     rgb_frames = [rgb_frame(width, height, seed=s) for s in range(4)]
     frames = (
-        cpu.to_frames(FrameConverter(width, height).to_images(rgb_frames))
+        cpu.to_frames(PixelConverter(width, height).to_images(rgb_frames))
         if fmt != "rgb24"
         else rgb_frames
     )
@@ -166,7 +167,7 @@ def test_yuv_is_read_and_written_with_the_frame_colour(
     )
     planes = yuv.to_ndarray()
     colour = Colour(matrix=matrix, range=RANGE_FULL if full_range else RANGE_LIMITED)
-    converter = FrameConverter(width, height, "yuv420p", colour=colour)
+    converter = PixelConverter(width, height, "yuv420p", colour=colour)
     images = converter.to_images([planes])
     got = images[0].numpy() * 255
     assert np.abs(got - rgb).mean() < 2.0

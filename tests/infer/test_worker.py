@@ -29,9 +29,11 @@ from ipc.messages import (
     StreamData,
     StreamReply,
     StreamStart,
+    StreamState,
     StreamStats,
     StreamStop,
     StreamUpdate,
+    WorkerError,
 )
 from ipc.ring import FrameRing, RingSpec
 
@@ -77,7 +79,7 @@ async def infer() -> AsyncIterator[tuple[Supervisor, Inbox]]:
         SETTINGS, workers={"infer": infer_main}, worker_options={"infer": {"engine": "builtin"}}
     )
     inbox = Inbox()
-    supervisor.on_message(inbox)
+    supervisor.route((StreamData, StreamStats, StreamState, WorkerError), inbox)
     await supervisor.start()
     assert await supervisor.wait_ready(120), supervisor.snapshot()
     yield supervisor, inbox
@@ -119,12 +121,8 @@ async def read_output(ring: FrameRing, reader: Any, timeout: float = 20.0) -> An
 async def start(
     supervisor: Supervisor, inbox: Inbox, config: InferConfig, request_id: str
 ) -> StreamReply:
-    await supervisor.send(
-        "infer", StreamStart(stream_id="s1", config=config, request_id=request_id)
-    )
-    reply = await inbox.wait_for(
-        lambda m: isinstance(m, StreamReply) and m.request_id == request_id, 60
-    )
+    start = StreamStart(stream_id="s1", config=config, request_id=request_id)
+    reply = await supervisor.requests.ask("infer", start, request_id, 60)
     assert isinstance(reply, StreamReply)
     return reply
 
@@ -165,17 +163,19 @@ async def test_frames_are_inverted_then_updated_live(
     assert out.stamps[Stage.INFER_WRITTEN] >= out.stamps[Stage.INFER_END]
 
     # A broken update is refused and the running workflow stays.
-    await supervisor.send(
-        "infer", StreamUpdate(stream_id="s1", params={"workflow": {"1": {}}}, request_id="u-bad")
+    bad = await supervisor.requests.ask(
+        "infer",
+        StreamUpdate(stream_id="s1", params={"workflow": {"1": {}}}, request_id="u-bad"),
+        "u-bad",
+        30,
     )
-    bad = await inbox.wait_for(lambda m: isinstance(m, StreamReply) and m.request_id == "u-bad")
     assert isinstance(bad, StreamReply) and bad.status == 400
     writer.write(frame(2), pts=6000, time_base=Fraction(1, 90000))
     out = await read_output(out_ring, reader)
     assert np.array_equal(out.data.reshape(pixels.shape), 255 - frame(2))
 
     # A valid update (passthrough at a new output size) is applied between frames.
-    await supervisor.send(
+    ok = await supervisor.requests.ask(
         "infer",
         StreamUpdate(
             stream_id="s1",
@@ -189,8 +189,9 @@ async def test_frames_are_inverted_then_updated_live(
             },
             request_id="u-ok",
         ),
+        "u-ok",
+        30,
     )
-    ok = await inbox.wait_for(lambda m: isinstance(m, StreamReply) and m.request_id == "u-ok")
     assert isinstance(ok, StreamReply) and ok.status == 200
     writer.write(frame(3), pts=9000, time_base=Fraction(1, 90000))
     out = await read_output(out_ring, reader)
@@ -233,27 +234,33 @@ def png_base64(pixels: np.ndarray) -> str:
 async def test_image_job_reports_progress_and_returns_a_png(
     infer: tuple[Supervisor, Inbox],
 ) -> None:
-    supervisor, inbox = infer
+    supervisor, _inbox = infer
     pixels = frame(9)
     body = json.dumps({"image": png_base64(pixels), "workflow": INVERT}).encode()
-    await supervisor.send(
-        "infer", JobRequest(job_id="j1", kind="comfystream-image", payload=body, want_progress=True)
+    request = await supervisor.requests.send(
+        "infer",
+        JobRequest(job_id="j1", kind="comfystream-image", payload=body, want_progress=True),
+        "j1",
     )
-    result = await inbox.wait_for(lambda m: isinstance(m, JobResult) and m.job_id == "j1")
+    replies = [await supervisor.requests.next_reply(request, 60)]
+    while not isinstance(replies[-1], JobResult):
+        replies.append(await supervisor.requests.next_reply(request, 60))
+    result = replies[-1]
     assert isinstance(result, JobResult) and result.status == 200, result
     answer = json.loads(result.payload)
     image = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["image"]))).convert("RGB"))
     assert np.array_equal(image, 255 - pixels)
-    progress = [m for m in inbox.messages if isinstance(m, JobProgress) and m.job_id == "j1"]
+    progress = [m for m in replies if isinstance(m, JobProgress)]
     assert [p.data["index"] for p in progress] == list(range(1, len(progress) + 1))
     assert progress and progress[-1].data["total"] == len(progress)
 
 
 async def test_bad_image_job_is_a_400(infer: tuple[Supervisor, Inbox]) -> None:
-    supervisor, inbox = infer
+    supervisor, _inbox = infer
     body = json.dumps({"image": "not base64!!", "workflow": INVERT}).encode()
-    await supervisor.send("infer", JobRequest(job_id="j2", kind="comfystream-image", payload=body))
-    result = await inbox.wait_for(lambda m: isinstance(m, JobResult) and m.job_id == "j2")
+    result = await supervisor.requests.ask(
+        "infer", JobRequest(job_id="j2", kind="comfystream-image", payload=body), "j2", 60
+    )
     assert isinstance(result, JobResult)
     assert result.status == 400
     assert result.error

@@ -18,7 +18,8 @@ from multiprocessing.process import BaseProcess
 from typing import TypeVar
 
 from benchmarks.media.clip import TsSegment
-from byoc.livepeer.trickle import TricklePublisher, TrickleServer
+from byoc.livepeer.standin.trickle_server import TrickleServer
+from byoc.livepeer.trickle import TricklePublisher
 from ipc.channel import ChannelClosed, ControlChannel
 from ipc.child import WorkerSpec
 from ipc.frame import Frame, FrameFlag

@@ -16,14 +16,9 @@ from benchmarks.media.clip import (
     read_counter,
     video_yuv420p,
 )
-from ingest.decode import (
-    SegmentStreamDecoder,
-    Timeline,
-    opus_packet_samples,
-    split_adts,
-    yuv420p_array,
-)
-from ingest.media import DecodedAudio, DecodedVideo
+from benchmarks.media.segment_decoder import SegmentStreamDecoder
+from ingest.decode import Timeline, opus_packet_samples, split_adts, yuv420p_array
+from ingest.decoded import DecodedAudio, DecodedVideo
 from ingest.tsdemux import TS_PACKET_SIZE, ElementaryStream, EsPacket
 
 SPEC = ClipSpec(width=256, height=192)

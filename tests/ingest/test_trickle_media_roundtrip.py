@@ -1,4 +1,4 @@
-"""Media round trip over real trickle: clip -> egress encoder/muxer -> our trickle publisher ->
+"""Media round trip over real trickle: clip -> FFmpeg's encoder/muxer -> our trickle publisher ->
 our trickle server (loopback HTTP) -> our trickle subscriber -> ingest demuxer/decoder."""
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ import itertools
 import secrets
 
 from benchmarks.media.clip import ClipSpec, audio_frame, read_counter, video_yuv420p
-from byoc.livepeer.trickle import TricklePublisher, TrickleServer, TrickleSubscriber
-from egress.encode import SegmentEncoder
-from ingest.decode import SegmentStreamDecoder
-from ingest.media import DecodedAudio, DecodedVideo
+from benchmarks.media.live_ts import LiveTsEncoder
+from benchmarks.media.segment_decoder import SegmentStreamDecoder
+from byoc.livepeer.standin.trickle_server import TrickleServer
+from byoc.livepeer.trickle import TricklePublisher, TrickleSubscriber
+from ingest.decoded import DecodedAudio, DecodedVideo
 
 SPEC = ClipSpec(width=256, height=192, audio_channels=1)
 FRAMES = 60  # 2 s
@@ -20,7 +21,13 @@ CONTENT_TYPE = "video/MP2T"
 
 
 async def _publish(url: str, events: list[tuple[str, int]]) -> None:
-    encoder = SegmentEncoder(segment_seconds=SEGMENT_SECONDS, audio=True, audio_channels=1)
+    encoder = LiveTsEncoder(
+        frame_rate=SPEC.fps,
+        segment_seconds=SEGMENT_SECONDS,
+        audio_codec="opus",
+        audio_rate=SPEC.audio_rate,
+        audio_channels=1,
+    )
     async with TricklePublisher(url, CONTENT_TYPE) as publisher:
         writer = None
         for index in range(FRAMES):

@@ -43,7 +43,7 @@ SAMPLES: list[Any] = [
         fps_out=29.8,
         frames_in=300,
         frames_out=299,
-        dropped={"ring_full": 1},
+        dropped={"ring_overwrite": 1},
         stages={"infer": m.StageLatency(p50=1.5, p95=2.0, p99=3.25, count=299)},
     ),
     m.StreamAudio(stream_id="s1", codec="opus", pts=90000, data=b"\xfc\x00", channels=1),
@@ -97,3 +97,29 @@ def test_a_stream_start_with_an_invalid_ring_is_rejected() -> None:
 def test_garbage_bytes_are_rejected() -> None:
     with pytest.raises(msgspec.DecodeError):
         m.decode(b"\xc1\xff\x00garbage")
+
+
+def test_closed_sets_are_checked_when_a_message_is_decoded() -> None:
+    good = m.StreamState(stream_id="s", worker="ingest", state="processing")
+    assert m.decode(m.encode(good)) == good
+    for bad in (
+        m.StreamState(stream_id="s", worker="ingest", state="procesing"),  # type: ignore[arg-type]
+        m.StreamState(stream_id="s", worker="ingets", state="ended"),  # type: ignore[arg-type]
+        m.StreamStats(stream_id="s", worker="infer", dropped={"ring_ful": 1}),  # type: ignore[dict-item]
+    ):
+        with pytest.raises(msgspec.ValidationError):
+            m.decode(m.encode(bad))
+
+
+def test_infer_options_refuse_unknown_keys_and_engines() -> None:
+    options = msgspec.convert({"engine": "builtin", "max_image_side": 64}, m.InferOptions)
+    assert (options.engine, options.max_image_side, options.workspace) == ("builtin", 64, "")
+    for bad in ({"engine": "bultin"}, {"engnie": "builtin"}, {"max_image_side": "big"}):
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.convert(bad, m.InferOptions)
+
+
+def test_worker_roles() -> None:
+    assert m.worker_role("infer") == "infer"
+    with pytest.raises(ValueError, match="unknown worker role"):
+        m.worker_role("inference")

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from ipc.frame import NUM_STAGES, FrameFlag, Stage
 from ipc.pixfmt import PixelFormat, frame_nbytes, plane_layout
 from ipc.ring import FrameRing, FrameTooLarge, RingError, RingSpec, RoleTaken
-from ipc.shm import list_segments, ring_name, sweep
+from ipc.shm import list_regions, ring_name, sweep
 from tests.ipc import ring_workers
 
 CTX = multiprocessing.get_context("spawn")
@@ -37,7 +37,7 @@ _names = itertools.count(1)
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    """A segment prefix of this test's own; whatever is left under it is swept afterwards."""
+    """A region prefix of this test's own; whatever is left under it is swept afterwards."""
     value = "t" + secrets.token_hex(4)
     yield value
     leftovers = sweep(value)
@@ -246,7 +246,7 @@ def test_attach_checks_the_ring(make_ring: Callable[..., FrameRing], prefix: str
         max_height=48,
         pixel_format="rgb24",
     )
-    with pytest.raises(FileNotFoundError, match="no shared memory segment named"):
+    with pytest.raises(FileNotFoundError, match="no shared memory region named"):
         FrameRing.attach(missing)
     other = msgspec.structs.replace(ring.spec, max_width=32)
     with pytest.raises(RingError, match=r"was created with 3 slots of 64x48 rgb24"):
@@ -362,10 +362,10 @@ def test_close_and_unlink_are_idempotent(prefix: str) -> None:
         writer.write(np.zeros((16, 16, 3), np.uint8), pts=0, time_base=TB)
     with pytest.raises(ValueError, match="closed"):
         ring.stats()
-    assert list_segments(prefix) == [spec.name]
+    assert list_regions(prefix) == [spec.name]
     ring.unlink()
     ring.unlink()
-    assert list_segments(prefix) == []
+    assert list_regions(prefix) == []
 
 
 def test_header_round_trip_property(make_ring: Callable[..., FrameRing]) -> None:
@@ -604,9 +604,9 @@ def test_rings_of_a_killed_owner_are_swept(
     os.kill(owner.pid, signal.SIGKILL)
     owner.join(10)
     try:
-        assert list_segments(prefix) == sorted([*names, live.name])
+        assert list_regions(prefix) == sorted([*names, live.name])
         assert sweep(prefix, dead_only=True) == sorted(names)
-        assert list_segments(prefix) == [live.name]
+        assert list_regions(prefix) == [live.name]
     finally:
         # The child shared this process's resource tracker; forget its registrations so the
         # tracker does not try to remove the (already swept) segments again at exit.

@@ -1,4 +1,4 @@
-"""Segment names, mapping without ownership, and sweeping what dead processes left."""
+"""SharedRegion names, mapping without ownership, and sweeping what dead processes left."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import pytest
 from ipc.shm import (
     MAX_NAME_LEN,
     Direction,
-    Segment,
-    SegmentName,
-    list_segments,
+    RegionName,
+    SharedRegion,
+    list_regions,
     parse_name,
     pid_alive,
     ring_name,
@@ -37,12 +37,12 @@ def prefix() -> Iterator[str]:
 
 
 @pytest.fixture
-def segments() -> Iterator[Callable[[str, int], Segment]]:
+def segments() -> Iterator[Callable[[str, int], SharedRegion]]:
     """Create segments owned by the test; closed and unlinked at teardown."""
-    made: list[Segment] = []
+    made: list[SharedRegion] = []
 
-    def create(name: str, size: int = 4096) -> Segment:
-        segment = Segment.create(name, size)
+    def create(name: str, size: int = 4096) -> SharedRegion:
+        segment = SharedRegion.create(name, size)
         made.append(segment)
         return segment
 
@@ -61,12 +61,12 @@ def dead_pid() -> int:
 def test_ring_names() -> None:
     assert ring_name("abc", "in", owner_pid=42) == "cbyoc-42-abc-in"
     assert ring_name("abc", Direction.OUT, prefix="x1") == f"x1-{os.getpid()}-abc-out"
-    assert parse_name("cbyoc-42-abc-in") == SegmentName("cbyoc", 42, "abc", "in")
+    assert parse_name("cbyoc-42-abc-in") == RegionName("cbyoc", 42, "abc", "in")
     with pytest.raises(ValueError, match="'sideways' is not a valid Direction"):
         ring_name("abc", "sideways")
     with pytest.raises(ValueError, match="owner pid must be a positive integer"):
         ring_name("abc", "in", owner_pid=0)
-    with pytest.raises(ValueError, match="segment prefix must be 1-16 lower-case"):
+    with pytest.raises(ValueError, match="region prefix must be 1-16 lower-case"):
         ring_name("abc", "in", prefix="Bad-Prefix")
     with pytest.raises(ValueError, match="stream id must be a non-empty string"):
         ring_name("", "in")
@@ -83,7 +83,7 @@ def test_stream_tokens_are_short_safe_and_distinct() -> None:
     # Whatever the id, the name fits comfortably and parses back.
     name = ring_name("a" * 500, "out", owner_pid=4194304)
     assert len(name) <= 40
-    assert parse_name(name) == SegmentName("cbyoc", 4194304, stream_token("a" * 500), "out")
+    assert parse_name(name) == RegionName("cbyoc", 4194304, stream_token("a" * 500), "out")
 
 
 @pytest.mark.parametrize(
@@ -107,11 +107,11 @@ def test_name_validation() -> None:
 
 def test_create_attach_close_unlink(prefix: str) -> None:
     name = ring_name("seg", "in", prefix=prefix)
-    owner = Segment.create(name, 10000)
+    owner = SharedRegion.create(name, 10000)
     assert owner.is_owner and owner.size == 10000
     with pytest.raises(FileExistsError, match="already exists"):
-        Segment.create(name, 4096)
-    other = Segment.attach(name)
+        SharedRegion.create(name, 4096)
+    other = SharedRegion.attach(name)
     assert not other.is_owner and other.size == 10000
     owner.buf[123] = 45
     assert other.buf[123] == 45
@@ -122,17 +122,17 @@ def test_create_attach_close_unlink(prefix: str) -> None:
     assert other.closed
     owner.unlink()
     owner.unlink()
-    assert list_segments(prefix) == []
+    assert list_regions(prefix) == []
     assert owner.buf[123] == 45  # the mapping outlives the name
     owner.close()
-    with pytest.raises(FileNotFoundError, match="no shared memory segment named"):
-        Segment.attach(name)
+    with pytest.raises(FileNotFoundError, match="no shared memory region named"):
+        SharedRegion.attach(name)
     with pytest.raises(ValueError, match="size must be a positive integer"):
-        Segment.create(name, 0)
+        SharedRegion.create(name, 0)
 
 
 def test_attaching_process_does_not_unlink_at_exit(
-    prefix: str, segments: Callable[[str, int], Segment]
+    prefix: str, segments: Callable[[str, int], SharedRegion]
 ) -> None:
     """A process outside multiprocessing attaches and exits; the owner's segment survives.
 
@@ -141,16 +141,16 @@ def test_attaching_process_does_not_unlink_at_exit(
     """
     segment = segments(ring_name("keep", "in", prefix=prefix), 4096)
     code = (
-        "import sys; from ipc.shm import Segment\n"
-        "s = Segment.attach(sys.argv[1]); s.buf[0] = 7; s.close()\n"
+        "import sys; from ipc.shm import SharedRegion\n"
+        "s = SharedRegion.attach(sys.argv[1]); s.buf[0] = 7; s.close()\n"
     )
     subprocess.run([sys.executable, "-c", code, segment.name], check=True, timeout=60)
-    assert list_segments(prefix) == [segment.name]
+    assert list_regions(prefix) == [segment.name]
     assert segment.buf[0] == 7
 
 
 def test_close_with_a_live_view_defers_the_unmap(
-    prefix: str, segments: Callable[[str, int], Segment], caplog: pytest.LogCaptureFixture
+    prefix: str, segments: Callable[[str, int], SharedRegion], caplog: pytest.LogCaptureFixture
 ) -> None:
     segment = segments(ring_name("view", "in", prefix=prefix), 4096)
     view = np.frombuffer(segment.buf, dtype=np.uint8)
@@ -181,7 +181,7 @@ def test_pid_alive() -> None:
 
 
 def test_sweep_by_owner_and_dead_owner(
-    prefix: str, segments: Callable[[str, int], Segment]
+    prefix: str, segments: Callable[[str, int], SharedRegion]
 ) -> None:
     gone = dead_pid()
     mine = [segments(ring_name(s, "in", prefix=prefix), 4096).name for s in ("a", "b")]
@@ -192,10 +192,10 @@ def test_sweep_by_owner_and_dead_owner(
     foreign = segments(f"{prefix}-notours", 4096).name
     other_prefix = segments(ring_name("z", "in", prefix=prefix + "x"), 4096).name
 
-    assert list_segments(prefix) == sorted(mine + orphans)
+    assert list_regions(prefix) == sorted(mine + orphans)
     assert sweep(prefix, dead_only=True) == sorted(orphans)
     assert sweep(prefix, owners={gone}) == []
     assert sweep(prefix, owners={os.getpid()}) == sorted(mine)
-    assert list_segments(prefix) == []
+    assert list_regions(prefix) == []
     # Names that are not ours, or carry another prefix, are never touched.
     assert os.path.exists(f"/dev/shm/{foreign}") and os.path.exists(f"/dev/shm/{other_prefix}")

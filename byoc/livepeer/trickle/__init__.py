@@ -1,6 +1,9 @@
-"""Trickle: Livepeer's segmented HTTP streaming protocol (server, publisher, subscriber)."""
+"""Trickle client: Livepeer's segmented HTTP streaming protocol, publisher and subscriber side.
 
-from byoc.livepeer.trickle.channel import Channel, Segment
+Importable by the workers without aiohttp's server or anything of the parent app; the trickle
+server lives with the local stand-in (``byoc.livepeer.standin.trickle_server``).
+"""
+
 from byoc.livepeer.trickle.errors import (
     ChannelClosedError,
     PublishError,
@@ -17,16 +20,13 @@ from byoc.livepeer.trickle.jsonio import (
     read_json_segments,
 )
 from byoc.livepeer.trickle.publisher import SegmentWriter, TricklePublisher
-from byoc.livepeer.trickle.server import TrickleServer
 from byoc.livepeer.trickle.subscriber import SubscribedSegment, TrickleSubscriber
 
 __all__ = [
-    "Channel",
     "ChannelClosedError",
     "JsonLinesPublisher",
     "JsonSegmentPublisher",
     "PublishError",
-    "Segment",
     "SegmentReadError",
     "SegmentTooLargeError",
     "SegmentWriter",
@@ -34,7 +34,6 @@ __all__ = [
     "SubscribedSegment",
     "TrickleError",
     "TricklePublisher",
-    "TrickleServer",
     "TrickleSubscriber",
     "publish_json",
     "read_json_lines",

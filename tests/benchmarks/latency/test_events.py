@@ -11,7 +11,8 @@ import pytest
 
 from benchmarks.latency.analysis import runner_drops, stage_summary
 from benchmarks.latency.events import EventLog, EventsReader, drops_of, stages_of
-from byoc.livepeer.trickle import TricklePublisher, TrickleServer, publish_json
+from byoc.livepeer.standin.trickle_server import TrickleServer
+from byoc.livepeer.trickle import TricklePublisher, publish_json
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_JSON
 
 TOTALS_ONLY: dict[str, Any] = {

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.latency.sink import OutputSink
 from benchmarks.media.clip import ClipSpec, video_rgb24, video_yuv420p
-from egress.encode import SegmentEncoder
+from benchmarks.media.live_ts import LiveTsEncoder
 
 SPEC = ClipSpec(width=512, height=512, fps=30)
 FRAMES = 45
@@ -18,7 +18,7 @@ FRAMES = 45
 def _output_bytes(indices: list[int], *, inverted: bool) -> list[list[bytes]]:
     """The clip as a runner would publish it (inverted in RGB when asked): MPEG-TS segment
     bytes, one list of chunks per segment."""
-    encoder = SegmentEncoder(segment_seconds=1.0, audio=False, preset="ultrafast")
+    encoder = LiveTsEncoder(frame_rate=SPEC.fps, segment_seconds=1.0)
     segments: list[list[bytes]] = []
     for index in indices:
         if inverted:

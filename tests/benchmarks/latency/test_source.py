@@ -14,7 +14,7 @@ from benchmarks.latency.analysis import analyse_stream
 from benchmarks.latency.sink import OutputSink
 from benchmarks.latency.source import ClipSource, SourceRecord
 from benchmarks.media.clip import ClipSpec
-from byoc.livepeer.trickle import TrickleServer
+from byoc.livepeer.standin.trickle_server import TrickleServer
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_MPEGTS
 
 SPEC = ClipSpec(width=512, height=512, fps=30)

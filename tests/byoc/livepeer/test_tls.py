@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 from cryptography import x509
 
+from byoc.livepeer.standin.trickle_server import TrickleServer
 from byoc.livepeer.tls import client_ssl, generate_self_signed, server_ssl_context
 from byoc.livepeer.trickle import SubscribeError, TricklePublisher, TrickleSubscriber
-from byoc.livepeer.trickle.server import TrickleServer
 
 
 def test_certificate_names_and_key():

@@ -371,7 +371,7 @@ async def test_s13_https_orchestrator_with_a_self_signed_certificate() -> None:
 
 
 async def test_s14_a_new_start_for_a_live_id_replaces_it_cleanly() -> None:
-    from byoc.livepeer.orchestrator import LocalOrchestrator
+    from byoc.livepeer.standin.orchestrator import LocalOrchestrator
 
     async with running(capacity=1) as env:
         async with await start_via_orch(env, "swap") as r:
@@ -424,12 +424,12 @@ async def test_s15_token_on_stream_routes_and_a_401_drops_the_capability() -> No
 
 
 async def test_stream_status_and_session_routes(env: Env) -> None:
-    async with await start_via_orch(env, "st", {"params": {"width": 8, "height": 8}}) as r:
+    async with await start_via_orch(env, "st", {"params": {"width": 16, "height": 16}}) as r:
         assert r.status == 200
     await wait_until(lambda: state_of(env, "st") is SessionState.READY)
     async with env.http.get(env.url + "/stream/status", headers={"X-Stream-Id": "st"}) as r:
         status = await r.json()
-    assert status["state"] == "ready" and status["params"] == {"width": 8, "height": 8}
+    assert status["state"] == "ready" and status["params"] == {"width": 16, "height": 16}
     async with env.http.get(env.url + "/stream/status") as r:
         assert await r.json() == {"active_streams": 1, "streams": {"st": "ready"}}
     async with env.http.get(env.url + "/byoc/session/st/status") as r:

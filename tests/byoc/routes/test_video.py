@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from byoc.media import NoMediaPipeline
+from byoc.media_path import NoMediaPath
 from tests.byoc.harness import Env, running
 from tests.byoc.routes.test_jobs import assert_json_error
 
@@ -22,7 +22,7 @@ INVERT = {
 
 @pytest.fixture
 async def env() -> Env:  # type: ignore[misc]
-    async with running(media=NoMediaPipeline(), capacity=2) as env:
+    async with running(media=NoMediaPath(), capacity=2) as env:
         yield env
 
 

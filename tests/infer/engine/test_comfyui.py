@@ -25,7 +25,7 @@ from infer.engine.builtin import BuiltinEngine
 from infer.errors import EngineUnavailableError, NodeExecutionError, WorkflowError
 from infer.image_job import run_image_job
 from infer.nodes import COMFYUI_COMPATIBLE_NODES
-from infer.pipeline import StreamPipeline
+from infer.workflow_runner import WorkflowRunner
 from tests.infer.conftest import INVERT, chain, image_batch, images_of, rgb_frame
 
 pytestmark = pytest.mark.comfyui
@@ -201,7 +201,7 @@ def test_comfyui_nodes_beyond_ours_run_on_frames(case: str, comfy: Engine) -> No
         direct = getattr(node, node.FUNCTION)(image=images.clone(), **inputs)[0]
     assert through_adapter is not None and torch.equal(through_adapter, direct)
 
-    pipeline = StreamPipeline(comfy, f"native-{case}", 32, 24, warmup_frames=1)
+    pipeline = WorkflowRunner(comfy, f"native-{case}", 32, 24, warmup_frames=1)
     pipeline.start(workflow)
     frame = rgb_frame(32, 24, seed=5)
     (result,) = pipeline.process([frame])
@@ -222,7 +222,7 @@ def test_a_batch_changing_node_keeps_one_output_frame_per_input(comfy: Engine) -
     }
     result = comfy.run(comfy.prepare(workflow), image_batch(1, 8, 8))
     assert result.images is not None and result.images.shape[0] == 2
-    pipeline = StreamPipeline(comfy, "batch-node", 8, 8, warmup_frames=1)
+    pipeline = WorkflowRunner(comfy, "batch-node", 8, 8, warmup_frames=1)
     pipeline.start(workflow)
     frame = rgb_frame(8, 8)
     assert np.array_equal(pipeline.process([frame])[0].frame, frame)  # first image of the batch
@@ -283,9 +283,9 @@ def test_failing_frames_pass_through_in_a_comfyui_stream(comfy: Engine) -> None:
         ("ImageBlur", {"blur_radius": 6, "sigma": 1.0}),
     )
     with pytest.raises(WorkflowError) as info:
-        StreamPipeline(comfy, "fails", 16, 16, warmup_frames=1).start(workflow)
+        WorkflowRunner(comfy, "fails", 16, 16, warmup_frames=1).start(workflow)
     assert info.value.kinds == {"warmup_failed"}
-    pipeline = StreamPipeline(comfy, "ok", 16, 16, warmup_frames=1)
+    pipeline = WorkflowRunner(comfy, "ok", 16, 16, warmup_frames=1)
     pipeline.start(INVERT)
     with pytest.raises(WorkflowError):
         pipeline.update(workflow)
@@ -345,7 +345,7 @@ def test_text_output_and_batched_streams(comfy: Engine) -> None:
     result = comfy.run(comfy.prepare(workflow), torch.zeros(1, 4, 4, 3))
     assert json.loads(result.texts[0])["mean"] == [1.0, 1.0, 1.0]
 
-    streams = [StreamPipeline(comfy, f"b{i}", 16, 8, warmup_frames=1) for i in range(3)]
+    streams = [WorkflowRunner(comfy, f"b{i}", 16, 8, warmup_frames=1) for i in range(3)]
     for s in streams:
         s.start(chain(("ImageBlur", {"blur_radius": 2, "sigma": 1.0})))
     frames = [rgb_frame(16, 8, seed=i) for i in range(3)]

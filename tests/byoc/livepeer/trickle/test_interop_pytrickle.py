@@ -17,14 +17,14 @@ from typing import IO
 
 import pytest
 
+from byoc.livepeer.standin.trickle_server import TrickleServer
 from byoc.livepeer.tls import generate_self_signed, server_ssl_context
 from byoc.livepeer.trickle import (
     TricklePublisher,
     TrickleSubscriber,
     read_json_segments,
 )
-from byoc.livepeer.trickle.server import TrickleServer
-from tests.byoc.livepeer.trickle.conftest import ServerFactory, wait_until
+from tests.byoc.livepeer.conftest import ServerFactory, wait_until
 from tests.byoc.livepeer.trickle.pytrickle_peer import json_document, segment_chunks
 
 REPO = Path(__file__).resolve().parents[4]

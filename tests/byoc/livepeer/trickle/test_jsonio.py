@@ -7,6 +7,7 @@ import json
 
 import aiohttp
 
+from byoc.livepeer.standin.trickle_server import TrickleServer
 from byoc.livepeer.trickle import (
     JsonLinesPublisher,
     JsonSegmentPublisher,
@@ -17,8 +18,7 @@ from byoc.livepeer.trickle import (
     read_json_segments,
 )
 from byoc.livepeer.trickle.constants import KEEPALIVE_MESSAGE
-from byoc.livepeer.trickle.server import TrickleServer
-from tests.byoc.livepeer.trickle.conftest import raw_post, wait_until
+from tests.byoc.livepeer.conftest import raw_post, wait_until
 
 
 async def first_n(agen, n: int) -> list:

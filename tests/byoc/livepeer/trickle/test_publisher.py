@@ -8,11 +8,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from byoc.livepeer.standin.trickle_server import TrickleServer
 from byoc.livepeer.trickle import ChannelClosedError, PublishError, TricklePublisher
 from byoc.livepeer.trickle.constants import HEADER_SEQ
-from byoc.livepeer.trickle.server import TrickleServer
 from ipc.deadline import shared_deadline
-from tests.byoc.livepeer.trickle.conftest import (
+from tests.byoc.livepeer.conftest import (
     ServerFactory,
     TcpProxy,
     port_of,

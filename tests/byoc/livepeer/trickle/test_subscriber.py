@@ -10,14 +10,14 @@ import os
 import aiohttp
 import pytest
 
+from byoc.livepeer.standin.trickle_server import TrickleServer
 from byoc.livepeer.trickle import (
     SegmentReadError,
     SubscribeError,
     TricklePublisher,
     TrickleSubscriber,
 )
-from byoc.livepeer.trickle.server import TrickleServer
-from tests.byoc.livepeer.trickle.conftest import (
+from tests.byoc.livepeer.conftest import (
     ServerFactory,
     TcpProxy,
     port_of,

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from byoc.media import ParamsRejected, StreamSpec
-from byoc.pipeline import WorkerMediaPipeline
+from byoc.media_path import ParamsRejected, StreamSpec
 from byoc.settings import Settings
 from byoc.supervisor import Supervisor
+from byoc.worker_media_path import WorkerMediaPath
 from infer.worker import main as infer_main
 from ipc.ring import FrameRing
 
@@ -44,11 +44,12 @@ def spec(stream_id: str, **params: object) -> StreamSpec:
 
 
 @pytest.fixture
-async def pipeline() -> AsyncIterator[WorkerMediaPipeline]:
+async def pipeline() -> AsyncIterator[WorkerMediaPath]:
     supervisor = Supervisor(
         SETTINGS, workers={"infer": infer_main}, worker_options={"infer": {"engine": "builtin"}}
     )
-    media = WorkerMediaPipeline(supervisor, SETTINGS, max_width=64, max_height=64)
+    media = WorkerMediaPath(supervisor, SETTINGS, max_width=64, max_height=64)
+    media.connect_workers()
     await supervisor.start()
     assert await supervisor.wait_ready(120)
     yield media
@@ -56,7 +57,7 @@ async def pipeline() -> AsyncIterator[WorkerMediaPipeline]:
     await supervisor.stop()
 
 
-def segments_of(stream_id: str, media: WorkerMediaPipeline) -> list[str]:
+def segments_of(stream_id: str, media: WorkerMediaPath) -> list[str]:
     stream = media.streams[stream_id]
     return [ring.name for ring in stream.rings]
 
@@ -67,7 +68,7 @@ def yuv_frame(luma: int, width: int = 32, height: int = 32) -> list[np.ndarray]:
     return [np.full((height, width), luma, dtype=np.uint8), chroma, chroma.copy()]
 
 
-async def round_trip(media: WorkerMediaPipeline, stream_id: str, luma: int) -> np.ndarray:
+async def round_trip(media: WorkerMediaPath, stream_id: str, luma: int) -> np.ndarray:
     """Write a frame into the stream's input ring and read what comes out of its output ring."""
     in_spec, out_spec = (ring.spec for ring in media.streams[stream_id].rings)
     producer, consumer = FrameRing.attach(in_spec), FrameRing.attach(out_spec)
@@ -86,7 +87,7 @@ async def round_trip(media: WorkerMediaPipeline, stream_id: str, luma: int) -> n
 
 
 async def test_invalid_workflow_is_rejected_and_leaves_nothing(
-    pipeline: WorkerMediaPipeline,
+    pipeline: WorkerMediaPath,
 ) -> None:
     bad = {
         "1": {"class_type": "LoadTensor", "inputs": {}},
@@ -98,12 +99,12 @@ async def test_invalid_workflow_is_rejected_and_leaves_nothing(
     assert not [p for p in os.listdir("/dev/shm") if "bad" in p and p.startswith("cbyoc")]
 
 
-async def test_width_without_height_is_rejected(pipeline: WorkerMediaPipeline) -> None:
+async def test_width_without_height_is_rejected(pipeline: WorkerMediaPath) -> None:
     with pytest.raises(ParamsRejected, match="together"):
         await pipeline.start(spec("half", width=256))
 
 
-async def test_frames_flow_updates_apply_and_stop_unlinks(pipeline: WorkerMediaPipeline) -> None:
+async def test_frames_flow_updates_apply_and_stop_unlinks(pipeline: WorkerMediaPath) -> None:
     await pipeline.start(spec("s1", workflow=INVERT))
     names = segments_of("s1", pipeline)
     assert all(Path("/dev/shm", name).exists() for name in names)
@@ -133,7 +134,7 @@ async def test_frames_flow_updates_apply_and_stop_unlinks(pipeline: WorkerMediaP
     assert not any(Path("/dev/shm", name).exists() for name in names)
 
 
-async def test_stream_resumes_after_infer_is_killed(pipeline: WorkerMediaPipeline) -> None:
+async def test_stream_resumes_after_infer_is_killed(pipeline: WorkerMediaPath) -> None:
     await pipeline.start(spec("s2", workflow=INVERT))
     supervisor = pipeline.supervisor
     pid = supervisor.snapshot()["infer"]["pid"]
@@ -146,3 +147,34 @@ async def test_stream_resumes_after_infer_is_killed(pipeline: WorkerMediaPipelin
     await asyncio.sleep(0.5)  # the restarted worker re-attaches the same rings
     luma = await round_trip(pipeline, "s2", 60)
     assert abs(int(luma.mean()) - (16 + 235 - 60)) <= 2
+
+
+async def test_media_knobs_come_from_the_settings() -> None:
+    settings = SETTINGS.replace(
+        ring_slots=6,
+        ring_max_width=320,
+        ring_max_height=240,
+        x264_preset="ultrafast",
+        segment_seconds=0.5,
+        output_crf=30,
+        output_bitrate=800_000,
+    )
+    supervisor = Supervisor(settings, workers={})
+    media = WorkerMediaPath(supervisor, settings)
+    rings = media._create_rings("knobs", 0, 0)
+    try:
+        assert [(r.spec.slots, r.spec.max_width, r.spec.max_height) for r in rings] == [
+            (6, 320, 240)
+        ] * 2
+        egress = media._egress_config(spec("knobs"), rings[1].spec)
+        assert (egress.preset, egress.segment_seconds, egress.crf, egress.bit_rate) == (
+            "ultrafast",
+            0.5,
+            30,
+            800_000,
+        )
+    finally:
+        for ring in rings:
+            ring.close()
+            ring.unlink()
+    assert (media.ring_slots, media.max_width, media.max_height) == (6, 320, 240)

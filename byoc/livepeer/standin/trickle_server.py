@@ -31,7 +31,7 @@ import ssl as ssl_module
 
 from aiohttp import web
 
-from byoc.livepeer.trickle.channel import Channel, Segment
+from byoc.livepeer.standin.trickle_channel import Channel, Segment
 from byoc.livepeer.trickle.constants import (
     CLOSED_VALUE,
     CONTENT_TYPE_OCTET,

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from byoc.livepeer.standin.trickle_server import TrickleServer
 from byoc.livepeer.trickle.constants import (
     HEADER_CLOSED,
     HEADER_LATEST,
@@ -17,8 +18,7 @@ from byoc.livepeer.trickle.constants import (
     HEADER_SEQ,
     STATUS_SEQ_UNAVAILABLE,
 )
-from byoc.livepeer.trickle.server import TrickleServer
-from tests.byoc.livepeer.trickle.conftest import ServerFactory, raw_post, wait_until
+from tests.byoc.livepeer.conftest import ServerFactory, raw_post, wait_until
 
 
 async def body_of(*chunks: bytes, gate: asyncio.Event | None = None) -> AsyncIterator[bytes]:

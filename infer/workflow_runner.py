@@ -1,6 +1,6 @@
 """One stream's inference state: its workflow, its frame converter, warm-up, live updates.
 
-``StreamPipeline.start`` validates the workflow and warms it up on dummy frames of the stream's
+``WorkflowRunner.start`` validates the workflow and warms it up on dummy frames of the stream's
 size, so the first real frame is not slow. ``update`` does the same aside and swaps the new
 workflow in between two frames; when it fails, the old workflow keeps running and the error is
 raised to the caller. A frame the workflow fails on passes through unchanged and is counted.
@@ -14,15 +14,18 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from infer.batching import process_frames
 from infer.engine.base import Engine, PreparedWorkflow
 from infer.errors import WorkflowError, WorkflowProblem
-from infer.tensors import Frame, FrameConverter, frame_nbytes
+from infer.run_state import ActiveWorkflow, FrameResult
+from infer.tensors import PixelConverter, Pixels
+from ipc import pixfmt
 from ipc.colour import Colour
 
 log = logging.getLogger(__name__)
@@ -31,26 +34,7 @@ DEFAULT_WARMUP_FRAMES = 3
 
 
 @dataclass
-class FrameResult:
-    """The outcome of one frame."""
-
-    frame: np.ndarray
-    """Output pixels in the stream's pixel format (the input itself when ``failed``)."""
-    width: int
-    height: int
-    """Size of ``frame`` (4:2:0 frames of odd size are 1-D, so the shape does not say it)."""
-    texts: list[str] = field(default_factory=list)
-    """Text outputs produced for this frame (for the data channel)."""
-    failed: bool = False
-    error: str | None = None
-    infer_start_ns: int = 0
-    """``time.monotonic_ns()`` before upload; stamp it as the frame's ``infer_start``."""
-    infer_end_ns: int = 0
-    """``time.monotonic_ns()`` after download; stamp it as the frame's ``infer_end``."""
-
-
-@dataclass
-class PipelineStats:
+class RunnerStats:
     """Counters of one stream's pipeline."""
 
     frames_in: int = 0
@@ -65,17 +49,7 @@ class PipelineStats:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class ActiveWorkflow:
-    """What a stream runs now; replaced as a whole (one reference swap) on update or resize."""
-
-    prepared: PreparedWorkflow
-    converter: FrameConverter
-    output_size: tuple[int, int]
-    """(width, height) of the output frames, found during warm-up."""
-
-
-class StreamPipeline:
+class WorkflowRunner:
     """The inference side of one stream. ``process``/``update``/``resize`` are blocking and may
     be called from different threads; run them off the event loop."""
 
@@ -96,14 +70,14 @@ class StreamPipeline:
         self.colour = colour or Colour()
         """The input's colour description (unspecified until a frame tells)."""
         self.warmup_frames = max(1, warmup_frames)
-        self.stats = PipelineStats()
+        self.stats = RunnerStats()
         self._size = (width, height)
         self._active: ActiveWorkflow | None = None
         self._update_lock = threading.Lock()  # one update/resize at a time
         self._stats_lock = threading.Lock()
         self._logged_errors: set[str] = set()
         self._closed = False
-        frame_nbytes(width, height, pixel_format)  # rejects unknown formats early
+        pixfmt.parse_pixel_format(pixel_format)  # rejects unknown formats early
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -191,14 +165,12 @@ class StreamPipeline:
     # -- frames ---------------------------------------------------------------------------------
 
     def process(
-        self, frames: Sequence[Frame], out: Sequence[np.ndarray] | None = None
+        self, frames: Sequence[Pixels], out: Sequence[np.ndarray] | None = None
     ) -> list[FrameResult]:
         """Run the workflow on a batch of this stream's frames (in order); one result each.
 
         ``out`` optionally gives destination arrays (e.g. output ring slots), one per frame.
         """
-        from infer.batching import process_frames
-
         return process_frames([(self, f) for f in frames], out)
 
     def record(self, result: FrameResult) -> None:
@@ -234,8 +206,8 @@ class StreamPipeline:
             self._active = dataclasses.replace(active, converter=converter)
         log.info("stream %s: input colour %s", self.stream_id, colour)
 
-    def _converter(self, width: int, height: int) -> FrameConverter:
-        return FrameConverter(
+    def _converter(self, width: int, height: int) -> PixelConverter:
+        return PixelConverter(
             width, height, self.pixel_format, self.engine.device, colour=self.colour
         )
 
@@ -253,7 +225,7 @@ class StreamPipeline:
             self.stats.warmups += 1
         return ActiveWorkflow(prepared, converter, output_size)
 
-    def _warm_up(self, prepared: PreparedWorkflow, converter: FrameConverter) -> tuple[int, int]:
+    def _warm_up(self, prepared: PreparedWorkflow, converter: PixelConverter) -> tuple[int, int]:
         """Run dummy frames of the stream's size; return the output (width, height)."""
         rng = np.random.default_rng(0)
         size = (converter.width, converter.height)

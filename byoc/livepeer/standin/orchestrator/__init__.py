@@ -9,6 +9,6 @@
 Run it with ``comfystream-byoc orchestrator``.
 """
 
-from byoc.livepeer.orchestrator.server import DEFAULT_PORT, LocalOrchestrator
+from byoc.livepeer.standin.orchestrator.server import DEFAULT_PORT, LocalOrchestrator
 
 __all__ = ["DEFAULT_PORT", "LocalOrchestrator"]

@@ -11,10 +11,10 @@ import aiohttp
 import pytest
 
 from byoc.livepeer.header import encode_header
-from byoc.livepeer.orchestrator import LocalOrchestrator
-from byoc.livepeer.orchestrator.jobs import worker_url
-from byoc.livepeer.orchestrator.registry import ExternalCapability
-from tests.byoc.livepeer.orchestrator.capture import CaptureWorker, delayed, fixed, sse
+from byoc.livepeer.standin.orchestrator import LocalOrchestrator
+from byoc.livepeer.standin.orchestrator.jobs import worker_url
+from byoc.livepeer.standin.orchestrator.registry import ExternalCapability
+from tests.byoc.livepeer.standin.orchestrator.capture import CaptureWorker, delayed, fixed, sse
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import aiohttp
 import pytest
 
 from byoc.livepeer.header import encode_header
-from byoc.livepeer.orchestrator import LocalOrchestrator
-from byoc.livepeer.orchestrator.registry import ExternalCapability
+from byoc.livepeer.standin.orchestrator import LocalOrchestrator
+from byoc.livepeer.standin.orchestrator.registry import ExternalCapability
 from byoc.livepeer.trickle import TrickleSubscriber
-from tests.byoc.livepeer.orchestrator.capture import CaptureWorker, fixed
+from tests.byoc.livepeer.standin.orchestrator.capture import CaptureWorker, fixed
 
 ALL = {"enable_video_ingress": True, "enable_video_egress": True, "enable_data_output": True}
 SUFFIXES = ("", "-out", "-control", "-events", "-data")

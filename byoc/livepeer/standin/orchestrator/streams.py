@@ -31,20 +31,20 @@ import aiohttp
 from aiohttp import web
 
 from byoc.livepeer.header import HEADER_NAME
-from byoc.livepeer.orchestrator.gohttp import (
+from byoc.livepeer.standin.orchestrator.gohttp import (
     BadJobRequest,
     OrchJobRequest,
     go_error,
     parse_job_header,
 )
-from byoc.livepeer.orchestrator.jobs import bearer
-from byoc.livepeer.orchestrator.registry import ExternalCapability, Registry
+from byoc.livepeer.standin.orchestrator.jobs import bearer
+from byoc.livepeer.standin.orchestrator.registry import ExternalCapability, Registry
+from byoc.livepeer.standin.trickle_server import TrickleServer
 from byoc.livepeer.trickle import (
     ChannelClosedError,
     JsonSegmentPublisher,
     TrickleError,
     TricklePublisher,
-    TrickleServer,
 )
 from byoc.livepeer.trickle.constants import (
     CONTENT_TYPE_JSON,

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from byoc.livepeer.orchestrator.gohttp import go_error, go_int
+from byoc.livepeer.standin.orchestrator.gohttp import go_error, go_int
 from ipc.untrusted_json import loads_untrusted
 
 log = logging.getLogger(__name__)

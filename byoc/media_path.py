@@ -1,7 +1,7 @@
 """The seam between a stream's control plane (parent) and its media path (workers).
 
 The parent's ``StreamManager`` owns a stream's session, its control subscription and its events;
-it calls a ``MediaPipeline`` for the media itself:
+it calls a ``MediaPath`` for the media itself:
 
 - ``start(spec)`` when the stream starts, in the background (``/stream/start`` has already been
   answered if it takes longer than the start timeout). Returning means the media path is set up
@@ -13,16 +13,16 @@ it calls a ``MediaPipeline`` for the media itself:
 - ``alive(stream_id)`` lets the periodic sweep end sessions whose media path is gone.
 - ``close()`` once when the runner stops, after every stream has been stopped.
 
-A pipeline that needs the workers gets the supervisor from a factory:
-``serve(settings, media_factory=lambda supervisor, settings: MyPipeline(supervisor, settings))``.
+A media path that needs the workers gets the supervisor from a factory:
+``serve(settings, media_factory=lambda supervisor, settings: MyMediaPath(supervisor, settings))``.
 
-Workers report back through ipc messages routed by the parent, whatever the pipeline:
+Workers report back through ipc messages routed by the parent, whatever the media path:
 ``StreamState`` (``processing``; ``ended`` when the input went away -> ``stopped``; ``completed``
 when a finite input finished; ``failed`` with ``error``), ``StreamStats`` (figures for the status
 events) and ``WorkerError`` with a ``stream_id`` (the stream's ``last_error``).
 
-``NoMediaPipeline`` is the default: no worker is told anything, so a stream is control plane only
-(status events, params, endings) until a pipeline that sends ``StreamStart`` to the workers is
+``NoMediaPath`` is the default: no worker is told anything, so a stream is control plane only
+(status events, params, endings) until a media path that sends ``StreamStart`` to the workers is
 plugged in.
 """
 
@@ -48,7 +48,7 @@ class MediaUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class StreamSpec:
-    """What a pipeline needs to start a stream: its id, channels and initial parameters."""
+    """What a media path needs to start a stream: its id, channels and initial parameters."""
 
     stream_id: str
     capability: str
@@ -65,7 +65,7 @@ class StreamSpec:
     file is complete."""
 
 
-class MediaPipeline(Protocol):
+class MediaPath(Protocol):
     """The media path of streams (see the module docstring for the contract)."""
 
     async def start(self, spec: StreamSpec) -> None: ...
@@ -79,10 +79,10 @@ class MediaPipeline(Protocol):
     async def close(self) -> None: ...
 
 
-MediaFactory = Callable[["Supervisor", "Settings"], MediaPipeline]
+MediaFactory = Callable[["Supervisor", "Settings"], MediaPath]
 
 
-class NoMediaPipeline:
+class NoMediaPath:
     """No media path: streams run their control plane only and become ``ready`` at once."""
 
     def __init__(self) -> None:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from byoc.livepeer.orchestrator.gohttp import BadJobRequest, go_int, parse_job_header
+from byoc.livepeer.standin.orchestrator.gohttp import BadJobRequest, go_int, parse_job_header
 
 
 def b64(obj: object) -> str:

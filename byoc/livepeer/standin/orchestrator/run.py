@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 
-from byoc.livepeer.orchestrator.server import LocalOrchestrator
+from byoc.livepeer.standin.orchestrator.server import LocalOrchestrator
 
 log = logging.getLogger(__name__)
 

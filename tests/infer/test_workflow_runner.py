@@ -10,8 +10,8 @@ import pytest
 
 from infer.engine.builtin import BuiltinEngine
 from infer.errors import WorkflowError
-from infer.pipeline import StreamPipeline
-from infer.tensors import FrameConverter
+from infer.tensors import PixelConverter
+from infer.workflow_runner import WorkflowRunner
 from tests.infer.conftest import INVERT, PASSTHROUGH, CountingInvert, chain, rgb_frame
 
 BLUR = chain(("ImageBlur", {"blur_radius": 1, "sigma": 1.0}))
@@ -19,8 +19,8 @@ BLUR = chain(("ImageBlur", {"blur_radius": 1, "sigma": 1.0}))
 
 def _pipeline(
     engine: BuiltinEngine, workflow: object, width: int = 16, height: int = 8, **kw: object
-) -> StreamPipeline:
-    pipeline = StreamPipeline(engine, "s1", width, height, **kw)  # type: ignore[arg-type]
+) -> WorkflowRunner:
+    pipeline = WorkflowRunner(engine, "s1", width, height, **kw)  # type: ignore[arg-type]
     pipeline.start(workflow)
     return pipeline
 
@@ -169,7 +169,7 @@ def test_text_only_workflow_passes_frames_through(engine: BuiltinEngine) -> None
 def test_yuv420p_stream(engine: BuiltinEngine) -> None:
     pipeline = _pipeline(engine, PASSTHROUGH, 16, 8, pixel_format="yuv420p")
     rgb = (rgb_frame(16, 8) // 4 + 96).astype(np.uint8)  # inside the YUV gamut after subsampling
-    yuv = FrameConverter(16, 8, "yuv420p").to_frames(FrameConverter(16, 8).to_images([rgb]))[0]
+    yuv = PixelConverter(16, 8, "yuv420p").to_frames(PixelConverter(16, 8).to_images([rgb]))[0]
     (result,) = pipeline.process([yuv])
     assert (
         result.frame.shape == (12, 16)
@@ -178,12 +178,12 @@ def test_yuv420p_stream(engine: BuiltinEngine) -> None:
 
 
 def test_processing_before_start_or_after_close_is_an_error(engine: BuiltinEngine) -> None:
-    pipeline = StreamPipeline(engine, "s2", 16, 8)
+    pipeline = WorkflowRunner(engine, "s2", 16, 8)
     with pytest.raises(RuntimeError, match="not started"):
         pipeline.process([rgb_frame(16, 8)])
     pipeline.start(INVERT)
     pipeline.close()
     with pytest.raises(RuntimeError):
         pipeline.process([rgb_frame(16, 8)])
-    with pytest.raises(ValueError, match="unsupported pixel format"):
-        StreamPipeline(engine, "s3", 16, 8, "rgba")
+    with pytest.raises(ValueError, match="unknown pixel format"):
+        WorkflowRunner(engine, "s3", 16, 8, "rgba")

@@ -12,12 +12,12 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from byoc.livepeer.orchestrator.gohttp import go_error
-from byoc.livepeer.orchestrator.jobs import JobProxy
-from byoc.livepeer.orchestrator.registry import Registry
-from byoc.livepeer.orchestrator.streams import StreamRelay
+from byoc.livepeer.standin.orchestrator.gohttp import go_error
+from byoc.livepeer.standin.orchestrator.jobs import JobProxy
+from byoc.livepeer.standin.orchestrator.registry import Registry
+from byoc.livepeer.standin.orchestrator.streams import StreamRelay
+from byoc.livepeer.standin.trickle_server import TrickleServer
 from byoc.livepeer.tls import server_ssl_context
-from byoc.livepeer.trickle import TrickleServer
 from byoc.livepeer.trickle.constants import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_PREFIX
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from byoc.livepeer.trickle.channel import Channel, Segment
+from byoc.livepeer.standin.trickle_channel import Channel, Segment
 
 
 def test_segment_reads_by_offset_without_copies():

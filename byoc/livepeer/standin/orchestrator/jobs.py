@@ -30,8 +30,8 @@ import aiohttp
 from aiohttp import web
 
 from byoc.livepeer.header import HEADER_NAME
-from byoc.livepeer.orchestrator.gohttp import BadJobRequest, go_error, parse_job_header
-from byoc.livepeer.orchestrator.registry import ExternalCapability, Registry
+from byoc.livepeer.standin.orchestrator.gohttp import BadJobRequest, go_error, parse_job_header
+from byoc.livepeer.standin.orchestrator.registry import ExternalCapability, Registry
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,11 @@ from typing import Any
 
 from byoc.livepeer.trickle import JsonLinesPublisher, TricklePublisher
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_JSONL
-from byoc.media import MediaUnavailable, ParamsRejected, StreamSpec
+from byoc.media_path import MediaUnavailable, ParamsRejected, StreamSpec
 from byoc.settings import Settings
+from byoc.stream_params import output_size
 from byoc.supervisor import Supervisor
+from byoc.worker_requests import ReplyTimeout, WorkerUnavailable
 from ipc.channel import ChannelClosed
 from ipc.deadline import within
 from ipc.messages import (
@@ -64,22 +66,6 @@ class MediaStream:
     data_dropped: int = 0
 
 
-def _size(params: dict[str, Any]) -> tuple[int, int]:
-    """Output size from params: both ``width`` and ``height`` or neither (0, 0)."""
-    width, height = params.get("width"), params.get("height")
-    if width is None and height is None:
-        return 0, 0
-    if width is None or height is None:
-        raise ParamsRejected("params.width and params.height must be given together")
-    try:
-        w, h = int(width), int(height)
-    except (TypeError, ValueError):
-        raise ParamsRejected("params.width and params.height must be integers") from None
-    if not (16 <= w <= 4096 and 16 <= h <= 4096) or isinstance(width, bool):
-        raise ParamsRejected("params.width and params.height must be between 16 and 4096")
-    return w, h
-
-
 def _workflow_text(params: dict[str, Any]) -> str:
     for key in ("prompts", "workflow"):
         value = params.get(key)
@@ -88,39 +74,44 @@ def _workflow_text(params: dict[str, Any]) -> str:
     return ""
 
 
-class WorkerMediaPipeline:
-    """``MediaPipeline`` over the ingest, infer and egress worker processes."""
+class WorkerMediaPath:
+    """``MediaPath`` over the ingest, infer and egress worker processes."""
 
     def __init__(
         self,
         supervisor: Supervisor,
         settings: Settings,
         *,
-        ring_slots: int = 4,
-        max_width: int = 1920,
-        max_height: int = 1080,
+        ring_slots: int | None = None,
+        max_width: int | None = None,
+        max_height: int | None = None,
         reply_timeout_s: float = 60.0,
         worker_wait_s: float = 30.0,
         stats_interval_s: float = 1.0,
     ) -> None:
         self.supervisor = supervisor
         self.settings = settings
-        self.ring_slots = ring_slots
-        self.max_width = max_width
-        self.max_height = max_height
+        # Defaults from the settings; tests pass smaller rings.
+        self.ring_slots = ring_slots or settings.ring_slots
+        self.max_width = max_width or settings.ring_max_width
+        self.max_height = max_height or settings.ring_max_height
         self.reply_timeout_s = reply_timeout_s
         self.worker_wait_s = worker_wait_s
         self.stats_interval_s = stats_interval_s
         self.streams: dict[str, MediaStream] = {}
-        self._replies: dict[str, asyncio.Future[StreamReply]] = {}
-        supervisor.on_message(self.on_worker_message)
-        supervisor.on_restart(self.on_worker_restart)
 
-    # -- MediaPipeline --------------------------------------------------------------------------
+    def connect_workers(self) -> None:
+        """Route the stream messages that cross between workers here, and resume streams on a
+        restarted worker (called once by whoever wires the parent together)."""
+        self.supervisor.route(StreamAudio, self.on_stream_audio)
+        self.supervisor.route(StreamData, self.on_stream_data)
+        self.supervisor.on_restart(self.on_worker_restart)
+
+    # -- MediaPath --------------------------------------------------------------------------
 
     async def start(self, spec: StreamSpec) -> None:
         params = dict(spec.params)
-        width, height = _size(params)
+        width, height = output_size(params, max_side=self.settings.max_image_side)
         if not (spec.subscribe_url or spec.source_path or spec.publish_url or spec.output_path):
             log.info("stream %s: no media channels, control plane only", spec.stream_id)
         rings = self._create_rings(spec.stream_id, width, height)
@@ -136,17 +127,13 @@ class WorkerMediaPipeline:
             )
         }
         if spec.publish_url or spec.output_path:
-            configs["egress"] = EgressConfig(
-                ring=rings[1].spec,
-                publish_url=spec.publish_url or "",
-                output_path=spec.output_path or "",
-                stats_interval_s=self.stats_interval_s,
-            )
+            configs["egress"] = self._egress_config(spec, rings[1].spec)
         if spec.subscribe_url or spec.source_path:
             configs["ingest"] = IngestConfig(
                 ring=rings[0].spec,
                 subscribe_url=spec.subscribe_url or "",
                 source_path=spec.source_path or "",
+                verify_tls=self.settings.trickle_verify_tls,
                 audio="egress" in configs,
                 pacing_buffer_s=self.settings.ingest_buffer_s,
                 stats_interval_s=self.stats_interval_s,
@@ -165,7 +152,10 @@ class WorkerMediaPipeline:
                     # Where the channel stands: seq 0 on a new stream, the next segment on one
                     # resumed after a runner restart.
                     TricklePublisher(
-                        spec.data_url, CONTENT_TYPE_JSONL, verify_tls=False, start_seq=None
+                        spec.data_url,
+                        CONTENT_TYPE_JSONL,
+                        verify_tls=self.settings.trickle_verify_tls,
+                        start_seq=None,
                     )
                 )
                 stream.data_task = asyncio.create_task(
@@ -185,7 +175,7 @@ class WorkerMediaPipeline:
             stream.params.update(params)
             return
         merged = {**stream.params, **params}
-        _size(merged)  # both or neither, in range
+        output_size(merged, max_side=self.settings.max_image_side)  # both or neither, in range
         request_id = secrets.token_hex(8)
         reply = await self._ask(
             "infer",
@@ -196,7 +186,7 @@ class WorkerMediaPipeline:
         stream.params = merged
         infer = stream.configs["infer"]
         assert isinstance(infer, InferConfig)
-        width, height = _size(merged)
+        width, height = output_size(merged, max_side=self.settings.max_image_side)
         stream.configs["infer"] = InferConfig(
             in_ring=infer.in_ring,
             out_ring=infer.out_ring,
@@ -239,18 +229,16 @@ class WorkerMediaPipeline:
 
     # -- worker messages ------------------------------------------------------------------------
 
-    async def on_worker_message(self, worker: str, message: Message) -> None:
-        if isinstance(message, StreamReply):
-            future = self._replies.pop(message.request_id, None)
-            if future is not None and not future.done():
-                future.set_result(message)
-        elif isinstance(message, StreamAudio):
-            stream = self.streams.get(message.stream_id)
-            if stream is not None and "egress" in stream.configs:
-                with contextlib.suppress(ChannelClosed, OSError):
-                    await self.supervisor.send("egress", message)
-        elif isinstance(message, StreamData):
-            self._queue_data(message)
+    async def on_stream_audio(self, worker: str, message: StreamAudio) -> None:
+        """Relay ingest's audio packets to the stream's egress."""
+        stream = self.streams.get(message.stream_id)
+        if stream is not None and "egress" in stream.configs:
+            with contextlib.suppress(ChannelClosed, OSError):
+                await self.supervisor.send("egress", message)
+
+    def on_stream_data(self, worker: str, message: StreamData) -> None:
+        """Queue infer's text output for the stream's data channel."""
+        self._queue_data(message)
 
     async def on_worker_restart(self, worker: str, restarts: int) -> None:
         """Give a restarted worker its part of every stream again (same rings)."""
@@ -263,6 +251,20 @@ class WorkerMediaPipeline:
                 await self.supervisor.send(worker, StreamStart(stream_id=stream_id, config=config))
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _egress_config(self, spec: StreamSpec, ring: RingSpec) -> EgressConfig:
+        """Egress's part of a stream, with the output knobs of the settings."""
+        return EgressConfig(
+            ring=ring,
+            publish_url=spec.publish_url or "",
+            output_path=spec.output_path or "",
+            verify_tls=self.settings.trickle_verify_tls,
+            segment_seconds=self.settings.segment_seconds,
+            preset=self.settings.x264_preset,
+            crf=self.settings.output_crf,
+            bit_rate=self.settings.output_bitrate,
+            stats_interval_s=self.stats_interval_s,
+        )
 
     def _create_rings(self, stream_id: str, width: int, height: int) -> list[FrameRing]:
         max_w, max_h = max(self.max_width, width), max(self.max_height, height)
@@ -298,18 +300,24 @@ class WorkerMediaPipeline:
         start = StreamStart(stream_id=stream_id, config=config, request_id=request_id)
         self._check(await self._ask(worker, start, request_id))
 
-    async def _ask(self, worker: str, message: Message, request_id: str) -> StreamReply:
-        future: asyncio.Future[StreamReply] = asyncio.get_running_loop().create_future()
-        self._replies[request_id] = future
+    async def _ask(
+        self, worker: str, message: StreamStart | StreamUpdate, request_id: str
+    ) -> StreamReply:
+        """Send a request and return its reply; a worker that is not ready, or whose process
+        ends before it answers, is ``MediaUnavailable`` (503)."""
+        if not await self.supervisor.wait_worker_ready(worker, self.worker_wait_s):
+            raise MediaUnavailable(f"the {worker} worker is not ready, try again shortly")
         try:
-            await self._send(worker, message)
-            return await asyncio.wait_for(future, self.reply_timeout_s)
-        except asyncio.TimeoutError:
-            raise RuntimeError(
-                f"{worker} worker did not answer within {self.reply_timeout_s}s"
-            ) from None
-        finally:
-            self._replies.pop(request_id, None)
+            reply = await self.supervisor.requests.ask(
+                worker, message, request_id, self.reply_timeout_s
+            )
+        except WorkerUnavailable as exc:  # WorkerLost included
+            raise MediaUnavailable(str(exc)) from exc
+        except ReplyTimeout as exc:
+            raise RuntimeError(str(exc)) from None
+        if not isinstance(reply, StreamReply):
+            raise RuntimeError(f"{worker}: unexpected reply {type(reply).__name__}")
+        return reply
 
     @staticmethod
     def _check(reply: StreamReply) -> None:

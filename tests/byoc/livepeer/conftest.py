@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from byoc.livepeer.trickle.server import TrickleServer
+from byoc.livepeer.standin.trickle_server import TrickleServer
 
 ServerFactory = Callable[..., Awaitable[TrickleServer]]
 
