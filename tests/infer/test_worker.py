@@ -305,24 +305,20 @@ async def test_a_stop_right_behind_a_start_leaves_no_stream_behind(
 ) -> None:
     """The stop used to run before the start it was meant to end (the start warms up in the
     background), and infer kept a stream the parent had forgotten."""
-    supervisor, inbox = infer
+    supervisor, _ = infer
     (in_spec, out_spec), _ = rings
     config = InferConfig(in_ring=in_spec, out_ring=out_spec, workflow=json.dumps(INVERT))
     for i in range(5):
         stream_id = f"race-{i}"
-        await supervisor.send(
-            "infer", StreamStart(stream_id=stream_id, config=config, request_id=f"start-{i}")
-        )
+        start = StreamStart(stream_id=stream_id, config=config, request_id=f"start-{i}")
+        pending = await supervisor.requests.send("infer", start, f"start-{i}")  # sent first
         await supervisor.send("infer", StreamStop(stream_id=stream_id, reason="test"))
-        started = await inbox.wait_for(
-            lambda m, i=i: isinstance(m, StreamReply) and m.request_id == f"start-{i}", 60
-        )
-        assert isinstance(started, StreamReply) and started.status in (200, 409), started
+        try:
+            reply = await supervisor.requests.next_reply(pending, 60)
+        finally:
+            supervisor.requests.forget(pending)
+        assert isinstance(reply, StreamReply) and reply.status in (200, 409), reply
         # Queued behind the stop: the stream must be gone by now.
-        await supervisor.send(
-            "infer", StreamUpdate(stream_id=stream_id, params={}, request_id=f"probe-{i}")
-        )
-        probe = await inbox.wait_for(
-            lambda m, i=i: isinstance(m, StreamReply) and m.request_id == f"probe-{i}", 60
-        )
-        assert isinstance(probe, StreamReply) and probe.status == 404, probe
+        probe = StreamUpdate(stream_id=stream_id, params={}, request_id=f"probe-{i}")
+        answer = await supervisor.requests.ask("infer", probe, f"probe-{i}", 60)
+        assert isinstance(answer, StreamReply) and answer.status == 404, answer
