@@ -7,7 +7,7 @@ from aiohttp import web
 from byoc import drain
 from byoc.auth import auth_middleware
 from byoc.errors import MAX_BODY_BYTES_KEY, error_middleware
-from byoc.routes import health, jobs, metrics, sessions, streams, video
+from byoc.routes import health, jobs, metrics, sessions, streams, video, whep, whip
 from byoc.runtime import RUNTIME_KEY, Runtime
 from byoc.settings import Settings
 
@@ -46,6 +46,8 @@ def create_app(runtime: Runtime) -> web.Application:
     streams.add_routes(app)
     sessions.add_routes(app)
     video.add_routes(app)
+    whip.add_routes(app)
+    whep.add_routes(app)
     drain.add_routes(app, runtime.drain, runtime.sessions.live_count)
     if not settings.metrics_port:  # else /metrics is served on its own listener only
         metrics.add_routes(app, runtime.metrics)

@@ -38,8 +38,8 @@ def auth_middleware(
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not token or request.match_info.http_exception is not None:
             return await handler(request)  # no token configured, or 404/405 answered as such
-        if request.path in PUBLIC_PATHS:
-            return await handler(request)
+        if request.path in PUBLIC_PATHS or request.method == "OPTIONS":
+            return await handler(request)  # a CORS preflight never carries credentials
         if token_matches(request.headers.get("Authorization"), token):
             return await handler(request)
         if on_rejected is not None and request.path not in NOT_ORCHESTRATOR_PATHS:

@@ -17,8 +17,11 @@ WHIP_INGEST = "whip-ingest"
 WHEP_SUBSCRIBE = "whep-subscribe"
 
 # The stream capability counts as implemented: its /stream/* contract is served by the parent.
-IMPLEMENTED: frozenset[str] = frozenset({TEXT_REVERSAL, COMFYSTREAM_IMAGE, COMFYSTREAM_VIDEO})
-STREAM_CAPABILITIES: frozenset[str] = frozenset({COMFYSTREAM_VIDEO})
+IMPLEMENTED: frozenset[str] = frozenset(
+    {TEXT_REVERSAL, COMFYSTREAM_IMAGE, COMFYSTREAM_VIDEO, WHIP_INGEST, WHEP_SUBSCRIBE}
+)
+# Capabilities whose sessions are live streams (registered with the stream capacity).
+STREAM_CAPABILITIES: frozenset[str] = frozenset({COMFYSTREAM_VIDEO, WHIP_INGEST, WHEP_SUBSCRIBE})
 
 assert IMPLEMENTED <= set(ALL_CAPABILITIES)
 

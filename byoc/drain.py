@@ -63,6 +63,11 @@ class Drain:
         return max(1, math.ceil(left))
 
 
+def _session_params(path: str) -> bool:
+    """``POST /byoc/session/{id}/params``: live parameters of a running session."""
+    return path.startswith("/byoc/session/") and path.endswith("/params")
+
+
 def drain_middleware(drain: Drain, on_refused: Callable[[], None] | None = None) -> Middleware:
     """503 with ``Retry-After`` for every request that would admit new work while draining;
     ``on_refused`` counts each one."""
@@ -73,6 +78,7 @@ def drain_middleware(drain: Drain, on_refused: Callable[[], None] | None = None)
             drain.draining
             and request.method == "POST"
             and request.path not in STILL_OPEN_WHILE_DRAINING
+            and not _session_params(request.path)
             and request.match_info.http_exception is None
         ):
             if on_refused is not None:

@@ -25,10 +25,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class ApiError(Exception):
     """An error answered to the client as JSON with ``status``."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
+        """Extra response headers (e.g. ``Retry-After`` on a 503)."""
 
 
 def json_error(status: int, message: str) -> web.Response:
@@ -47,7 +49,9 @@ def error_middleware(passthrough_prefixes: Iterable[str] = ()) -> Middleware:
         try:
             return await handler(request)
         except ApiError as exc:
-            return json_error(exc.status, exc.message)
+            response = json_error(exc.status, exc.message)
+            response.headers.update(exc.headers)
+            return response
         except ConnectionResetError as exc:
             # The client is gone (or was cut off as too slow): nobody reads this answer.
             log.info("%s %s: connection lost: %s", request.method, request.path, exc)

@@ -63,6 +63,8 @@ class StreamSpec:
     output_path: str | None = None
     """Where to write the processed clip as MP4 (runner API); the session completes when the
     file is complete."""
+    whip: bool = False
+    """The input is a WHIP publisher, attached once the stream is admitted."""
 
 
 class MediaPath(Protocol):

@@ -9,8 +9,10 @@ from aiohttp import web
 
 from byoc.clips import ClipStore
 from byoc.drain import Drain
+from byoc.ice_servers import IceServers
 from byoc.jobs import WorkerJobs
 from byoc.metrics import RunnerMetrics
+from byoc.peers import PeerSignalling
 from byoc.registration import RegistrationService
 from byoc.sessions import JobSlots, SessionTable
 from byoc.settings import Settings
@@ -33,6 +35,9 @@ class Runtime:
     registration: RegistrationService | None = None
     clips: ClipStore = field(default_factory=ClipStore)
     """Input and output files of runner-API video sessions (closed with the runner)."""
+    peers: PeerSignalling | None = None
+    """WebRTC signalling towards the workers (None: no worker media path, no WHIP/WHEP)."""
+    ice_servers: IceServers | None = None
     drain: Drain = field(default_factory=lambda: Drain(Settings.drain_timeout_s))
     """Whether the runner drains (refuses new work)."""
     metrics: RunnerMetrics = field(default_factory=RunnerMetrics)

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 
@@ -25,9 +26,11 @@ from byoc import capabilities as caps
 from byoc.app import create_app
 from byoc.clips import ClipStore
 from byoc.drain import Drain, wait_until_idle
+from byoc.ice_servers import IceServers
 from byoc.jobs import WorkerJobs
 from byoc.livepeer.registration import Capability
 from byoc.media_path import MediaFactory, MediaPath, NoMediaPath, StreamSpec
+from byoc.peers import PeerSignalling
 from byoc.registration import RegistrationService, build_capabilities
 from byoc.resume import SessionRecorder, restore_sessions
 from byoc.routes.metrics import metrics_app
@@ -38,11 +41,27 @@ from byoc.slow_clients import GuardedAppRunner, SlowClientLimits
 from byoc.state_store import StateStore
 from byoc.streams import StreamManager
 from byoc.supervisor import Supervisor, WorkerEntry
+from byoc.webrtc import end_peers_on_worker_restart
 from ipc import shm
 from ipc.deadline import shared_deadline, within
 from ipc.messages import StreamState, StreamStats, WorkerError
 
 log = logging.getLogger(__name__)
+
+
+def webrtc_worker_options(settings: Settings) -> dict[str, dict[str, Any]]:
+    """ICE options of the workers that hold peer connections; the UDP port range is split
+    between them (ingest the lower half, egress the upper)."""
+    base: dict[str, Any] = {"host_addresses": list(settings.webrtc_host_addresses)}
+    ranges: dict[str, Any] = {"ingest": None, "egress": None}
+    if settings.webrtc_ports is not None:
+        first, last = settings.webrtc_ports
+        middle = first + (last - first + 1) // 2
+        ranges = {"ingest": [first, middle - 1], "egress": [middle, last]}
+    return {
+        worker: {"webrtc": {**base, "port_range": ranges[worker]}}
+        for worker in ("ingest", "egress")
+    }
 
 
 class Runner:
@@ -70,6 +89,7 @@ class Runner:
                     "max_image_side": settings.max_image_side,
                     "max_workflow_memory_mb": settings.max_workflow_memory_mb,
                 },
+                **webrtc_worker_options(settings),
             },
         )
         sessions = SessionTable(settings.capacity, settings.session_retention_s)
@@ -89,6 +109,7 @@ class Runner:
         connect_workers = getattr(self.media, "connect_workers", None)
         if connect_workers is not None:
             connect_workers()
+        ice_servers = IceServers(settings)
         state_dir = settings.state_dir
         self.state_store = StateStore(state_dir) if state_dir is not None else None
         self.drain = Drain(settings.drain_timeout_s)
@@ -99,9 +120,12 @@ class Runner:
             job_slots=JobSlots(settings.max_jobs),
             worker_jobs=WorkerJobs(self.supervisor),
             streams=streams,
+            peers=PeerSignalling(self.supervisor, ice_servers),
+            ice_servers=ice_servers,
             clips=ClipStore(state_dir / "clips" if state_dir is not None else None),
             drain=self.drain,
         )
+        end_peers_on_worker_restart(self.runtime)
         self.runtime.metrics.watch(self.runtime)
         self.registration: RegistrationService | None = None
         self.url = ""  # http://host:port once started

@@ -55,7 +55,8 @@ MEDIA_READY_STATES = frozenset(
 TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
     SessionState.STARTING: frozenset({SessionState.READY, SessionState.CONNECTED})
     | TERMINAL_STATES,
-    SessionState.READY: frozenset({SessionState.PROCESSING}) | TERMINAL_STATES,
+    SessionState.READY: frozenset({SessionState.PROCESSING, SessionState.CONNECTED})
+    | TERMINAL_STATES,
     SessionState.PROCESSING: TERMINAL_STATES,
     SessionState.CONNECTED: frozenset({SessionState.PROCESSING}) | TERMINAL_STATES,
     SessionState.STOPPED: frozenset(),

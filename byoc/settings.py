@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import ipaddress
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -95,6 +97,15 @@ class Settings:
     restart_backoff_initial_s: float = 0.5
     restart_backoff_max_s: float = 10.0
     shutdown_timeout_s: float = 5.0
+    # WebRTC (WHIP ingest, WHEP playback)
+    webrtc_host_addresses: tuple[str, ...] = ()
+    ice_servers: tuple[dict[str, Any], ...] = ()
+    webrtc_public_ip: str = ""
+    webrtc_ports: tuple[int, int] | None = None
+    webrtc_idle_timeout_s: float = 10.0
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_url: str = "https://api.twilio.com"
     # state that survives the process, and graceful drain
     state_dir: Path | None = Path(".comfystream-byoc")
     """Where the session table is kept (None: in memory only, nothing is resumed)."""
@@ -153,6 +164,36 @@ def _int(text: str) -> int:
 
 def _float(text: str) -> float:
     return float(text.strip())
+
+
+def _ice_servers(text: str) -> tuple[dict[str, Any], ...]:
+    """A JSON list of ``{"urls": "stun:..." | [...], "username"?, "credential"?}``."""
+    servers = json.loads(text) if text.strip() else []
+    if not isinstance(servers, list):
+        raise ValueError("must be a JSON list")
+    out = []
+    for server in servers:
+        urls = server.get("urls") if isinstance(server, dict) else None
+        urls = [urls] if isinstance(urls, str) else urls
+        if not urls or not all(
+            isinstance(u, str) and u.startswith(("stun:", "turn:", "turns:")) for u in urls
+        ):
+            raise ValueError('each server needs "urls": stun:, turn: or turns: URL(s)')
+        entry: dict[str, Any] = {"urls": list(urls)}
+        for key in ("username", "credential"):
+            if server.get(key) is not None:
+                entry[key] = str(server[key])
+        out.append(entry)
+    return tuple(out)
+
+
+def _port_range(text: str) -> tuple[int, int] | None:
+    if not text.strip():
+        return None
+    first, sep, last = text.strip().partition("-")
+    if not sep:
+        raise ValueError("expected FIRST-LAST, e.g. 40000-40100")
+    return int(first), int(last)
 
 
 def _upper(text: str) -> str:
@@ -507,6 +548,57 @@ OPTIONS: tuple[Option, ...] = (
         "seconds workers get to stop before they are killed",
     ),
     Option(
+        "webrtc_host_addresses",
+        "--webrtc-host-addresses",
+        ("WEBRTC_HOST_ADDRESSES",),
+        _csv,
+        "local addresses offered as WebRTC host candidates, comma separated "
+        "(default: every address found; 127.0.0.1 on a loopback-only host)",
+    ),
+    Option(
+        "ice_servers",
+        "--ice-servers",
+        ("ICE_SERVERS",),
+        _ice_servers,
+        'STUN/TURN servers as a JSON list: [{"urls": ["stun:host:3478"]}, '
+        '{"urls": "turn:host", "username": "u", "credential": "p"}]',
+    ),
+    Option(
+        "webrtc_public_ip",
+        "--webrtc-public-ip",
+        ("WEBRTC_PUBLIC_IP",),
+        str,
+        "public IP of a 1:1 NAT, advertised beside each host candidate",
+    ),
+    Option(
+        "webrtc_ports",
+        "--webrtc-ports",
+        ("WEBRTC_PORTS",),
+        _port_range,
+        "UDP port range for WebRTC, FIRST-LAST (split between ingest and egress; default: any)",
+    ),
+    Option(
+        "webrtc_idle_timeout_s",
+        "--webrtc-idle-timeout",
+        ("WEBRTC_IDLE_TIMEOUT",),
+        _float,
+        "seconds without media from a WHIP publisher before its session ends",
+    ),
+    Option(
+        "twilio_account_sid",
+        "--twilio-account-sid",
+        ("TWILIO_ACCOUNT_SID",),
+        str,
+        "Twilio account: TURN servers are fetched from its token API (with the auth token)",
+    ),
+    Option(
+        "twilio_auth_token",
+        "--twilio-auth-token",
+        ("TWILIO_AUTH_TOKEN",),
+        str,
+        "Twilio auth token (see --twilio-account-sid)",
+    ),
+    Option(
         "state_dir",
         "--state-dir",
         ("STATE_DIR",),
@@ -673,11 +765,26 @@ def validate(settings: Settings) -> Settings:
         "restart_backoff_initial_s",
         "restart_backoff_max_s",
         "shutdown_timeout_s",
+        "webrtc_idle_timeout_s",
         "drain_timeout_s",
     ):
         if getattr(s, name) <= 0:
             flag = next(o.flag for o in OPTIONS if o.name == name)
             raise SettingsError(f"{flag} must be > 0, got {getattr(s, name)}")
+    for address in (
+        *s.webrtc_host_addresses,
+        *([s.webrtc_public_ip] if s.webrtc_public_ip else []),
+    ):
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise SettingsError(f"not an IP address: {address!r}") from None
+    if s.webrtc_ports is not None:
+        first, last = s.webrtc_ports
+        if not (1024 <= first and last <= 65535 and last - first >= 1):
+            raise SettingsError(
+                f"--webrtc-ports must be FIRST-LAST within 1024-65535 with at least 2 ports, got {first}-{last}"
+            )
     if not 0 <= s.ingest_buffer_s <= 60:
         raise SettingsError(f"--ingest-buffer must be within 0..60 s, got {s.ingest_buffer_s}")
     if s.heartbeat_timeout_s <= s.heartbeat_interval_s:

@@ -390,8 +390,9 @@ class StreamManager:
     def live(self) -> list[StreamController]:
         return list(self.controllers.values())
 
-    async def start(self, spec: StreamSpec) -> StartOutcome:
-        """Admit and start a stream; answers within ``stream_start_timeout_s``.
+    async def start(self, spec: StreamSpec, *, wait_s: float | None = None) -> StartOutcome:
+        """Admit and start a stream; answers within ``stream_start_timeout_s`` (or ``wait_s``:
+        0 answers once admitted, e.g. for a WHIP offer that must not wait for a warm-up).
 
         Raises ``CapacityError`` when full (running streams untouched). A start for an id that
         is live replaces that stream: the old one is ended before the new one starts.
@@ -403,7 +404,8 @@ class StreamManager:
         finally:
             if not lock.locked() and spec.stream_id not in self.controllers:
                 self._start_locks.pop(spec.stream_id, None)
-        done, _ = await asyncio.wait({setup}, timeout=self.settings.stream_start_timeout_s)
+        timeout = self.settings.stream_start_timeout_s if wait_s is None else wait_s
+        done, _ = await asyncio.wait({setup}, timeout=timeout) if timeout > 0 else (set(), None)
         if setup.cancelled():  # a newer start for the same id replaced it already
             return StartOutcome(session)
         if setup in done and setup.exception() is not None:

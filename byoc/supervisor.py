@@ -37,6 +37,7 @@ from ipc.messages import (
     JobProgress,
     JobResult,
     Message,
+    PeerAnswer,
     Ready,
     Shutdown,
     StreamReply,
@@ -133,7 +134,7 @@ class Supervisor:
         self._routes: dict[type, MessageHandler] = {}
         self._restart_handlers: list[RestartHandler] = []
         self.requests = WorkerRequests(self)
-        self.route(StreamReply, self._stream_reply)
+        self.route((StreamReply, PeerAnswer), self._stream_reply)
         self.route(JobProgress, self._job_message)
         self.route(JobResult, self._job_message)
 
@@ -151,7 +152,7 @@ class Supervisor:
                 raise ValueError(f"{message_type.__name__} is already routed")
             self._routes[message_type] = handler
 
-    def _stream_reply(self, worker: str, message: StreamReply) -> None:
+    def _stream_reply(self, worker: str, message: StreamReply | PeerAnswer) -> None:
         self.requests.deliver(message.request_id, message, final=True)
 
     def _job_message(self, worker: str, message: JobProgress | JobResult) -> None:

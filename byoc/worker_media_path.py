@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,8 @@ class MediaStream:
     data_task: asyncio.Task[None] | None = None
     data_queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(256))
     data_dropped: int = 0
+    set_up: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once every part was started (infer warmed up): WHEP viewers may attach."""
 
 
 def _workflow_text(params: dict[str, Any]) -> str:
@@ -127,7 +130,7 @@ class WorkerMediaPath:
             )
         }
         if spec.publish_url or spec.output_path:
-            configs["egress"] = self._egress_config(spec, rings[1].spec)
+            configs["egress"] = self._egress_config(spec, rings[1].spec, whep=not spec.source_path)
         if spec.subscribe_url or spec.source_path:
             configs["ingest"] = IngestConfig(
                 ring=rings[0].spec,
@@ -140,9 +143,11 @@ class WorkerMediaPath:
             )
         stream = MediaStream(spec=spec, rings=rings, configs=configs, params=params)
         self.streams[spec.stream_id] = stream
+        # Parts attached meanwhile (a WHIP input) were started by whoever attached them.
+        parts = [w for w in ("egress", "ingest") if w in configs]  # the consumer first
         try:
             await self._request("infer", spec.stream_id, configs["infer"])
-            for worker in ("egress", "ingest"):  # the consumer first, so no frame waits
+            for worker in parts:
                 if worker in configs:
                     await self._send(
                         worker, StreamStart(stream_id=spec.stream_id, config=configs[worker])
@@ -164,7 +169,49 @@ class WorkerMediaPath:
         except BaseException:
             await self.stop(spec.stream_id, "set-up failed")
             raise
+        stream.set_up.set()
         log.info("stream %s: media path started (%s)", spec.stream_id, ", ".join(sorted(configs)))
+
+    async def attach_whip(
+        self, stream_id: str, *, wait_s: float = 10.0, alive: Callable[[], bool] = lambda: True
+    ) -> None:
+        """Give a stream a WHIP input (its offer follows as a ``PeerOffer``); the stream's rings
+        exist as soon as it was admitted, so this does not wait for infer's warm-up."""
+        stream = await self._admitted(stream_id, wait_s, alive)
+        config = IngestConfig(
+            ring=stream.rings[0].spec,
+            whip=True,
+            idle_timeout_s=self.settings.webrtc_idle_timeout_s,
+            stats_interval_s=self.stats_interval_s,
+        )
+        stream.configs["ingest"] = config
+        await self._send("ingest", StreamStart(stream_id=stream_id, config=config))
+
+    async def attach_whep(self, stream_id: str) -> bool:
+        """Make sure the stream's egress serves WHEP viewers; False while the stream is not
+        set up yet (a viewer then gets 409 and retries)."""
+        stream = self.streams.get(stream_id)
+        if stream is None or not stream.set_up.is_set():
+            return False
+        egress = stream.configs.get("egress")
+        if isinstance(egress, EgressConfig) and egress.whep:
+            return True
+        if egress is not None:
+            return False  # a clip's MP4 output: no live viewers
+        config = self._egress_config(None, stream.rings[1].spec, whep=True)
+        stream.configs["egress"] = config
+        await self._send("egress", StreamStart(stream_id=stream_id, config=config))
+        return True
+
+    async def _admitted(
+        self, stream_id: str, wait_s: float, alive: Callable[[], bool]
+    ) -> MediaStream:
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while (stream := self.streams.get(stream_id)) is None:
+            if not alive() or asyncio.get_running_loop().time() >= deadline:
+                raise MediaUnavailable(f"stream {stream_id} has no media path")
+            await asyncio.sleep(0.01)
+        return stream
 
     async def update(self, stream_id: str, params: dict[str, Any]) -> None:
         stream = self.streams.get(stream_id)
@@ -252,12 +299,16 @@ class WorkerMediaPath:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _egress_config(self, spec: StreamSpec, ring: RingSpec) -> EgressConfig:
-        """Egress's part of a stream, with the output knobs of the settings."""
+    def _egress_config(
+        self, spec: StreamSpec | None, ring: RingSpec, *, whep: bool
+    ) -> EgressConfig:
+        """Egress's part of a stream, with the output knobs of the settings; no ``spec``: WHEP
+        viewers only (no trickle or file output)."""
         return EgressConfig(
             ring=ring,
-            publish_url=spec.publish_url or "",
-            output_path=spec.output_path or "",
+            whep=whep,
+            publish_url=(spec.publish_url or "") if spec is not None else "",
+            output_path=(spec.output_path or "") if spec is not None else "",
             verify_tls=self.settings.trickle_verify_tls,
             segment_seconds=self.settings.segment_seconds,
             preset=self.settings.x264_preset,

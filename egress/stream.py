@@ -27,12 +27,13 @@ import av
 import numpy as np
 
 from byoc.livepeer.trickle import ChannelClosedError
-from egress.colour import tag_colour
+from egress.colour import colour_of, tag_colour
 from egress.encode import to_ts_clock
 from egress.live import LiveSegmenter
 from egress.mp4 import Mp4Writer
 from egress.publish import SegmentPublisher
 from egress.stats import EgressStats
+from egress.whep.viewers import StreamViewers
 from ipc.colour import Colour
 from ipc.deadline import within
 from ipc.frame import Frame, FrameFlag, Stage
@@ -79,6 +80,15 @@ def video_frame_of(frame: Frame) -> av.VideoFrame:
     return out
 
 
+def video_frame_of_copy(picture: av.VideoFrame) -> av.VideoFrame:
+    """A copy of ``picture`` (the encoders of other outputs may hold the original)."""
+    out = av.VideoFrame(picture.width, picture.height, picture.format.name)
+    for source, plane in zip(picture.planes, out.planes, strict=True):
+        memoryview(plane)[:] = memoryview(source)
+    tag_colour(out, colour_of(picture))
+    return out
+
+
 class EgressStream(WorkerStream):
     """The egress worker's part of one stream (see the module docstring)."""
 
@@ -92,8 +102,8 @@ class EgressStream(WorkerStream):
         *,
         on_done: Callable[[EgressStream], None] | None = None,
     ) -> None:
-        if not config.publish_url and not config.output_path:
-            raise ValueError("an egress stream needs publish_url or output_path")
+        if not config.publish_url and not config.output_path and not config.whep:
+            raise ValueError("an egress stream needs publish_url, output_path or whep")
         super().__init__(stream_id, send, stats_interval_s=config.stats_interval_s, on_done=on_done)
         self.config = config
         self.stats = EgressStats(stream_id)
@@ -121,6 +131,7 @@ class EgressStream(WorkerStream):
             if config.output_path
             else None
         )
+        self.viewers = StreamViewers(stream_id, send) if config.whep else None
         self.publisher: SegmentPublisher | None = None
         self._ring: FrameRing | None = None
         self._reader: RingReader | None = None
@@ -146,7 +157,15 @@ class EgressStream(WorkerStream):
             "stream %s: egress started from ring %s to %s",
             self.stream_id,
             ring.name,
-            " and ".join(x for x in (self.config.publish_url, self.config.output_path) if x),
+            " and ".join(
+                x
+                for x in (
+                    self.config.publish_url,
+                    self.config.output_path,
+                    "WHEP viewers" if self.viewers is not None else "",
+                )
+                if x
+            ),
         )
 
     def on_audio(self, message: StreamAudio) -> None:
@@ -157,6 +176,8 @@ class EgressStream(WorkerStream):
             self.live.audio(message)
         if self.mp4 is not None:
             self.mp4.audio(message)
+        if self.viewers is not None:
+            self.viewers.audio(message)
         self._audio_arrived.set()
 
     async def stop(self, *, finish: bool = True) -> None:
@@ -165,6 +186,8 @@ class EgressStream(WorkerStream):
         stream is being replaced) leave the channel as it is and drop the unfinished MP4."""
         was_running = await self.cancel()
         await self._close_outputs(finish=finish)
+        if self.viewers is not None:
+            await self.viewers.close()
         await self.send_final_report(was_running)
 
     # -- the frame loop ---------------------------------------------------------------------
@@ -181,6 +204,8 @@ class EgressStream(WorkerStream):
     async def finish_outputs(self, state: StreamPartState) -> None:
         if state != "completed":
             await self._close_outputs(finish=state == "failed")
+        if self.viewers is not None:
+            await self.viewers.close()
 
     def frames_done(self) -> int:
         return self.stats.frames_out
@@ -207,6 +232,9 @@ class EgressStream(WorkerStream):
     async def _frame(self, frame: Frame) -> bool:
         """Encode and send one frame; returns whether it ended the stream."""
         self.stats.frame_read()
+        if self.live is None and self.mp4 is None and not self.viewers:
+            frame.release()  # WHEP only, and nobody watches: nothing to encode
+            return bool(frame.flags & FrameFlag.END_OF_STREAM)
         try:
             picture = video_frame_of(frame)
         finally:
@@ -224,6 +252,12 @@ class EgressStream(WorkerStream):
             written = self.mp4.frames
             self.mp4.video(picture, pts)
             accepted = accepted and self.mp4.frames > written
+        if self.viewers:
+            # Viewers encode in their own senders; they get a picture of their own.
+            self.viewers.publish(
+                picture if self.live is None and self.mp4 is None else video_frame_of_copy(picture),
+                pts,
+            )
         stamps[Stage.ENCODED] = time.monotonic_ns()
         if self.publisher is not None and chunks:
             await self.publisher.publish(chunks)
@@ -277,7 +311,7 @@ class EgressStream(WorkerStream):
         if self._ring is not None and not self._ring.closed:
             self._ring_dropped = self._ring.stats().dropped
         dropped: dict[DropReason, int] = {"ring_overwrite": self._ring_dropped}
-        for part in (self.live, self.mp4):
+        for part in (self.live, self.mp4, self.viewers):
             if part is not None:
                 for reason, n in part.dropped().items():
                     dropped[reason] = dropped.get(reason, 0) + n

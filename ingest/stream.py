@@ -40,6 +40,7 @@ from ingest.pacing import DEFAULT_BUFFER_S, Marker, PacketPacer
 from ingest.ring_sink import RingSink, Send
 from ingest.stats import IngestStats
 from ingest.tsdemux import SUPPORTED_DESCRIPTION, EsPacket, TsDemuxer
+from ingest.webrtc.whip import WhipSource
 from ipc.messages import DropReason, IngestConfig, StreamPartState, StreamStats
 from ipc.ring import FrameRing, RingWriter
 from ipc.worker_stream import WorkerStream
@@ -298,8 +299,8 @@ class IngestStream(WorkerStream):
         *,
         on_done: Callable[[IngestStream], None] | None = None,
     ) -> None:
-        if not config.subscribe_url and not config.source_path:
-            raise ValueError("an ingest stream needs subscribe_url or source_path")
+        if not config.subscribe_url and not config.source_path and not config.whip:
+            raise ValueError("an ingest stream needs subscribe_url, source_path or whip")
         super().__init__(
             stream_id,
             send,
@@ -308,8 +309,12 @@ class IngestStream(WorkerStream):
         )
         self.config = config
         self.stats = IngestStats(stream_id)
-        self.source: TrickleSource | ClipSource
-        if config.source_path:
+        self.source: TrickleSource | ClipSource | WhipSource
+        if config.whip:
+            self.source = WhipSource(
+                stream_id, idle_timeout_s=config.idle_timeout_s, audio=config.audio
+            )
+        elif config.source_path:
             self.source = ClipSource(stream_id, config.source_path, audio=config.audio)
         else:
             self.source = TrickleSource(
@@ -337,7 +342,7 @@ class IngestStream(WorkerStream):
         )
         if isinstance(self.source, TrickleSource) and writer.next_seq > 1:
             self.source.start_seq = SEQ_NEXT  # resumed: do not replay what the ring carried
-        source = self.config.source_path or self.config.subscribe_url
+        source = self.config.source_path or self.config.subscribe_url or "a WHIP peer"
         log.info(
             "stream %s: ingest started from %s into ring %s (next seq %d)",
             self.stream_id,

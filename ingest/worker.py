@@ -7,17 +7,30 @@ releases its ring by itself and is forgotten.
 
 from __future__ import annotations
 
+import asyncio
+
+from byoc.livepeer.webrtc import ice
 from ingest.stream import IngestStream
-from ipc.child import WorkerSpec, run_worker
-from ipc.messages import IngestConfig
+from ingest.webrtc.whip import WhipSource
+from ipc.child import WorkerContext, WorkerSpec, run_worker
+from ipc.messages import IngestConfig, Message, PeerAnswer, PeerCandidates, PeerClose, PeerOffer
 from ipc.stream_service import StreamService
 
 
 class IngestService(StreamService[IngestStream]):
-    """The ingest worker's service: live trickle inputs and clip files into input rings."""
+    """The ingest worker's service: live trickle inputs, WHIP publishers and clip files into
+    input rings."""
 
     role = "ingest"
     config_type = IngestConfig
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        super().__init__(spec)
+        self._signalling: set[asyncio.Task[None]] = set()
+
+    async def start(self, ctx: WorkerContext) -> dict[str, str]:
+        ice.install(ice.IceNetwork.from_options(ctx.spec.options.get("webrtc", {})))
+        return await super().start(ctx)
 
     def create_stream(self, stream_id: str, config: IngestConfig) -> IngestStream:
         assert self.ctx is not None
@@ -25,6 +38,43 @@ class IngestService(StreamService[IngestStream]):
 
     async def stop_stream(self, stream: IngestStream, *, replacing: bool) -> None:
         await stream.stop()
+
+    async def handle_other(self, message: Message) -> None:
+        if not isinstance(message, (PeerOffer, PeerCandidates, PeerClose)):
+            await super().handle_other(message)
+            return
+        assert self.ctx is not None
+        stream = self.streams.get(message.stream_id)
+        source = stream.source if stream is not None else None
+        if not isinstance(source, WhipSource):
+            reply = PeerAnswer(
+                stream_id=message.stream_id,
+                peer_id=message.peer_id,
+                request_id=message.request_id,
+                status=404,
+                error="no WHIP input for this stream",
+            )
+        elif isinstance(message, PeerOffer):
+            # Gathering candidates (STUN, TURN) takes a while: other messages go on meanwhile.
+            task = asyncio.create_task(self._answer(source, message), name="whip-answer")
+            self._signalling.add(task)
+            task.add_done_callback(self._signalling.discard)
+            return
+        elif isinstance(message, PeerCandidates):
+            reply = await source.add_candidates(message)
+        else:
+            reply = PeerAnswer(
+                stream_id=message.stream_id,
+                peer_id=message.peer_id,
+                request_id=message.request_id,
+                status=422,
+                error="a WHIP publisher ends with its session",
+            )
+        await self.ctx.send(reply)
+
+    async def _answer(self, source: WhipSource, offer: PeerOffer) -> None:
+        assert self.ctx is not None
+        await self.ctx.send(await source.answer(offer))
 
 
 def main(spec: WorkerSpec) -> None:

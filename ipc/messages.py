@@ -38,6 +38,8 @@ DropReason = Literal[
     "scaled",
     "pacing_catch_up",
     "audio_unsupported",
+    "late_frame",
+    "audio_late",
     # infer
     "infer_behind",
     "workflow_error",
@@ -52,10 +54,13 @@ DropReason = Literal[
     "audio_before_video",
     "audio_no_track",
     "audio_non_increasing_pts",
+    "whep_skipped",
+    "audio_whep_overflow",
 ]
 """Why a worker counted a frame or packet in ``StreamStats.dropped``. ``scaled``,
-``mp4_scaled``, ``workflow_error`` and ``pacing_catch_up`` frames were still delivered (changed or unchanged);
-``audio_*`` reasons count audio; every other reason is a lost video frame."""
+``mp4_scaled``, ``workflow_error`` and ``pacing_catch_up`` frames were still delivered (changed
+or unchanged); ``audio_*`` reasons count audio; every other reason is a lost video frame
+(``whep_skipped``: a picture one WHEP viewer skipped because a newer one was ready)."""
 DROP_REASONS: tuple[str, ...] = get_args(DropReason)
 DELIVERED_REASONS: frozenset[str] = frozenset(
     {"scaled", "mp4_scaled", "workflow_error", "pacing_catch_up"}
@@ -150,6 +155,10 @@ class IngestConfig(msgspec.Struct, tag="ingest", kw_only=True):
     """Live input: seconds of compressed packets held to release a burst at the input's own
     cadence (0: decode everything as it arrives)."""
     stats_interval_s: float = 1.0
+    whip: bool = False
+    """The input is a WHIP peer: its offer comes as a ``PeerOffer`` after the start."""
+    idle_timeout_s: float = 10.0
+    """A WHIP peer that sends no media for this long has gone: the stream ends."""
 
 
 class InferOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -197,6 +206,8 @@ class EgressConfig(msgspec.Struct, tag="egress", kw_only=True):
     """Target bits per second of the video; 0: constant quality (``crf``)."""
     audio: bool = True
     stats_interval_s: float = 1.0
+    whep: bool = False
+    """Serve WHEP viewers (``PeerOffer``) from the ring, beside or instead of the other outputs."""
 
 
 StreamConfig = IngestConfig | InferConfig | EgressConfig
@@ -311,6 +322,71 @@ class StreamData(_Base, tag="stream_data"):
     line: str
 
 
+# --- WebRTC signalling (parent <-> the worker that holds the peer connection) ---------------
+
+
+class IceServer(msgspec.Struct):
+    """A STUN or TURN server (``RTCIceServer``)."""
+
+    urls: list[str]
+    username: str = ""
+    credential: str = ""
+
+
+PeerRole = Literal["whip", "whep"]
+
+
+class PeerOffer(_Base, tag="peer_offer"):
+    """A WHIP publisher's (ingest) or a WHEP viewer's (egress) SDP offer; answered with a
+    ``PeerAnswer`` carrying the same ``request_id``."""
+
+    stream_id: str
+    peer_id: str
+    request_id: str
+    role: PeerRole
+    sdp: str
+    ice_servers: list[IceServer] = []
+
+
+class PeerCandidates(_Base, tag="peer_candidates"):
+    """Late ICE candidates of a peer (a WHIP/WHEP ``PATCH`` body, trickle-ice-sdpfrag)."""
+
+    stream_id: str
+    peer_id: str
+    request_id: str
+    sdpfrag: str
+
+
+class PeerClose(_Base, tag="peer_close"):
+    """Close one WHEP viewer (``DELETE`` of its resource); answered with a ``PeerAnswer``."""
+
+    stream_id: str
+    peer_id: str
+    request_id: str
+
+
+class PeerAnswer(_Base, tag="peer_answer"):
+    """A worker's answer to ``PeerOffer``/``PeerCandidates``/``PeerClose``.
+
+    ``status`` is HTTP-like: 201 answered (``sdp``), 204 candidates added, 200 closed, 400 bad
+    SDP, 404 no such stream or peer, 422 an offer or PATCH the worker does not support."""
+
+    stream_id: str
+    peer_id: str
+    request_id: str
+    status: int
+    sdp: str = ""
+    error: str = ""
+
+
+class PeerGone(_Base, tag="peer_gone"):
+    """A WHEP viewer's connection ended by itself (closed, failed, idle)."""
+
+    stream_id: str
+    peer_id: str
+    reason: str = ""
+
+
 # --- one-shot jobs ---------------------------------------------------------------------------
 
 
@@ -354,6 +430,11 @@ Message = (
     | StreamStats
     | StreamAudio
     | StreamData
+    | PeerOffer
+    | PeerCandidates
+    | PeerClose
+    | PeerAnswer
+    | PeerGone
     | JobRequest
     | JobProgress
     | JobResult
@@ -374,6 +455,11 @@ MESSAGE_TYPES: tuple[type[msgspec.Struct], ...] = (
     StreamStats,
     StreamAudio,
     StreamData,
+    PeerOffer,
+    PeerCandidates,
+    PeerClose,
+    PeerAnswer,
+    PeerGone,
     JobRequest,
     JobProgress,
     JobResult,

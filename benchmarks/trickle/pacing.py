@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.media.camera import CameraSpec, camera_segments
-from byoc.livepeer.trickle import TricklePublisher, TrickleServer
+from byoc.livepeer.standin.trickle_server import TrickleServer
+from byoc.livepeer.trickle import TricklePublisher
 from ingest.pacing import DEFAULT_BUFFER_S
 from ingest.ring_sink import RingSink
 from ingest.stats import IngestStats

@@ -16,7 +16,7 @@ from aiohttp import web
 from byoc import capabilities as caps
 from byoc.errors import ApiError, json_error
 from byoc.livepeer.header import HEADER_NAME, HeaderError, decode_header
-from byoc.routes import image_job, video
+from byoc.routes import image_job, video, webrtc_jobs
 from byoc.routes.job_context import JobContext, JobHandler, metadata_header, parse_json_object
 from byoc.runtime import RUNTIME_KEY, Runtime
 from byoc.sessions import CapacityError, SessionState
@@ -78,6 +78,8 @@ HANDLERS: dict[str, JobHandler] = {
     caps.TEXT_REVERSAL: text_reversal,
     caps.COMFYSTREAM_IMAGE: comfystream_image,
     caps.COMFYSTREAM_VIDEO: video.comfystream_video,
+    caps.WHIP_INGEST: webrtc_jobs.whip_ingest,
+    caps.WHEP_SUBSCRIBE: webrtc_jobs.whep_subscribe,
 }
 
 

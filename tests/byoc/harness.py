@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from byoc import capabilities as caps
 from byoc.livepeer.header import encode_header
 from byoc.livepeer.standin.orchestrator import LocalOrchestrator
 from byoc.media_path import MediaFactory, MediaPath
@@ -148,7 +149,8 @@ async def running(
             task.result()  # raises what serve raised
         runner = started[0]
         if orch is not None and wait_registered and settings.orch_urls == (orch.url,):
-            await wait_until(lambda: len(orch.registry.capabilities) == 3, timeout=10)
+            expected = len(caps.IMPLEMENTED)
+            await wait_until(lambda: len(orch.registry.capabilities) == expected, timeout=10)
         yield Env(orch, runner, http, settings, task)
     finally:
         await http.close()

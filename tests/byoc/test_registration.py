@@ -15,6 +15,8 @@ from byoc.registration import register_once
 from tests.byoc.harness import SECRET, Env, fast_settings, running, wait_until
 from tests.byoc.stream_helpers import start_via_orch, stop_via_orch
 
+ALL = 5  # every capability is implemented and registered by default
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -38,12 +40,19 @@ async def test_r1_r7_register_request_shape() -> None:
     ) as env:
         orch = env.orch
         assert orch is not None
-        await wait_until(lambda: len(orch.registry.capabilities) == 3)
+        await wait_until(lambda: len(orch.registry.capabilities) == ALL)
         calls = [c for c in orch.registry.calls if c["path"] == "register"]
         assert all(c["authorization"] == SECRET for c in calls)  # raw secret, no Bearer
         assert all(c["content_type"] == "application/json" for c in calls)
         bodies = {b["name"]: b for b in register_bodies(orch)}
-        assert set(bodies) == {"text-reversal", "comfystream-image", "comfystream-video"}
+        assert set(bodies) == {
+            "text-reversal",
+            "comfystream-image",
+            "comfystream-video",
+            "whip-ingest",
+            "whep-subscribe",
+        }
+        assert bodies["whip-ingest"]["capacity"] == 4  # a WebRTC session is a stream
         video = bodies["comfystream-video"]
         assert video == {
             "name": "comfystream-video",
@@ -66,13 +75,12 @@ async def test_r1_r7_register_request_shape() -> None:
 
 async def test_only_the_chosen_capabilities_and_no_token_key_without_a_token() -> None:
     async with running(
-        capability_names=("text-reversal", "whip-ingest"), wait_registered=False
+        capability_names=("text-reversal", "whep-subscribe"), wait_registered=False
     ) as env:
         orch = env.orch
         assert orch is not None
-        await wait_until(lambda: "text-reversal" in orch.registry.capabilities)
-        await asyncio.sleep(0.2)
-        assert set(orch.registry.capabilities) == {"text-reversal"}  # whip-ingest: not implemented
+        await wait_until(lambda: len(orch.registry.capabilities) == 2)
+        assert set(orch.registry.capabilities) == {"text-reversal", "whep-subscribe"}
         assert "token" not in register_bodies(orch)[0]
 
 
@@ -86,7 +94,7 @@ async def test_r2_orchestrator_unreachable_at_first_then_registered() -> None:
         orch = LocalOrchestrator(secret=SECRET)
         await orch.start(port=port)
         try:
-            await wait_until(lambda: len(orch.registry.capabilities) == 3, timeout=10)
+            await wait_until(lambda: len(orch.registry.capabilities) == ALL, timeout=10)
         finally:
             await orch.close()
 
@@ -115,7 +123,7 @@ async def test_r4_reregisters_after_the_orchestrator_forgot_us_while_idle() -> N
         orch = env.orch
         assert orch is not None
         orch.registry.forget_all()  # what an orchestrator restart does
-        await wait_until(lambda: len(orch.registry.capabilities) == 3, timeout=5)
+        await wait_until(lambda: len(orch.registry.capabilities) == ALL, timeout=5)
 
 
 async def test_r5_no_reregistration_while_a_stream_is_live() -> None:
@@ -145,7 +153,7 @@ async def test_outage_while_busy_reregisters_at_once_when_the_orchestrator_is_ba
         async with running(
             with_orchestrator=False, orch_urls=(url,), register_interval_s=0.2
         ) as env:
-            await wait_until(lambda: len(orch.registry.capabilities) == 3)
+            await wait_until(lambda: len(orch.registry.capabilities) == ALL)
             media_orch.registry.capabilities.update(orch.registry.capabilities)
             async with await start_via_orch(env, "busy", orch_url=media_orch.url) as r:
                 assert r.status == 200
@@ -153,7 +161,7 @@ async def test_outage_while_busy_reregisters_at_once_when_the_orchestrator_is_ba
             await asyncio.sleep(0.6)  # the busy-time check notices the outage
             orch = LocalOrchestrator(secret=SECRET)
             await orch.start(port=port)
-            await wait_until(lambda: len(orch.registry.capabilities) == 3, timeout=10)
+            await wait_until(lambda: len(orch.registry.capabilities) == ALL, timeout=10)
             assert env.runner.runtime.busy()
     finally:
         await orch.close()
@@ -167,11 +175,17 @@ async def test_several_orchestrators_and_r6_unregister_on_shutdown() -> None:
     try:
         async with running(with_orchestrator=False, orch_urls=(first.url, second.url)):
             for orch in (first, second):
-                await wait_until(lambda orch=orch: len(orch.registry.capabilities) == 3)
+                await wait_until(lambda orch=orch: len(orch.registry.capabilities) == ALL)
         for orch in (first, second):  # graceful stop: unregistered everywhere
             unregister = [c for c in orch.registry.calls if c["path"] == "unregister"]
             names = sorted(c["body"].decode() for c in unregister)
-            assert names == ["comfystream-image", "comfystream-video", "text-reversal"]
+            assert names == [
+                "comfystream-image",
+                "comfystream-video",
+                "text-reversal",
+                "whep-subscribe",
+                "whip-ingest",
+            ]
             assert all(c["authorization"] == SECRET for c in unregister)
             assert all((c["content_type"] or "").startswith("text/plain") for c in unregister)
             assert not orch.registry.capabilities
@@ -185,14 +199,14 @@ async def test_register_once_reports_each_failure() -> None:
     await orch.start()
     try:
         assert await register_once(fast_settings(orch_urls=(orch.url,))) == []
-        assert len(orch.registry.capabilities) == 3
+        assert len(orch.registry.capabilities) == ALL
         failures = await register_once(fast_settings(orch_urls=(orch.url,), orch_secret="wrong"))
-        assert len(failures) == 3 and all("invalid authorization" in f for f in failures)
+        assert len(failures) == ALL and all("invalid authorization" in f for f in failures)
         dead = f"http://127.0.0.1:{free_port()}"
         failures = await register_once(
             fast_settings(orch_urls=(dead,)), attempts=2, retry_delay_s=0.05
         )
-        assert len(failures) == 3 and all("unreachable" in f for f in failures)
+        assert len(failures) == ALL and all("unreachable" in f for f in failures)
     finally:
         await orch.close()
 

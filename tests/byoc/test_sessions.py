@@ -61,7 +61,7 @@ def test_webrtc_sessions_go_to_connected_then_processing() -> None:
     ("path", "illegal"),
     [
         ([], S.PROCESSING),  # starting -> processing skips ready
-        ([S.READY], S.CONNECTED),
+        ([S.READY, S.PROCESSING], S.CONNECTED),
         ([S.READY, S.PROCESSING], S.READY),
         ([S.CONNECTED], S.READY),
         ([S.READY], S.STARTING),

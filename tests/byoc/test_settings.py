@@ -44,6 +44,30 @@ def test_lists_and_the_singular_capability_name_alias() -> None:
     assert load({}, environ=both).capability_names == ("comfystream-image", "text-reversal")
 
 
+def test_webrtc_settings_from_the_environment() -> None:
+    settings = load(
+        {},
+        environ={
+            "WEBRTC_HOST_ADDRESSES": "127.0.0.1, 10.0.0.2",
+            "ICE_SERVERS": '[{"urls": "stun:s:3478"}, {"urls": ["turn:t"], "username": "u", "credential": "c"}]',
+            "WEBRTC_PUBLIC_IP": "203.0.113.7",
+            "WEBRTC_PORTS": "40000-40100",
+            "WEBRTC_IDLE_TIMEOUT": "4.5",
+            "TWILIO_ACCOUNT_SID": "AC1",
+            "TWILIO_AUTH_TOKEN": "t",
+        },
+    )
+    assert settings.webrtc_host_addresses == ("127.0.0.1", "10.0.0.2")
+    assert settings.ice_servers == (
+        {"urls": ["stun:s:3478"]},
+        {"urls": ["turn:t"], "username": "u", "credential": "c"},
+    )
+    assert settings.webrtc_public_ip == "203.0.113.7"
+    assert settings.webrtc_ports == (40000, 40100)
+    assert settings.webrtc_idle_timeout_s == 4.5
+    assert (settings.twilio_account_sid, settings.twilio_auth_token) == ("AC1", "t")
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
@@ -67,6 +91,14 @@ def test_lists_and_the_singular_capability_name_alias() -> None:
         ({"output_crf": "52"}, "--output-crf must be 0-51"),
         ({"output_bitrate": "-1"}, "--output-bitrate must be >= 0"),
         ({"segment_seconds": "0"}, "--segment-seconds must be > 0"),
+        ({"webrtc_host_addresses": "10.0.0.1,nope"}, "not an IP address: 'nope'"),
+        ({"webrtc_public_ip": "example.com"}, "not an IP address"),
+        ({"webrtc_ports": "40000"}, "--webrtc-ports: invalid value"),
+        ({"webrtc_ports": "40000-40000"}, "--webrtc-ports must be FIRST-LAST"),
+        ({"webrtc_ports": "80-90"}, "--webrtc-ports must be FIRST-LAST"),
+        ({"ice_servers": "{}"}, "--ice-servers: invalid value"),
+        ({"ice_servers": '[{"urls": "http://x"}]'}, "--ice-servers: invalid value"),
+        ({"webrtc_idle_timeout_s": "0"}, "--webrtc-idle-timeout must be > 0"),
         ({"log_format": "xml"}, "--log-format must be one of text, json"),
         ({"metrics_port": "70000"}, "--metrics-port must be 0 or 1-65535"),
         ({"metrics_port": "8889"}, "--metrics-port must differ"),

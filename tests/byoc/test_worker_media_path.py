@@ -166,7 +166,7 @@ async def test_media_knobs_come_from_the_settings() -> None:
         assert [(r.spec.slots, r.spec.max_width, r.spec.max_height) for r in rings] == [
             (6, 320, 240)
         ] * 2
-        egress = media._egress_config(spec("knobs"), rings[1].spec)
+        egress = media._egress_config(spec("knobs"), rings[1].spec, whep=True)
         assert (egress.preset, egress.segment_seconds, egress.crf, egress.bit_rate) == (
             "ultrafast",
             0.5,

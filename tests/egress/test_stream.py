@@ -260,7 +260,7 @@ async def test_end_of_stream_frame_completes_the_live_output() -> None:
 
 
 def test_stream_needs_an_output() -> None:
-    with pytest.raises(ValueError, match="publish_url or output_path"):
+    with pytest.raises(ValueError, match="publish_url, output_path or whep"):
         EgressStream("x", EgressConfig(ring=ring_spec("out")), SentMessages().send)
 
 

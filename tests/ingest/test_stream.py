@@ -260,7 +260,7 @@ async def test_opus_audio_is_forwarded_raw_and_can_be_switched_off() -> None:
 
 async def test_stream_start_needs_a_source_and_an_existing_ring() -> None:
     spec = ring_spec()
-    with pytest.raises(ValueError, match="subscribe_url or source_path"):
+    with pytest.raises(ValueError, match="subscribe_url, source_path or whip"):
         IngestStream("bad-1", IngestConfig(ring=spec), SentMessages().send)
     stream = IngestStream("bad-2", config(spec, "http://127.0.0.1:9/x"), SentMessages().send)
     with pytest.raises(FileNotFoundError):

@@ -127,21 +127,14 @@ async def test_oversized_body_is_413_json() -> None:
             await assert_json_error(r, 413)
 
 
-@pytest.mark.parametrize("capability", ["whip-ingest", "whep-subscribe"])
-async def test_capabilities_not_implemented_yet_are_501(env: Env, capability: str) -> None:
-    async with env.http.post(f"{env.url}/process/request/{capability}", json={}) as r:
-        body = await assert_json_error(r, 501)
-        assert capability in str(body["error"])
-    async with env.http.post(f"{env.url}/{capability}", json={}) as r:
-        await assert_json_error(r, 501)
-
-
 async def test_only_implemented_capabilities_are_registered(env: Env) -> None:
     assert env.orch is not None
     assert set(env.orch.registry.capabilities) == {
         "text-reversal",
         "comfystream-image",
         "comfystream-video",
+        "whip-ingest",
+        "whep-subscribe",
     }
 
 
