@@ -236,7 +236,7 @@ async def test_a_restart_while_busy_shows_unreachable_then_registers_once_with_f
             register_retry_max_s=2.0,
             capacity=3,
         ) as env:
-            await wait_until(lambda: len(orch.registry.capabilities) == 3)
+            await wait_until(lambda: len(orch.registry.capabilities) == ALL)
             media_orch.registry.capabilities.update(orch.registry.capabilities)
             async with await start_via_orch(env, "busy", orch_url=media_orch.url) as r:
                 assert r.status == 200
@@ -244,7 +244,7 @@ async def test_a_restart_while_busy_shows_unreachable_then_registers_once_with_f
             await wait_until(lambda: _state_is(env, url, "unreachable"), timeout=10)
             orch = LocalOrchestrator(secret=SECRET)
             await orch.start(port=port)
-            await wait_until(lambda: len(orch.registry.capabilities) == 3, timeout=35)
+            await wait_until(lambda: len(orch.registry.capabilities) == ALL, timeout=35)
             await wait_until(lambda: _state_is(env, url, "registered"), timeout=10)
             assert orch.registry.capabilities["comfystream-video"].capacity == 2  # 3 - 1 live
             # Once: while the stream runs, no periodic re-registration follows.
@@ -273,14 +273,14 @@ async def test_a_stream_whose_channels_vanish_makes_the_runner_register_again() 
             with_orchestrator=False, orch_urls=(url,), orch_check_interval_s=3600.0
         ) as env:
             env.orch = orch
-            await wait_until(lambda: len(orch.registry.capabilities) == 3)
+            await wait_until(lambda: len(orch.registry.capabilities) == ALL)
             async with await start_via_orch(env, "vanish") as r:
                 assert r.status == 200
             await wait_until(lambda: env.runner.runtime.busy())
             await orch.close()
             orch = LocalOrchestrator(secret=SECRET, keepalive_interval_s=0.2)
             await orch.start(port=port)
-            await wait_until(lambda: len(orch.registry.capabilities) == 3, timeout=35)
+            await wait_until(lambda: len(orch.registry.capabilities) == ALL, timeout=35)
             env.orch = orch
     finally:
         await orch.close()
@@ -293,9 +293,9 @@ async def test_trickle_verify_tls_governs_registration_with_a_self_signed_orches
         assert orch.url.startswith("https://")
         strict = fast_settings(orch_urls=(orch.url,), trickle_verify_tls=True)
         failures = await register_once(strict)
-        assert len(failures) == 3 and all("unreachable" in f for f in failures), failures
+        assert len(failures) == ALL and all("unreachable" in f for f in failures), failures
         assert not orch.registry.capabilities
         assert await register_once(fast_settings(orch_urls=(orch.url,))) == []  # default off
-        assert len(orch.registry.capabilities) == 3
+        assert len(orch.registry.capabilities) == ALL
     finally:
         await orch.close()
