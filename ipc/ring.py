@@ -9,9 +9,10 @@ Layout (all header fields little-endian int64)::
 
     bytes 0-63      static: magic, version, slots, pixel format, max width/height, slot
                     capacity, stage count (written once by the creator)
-    bytes 64-127    producer's line: write_seq (last published sequence), dropped, writer pid
+    bytes 64-127    producer's line: write_seq (last published sequence), dropped, writer pid,
+                    dropped count before the slot claim in progress
     bytes 128-191   consumer's line: read_seq (last sequence consumed), read count, pinned slot,
-                    reader pid, waiting flag
+                    reader pid, waiting flag, read_seq and read count before the read in progress
     192 + i*192     slot i header: lock, seq, index, pts, time base num/den, width, height,
                     pixel format, flags, payload bytes, stamps[NUM_STAGES]
     page-aligned    slot i payload (capacity rounded up to 4 KiB)
@@ -22,7 +23,8 @@ Live policy. The producer never blocks. It writes each frame into the oldest slo
 has not pinned: a free slot, else an already-read frame, else the oldest unread frame, which is then
 dropped and counted in ``dropped``. Sequence numbers start at 1 and grow by one per frame; the
 consumer reads in sequence order and ``Frame.missed`` tells it how many frames it lost just
-before this one. Once the consumer has caught up, ``written == read + dropped``.
+before this one. Once the consumer has caught up, ``written == read + dropped``, exactly, even
+after either side was killed (see "Death of a role").
 
 Torn reads. Each slot has a seqlock word: odd while the producer writes the slot, even (and larger)
 once the frame is published. The consumer only takes a slot whose lock was even and unchanged
@@ -45,6 +47,22 @@ allows, a later load passing an earlier store, is what the pin handshake has to 
 barrier is an uncontended ``threading.Lock`` acquire/release, which executes lock-prefixed
 instructions (full barriers on x86). Weakly ordered CPUs (aarch64) would need explicit
 acquire/release barriers around every header access; the ring warns there.
+
+Death of a role. A process may die (``kill -9``) between any two stores, and the next process to
+take its role repairs what it left, so the counters stay exact. Each role writes, before the stores
+of one step, a record of its counters as they were, so that its successor can tell a step that
+never happened from one that half happened:
+
+- A frame counts as written when ``write_seq`` reaches it. A slot left odd holds either the frame
+  being written (its sequence is above ``write_seq``: it was never published and is discarded) or
+  the old frame the dead writer was about to replace (its pixels are untouched): if ``dropped``
+  still equals the record taken before the claim, that frame was not counted as dropped and is
+  given back to the reader; otherwise it was counted and the slot is emptied. A slot that was
+  published but whose ``write_seq`` store never happened holds a frame that was never written by
+  that definition, and is emptied.
+- A frame counts as read when ``read_seq`` reaches it. A reader that died after advancing
+  ``read_seq`` but before counting the frame is detected by the records (``read_seq`` moved,
+  ``read count`` did not) and the successor counts it.
 
 Wake-ups. The consumer binds ``ipc.wakeup.WakeListener`` on ``"<name>.r"`` (which also makes it the
 only reader). Before it sleeps it sets the waiting flag, issues a full barrier and looks at the
@@ -81,12 +99,13 @@ log = logging.getLogger(__name__)
 MAX_SLOTS = 64
 MIN_SLOTS = 2  # one slot may be pinned by the consumer; the producer always needs another
 MAGIC = int.from_bytes(b"CBYOCRNG", "little")
-VERSION = 1
+VERSION = 2
 
 # Ring header, as int64 indices.
 _MAGIC, _VERSION, _SLOTS, _FORMAT, _MAX_W, _MAX_H, _CAPACITY, _STAGES = range(8)
-_WRITE_SEQ, _DROPPED, _WRITER_PID = 8, 9, 10  # producer's cache line
+_WRITE_SEQ, _DROPPED, _WRITER_PID, _DROPPED_BEFORE_CLAIM = 8, 9, 10, 11  # producer's cache line
 _READ_SEQ, _READ_COUNT, _PIN, _READER_PID, _WAITING = 16, 17, 18, 19, 20  # consumer's line
+_READ_SEQ_BEFORE, _READ_COUNT_BEFORE = 21, 22  # the consumer's record before each read
 _NO_PIN = -1
 
 SLOT_TABLE_OFFSET = 192
@@ -425,18 +444,37 @@ class RingWriter:
         self._locks: list[int] = []
         self._seqs: list[int] = []
         for h in self._headers:
-            lock = q[h + _S_LOCK]
-            if lock & 1:  # a writer died mid-write: the slot holds no frame any more
-                q[h + _S_SEQ] = 0
-                lock += 1
-                q[h + _S_LOCK] = lock
+            lock, seq = self._repair_slot(h)
             self._locks.append(lock)
-            self._seqs.append(q[h + _S_SEQ])
+            self._seqs.append(seq)
         self._next_seq = q[_WRITE_SEQ] + 1
         self._dropped = q[_DROPPED]
         q[_WRITER_PID] = os.getpid()
         self._pending: Reservation | None = None
         self._time_base: tuple[object, int, int] = (None, 0, 0)
+
+    def _repair_slot(self, h: int) -> tuple[int, int]:
+        """Undo what a killed writer left half done in one slot; return its ``(lock, seq)``.
+
+        See "Death of a role" in the module docstring.
+        """
+        q = self._q
+        lock = q[h + _S_LOCK]
+        seq = q[h + _S_SEQ]
+        written = q[_WRITE_SEQ]
+        if lock & 1:
+            old_frame_intact = 0 < seq <= written
+            if not (old_frame_intact and q[_DROPPED] == q[_DROPPED_BEFORE_CLAIM]):
+                seq = 0  # the unpublished new frame, or an old one already counted as dropped
+            q[h + _S_SEQ] = seq
+            lock += 1
+            q[h + _S_LOCK] = lock
+        elif seq > written:
+            seq = 0  # published in the slot but not in write_seq: never written
+            q[h + _S_SEQ] = seq
+            lock += 2
+            q[h + _S_LOCK] = lock
+        return lock, seq
 
     @property
     def ring(self) -> FrameRing:
@@ -602,6 +640,8 @@ class RingWriter:
         """Make the oldest unpinned slot odd (being written); count a drop if it was unread."""
         q = self._q
         seqs = self._seqs
+        # Read by a successor if we die before this claim is finished (see "Death of a role").
+        q[_DROPPED_BEFORE_CLAIM] = self._dropped
         while True:
             pinned = q[_PIN]
             slot = -1
@@ -785,6 +825,9 @@ class RingReader:
         # one is stale.
         q[_PIN] = _NO_PIN
         q[_WAITING] = 0
+        if q[_READ_SEQ] != q[_READ_SEQ_BEFORE] and q[_READ_COUNT] == q[_READ_COUNT_BEFORE]:
+            # A reader died between taking a frame and counting it: it was read.
+            q[_READ_COUNT] = q[_READ_COUNT_BEFORE] + 1
         self._read_seq = q[_READ_SEQ]
         self._read_count = q[_READ_COUNT]
         q[_READER_PID] = os.getpid()
@@ -843,6 +886,9 @@ class RingReader:
         missed = seq - self._read_seq - 1
         # Consumed: recorded before the pin is dropped, so a writer that sees the slot unpinned
         # also sees read_seq >= seq and does not count the frame as dropped.
+        # The record first, so that a successor can finish the count if we die in between.
+        q[_READ_SEQ_BEFORE] = self._read_seq
+        q[_READ_COUNT_BEFORE] = self._read_count
         self._read_seq = seq
         self._read_count += 1
         self.missed += missed

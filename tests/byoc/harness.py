@@ -76,10 +76,15 @@ class Env:
         body: Any,
         *,
         capability: str | None = None,
-        timeout: int = 10,
+        timeout: int = 60,
         **kwargs: Any,
     ) -> aiohttp.ClientResponse:
-        """POST a job through the orchestrator (``/process/request/{route}`` with a header)."""
+        """POST a job through the orchestrator (``/process/request/{route}`` with a header).
+
+        ``timeout`` is the header's ``timeout_seconds``: the orchestrator's wait for our answer.
+        The default is a hang guard (a thousand jobs on a busy machine take a while); tests of
+        the timeout itself pass a short one.
+        """
         header = encode_header(capability=capability or route, timeout_seconds=timeout)
         headers = {"Livepeer": header, **kwargs.pop("headers", {})}
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -90,7 +95,7 @@ class Env:
 
 
 async def wait_until(
-    check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02
+    check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.02
 ) -> Any:
     """Poll ``check`` (sync or async) until it returns something truthy."""
     loop = asyncio.get_running_loop()
@@ -150,7 +155,7 @@ async def running(
         runner = started[0]
         if orch is not None and wait_registered and settings.orch_urls == (orch.url,):
             expected = len(caps.IMPLEMENTED)
-            await wait_until(lambda: len(orch.registry.capabilities) == expected, timeout=10)
+            await wait_until(lambda: len(orch.registry.capabilities) == expected, timeout=60)
         yield Env(orch, runner, http, settings, task)
     finally:
         await http.close()

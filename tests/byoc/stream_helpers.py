@@ -65,7 +65,7 @@ class EventReader:
     def __init__(self, url: str) -> None:
         self.subscriber = TrickleSubscriber(url, start_seq=0, verify_tls=False)
 
-    async def next(self, timeout: float = 10.0) -> dict[str, Any] | None:
+    async def next(self, timeout: float = 60.0) -> dict[str, Any] | None:
         segment = await asyncio.wait_for(self.subscriber.next_segment(), timeout)
         if segment is None:
             return None
@@ -73,7 +73,7 @@ class EventReader:
         assert isinstance(document, dict)
         return document
 
-    async def until(self, predicate: Any, timeout: float = 10.0) -> dict[str, Any]:
+    async def until(self, predicate: Any, timeout: float = 60.0) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:

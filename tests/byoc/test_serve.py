@@ -35,7 +35,7 @@ def free_port() -> int:
 
 
 def get_health(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as response:
         assert response.status == 200
         return dict(json.load(response))
 
@@ -149,7 +149,7 @@ def test_ctrl_c_stops_everything_and_exits_0(runner: tuple[subprocess.Popen[byte
     proc.send_signal(signal.SIGINT)
     assert proc.wait(20) == 0
     for pid in workers:
-        wait_for(lambda pid=pid: process_gone(pid), timeout=10)
+        wait_for(lambda pid=pid: process_gone(pid), timeout=60)
 
 
 def test_sigterm_also_exits_0(runner: tuple[subprocess.Popen[bytes], int]) -> None:
@@ -158,7 +158,7 @@ def test_sigterm_also_exits_0(runner: tuple[subprocess.Popen[bytes], int]) -> No
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
     for pid in workers:
-        wait_for(lambda pid=pid: process_gone(pid), timeout=10)
+        wait_for(lambda pid=pid: process_gone(pid), timeout=60)
 
 
 PARENT_IMPORTS = """

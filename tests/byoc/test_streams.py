@@ -68,15 +68,17 @@ class FakeWorkerMediaPath:
 
 
 class ScriptedMediaPath:
-    """A pipeline whose start sleeps and then does what the test asks."""
+    """A media path whose start waits until the test releases it, then does what the test asks."""
 
-    def __init__(self, delay: float, error: Exception | None = None) -> None:
-        self.delay = delay
+    def __init__(self, *, slow: bool, error: Exception | None = None) -> None:
+        self.release = asyncio.Event()
+        if not slow:
+            self.release.set()
         self.error = error
         self.stopped: list[str] = []
 
     async def start(self, spec: StreamSpec) -> None:
-        await asyncio.sleep(self.delay)
+        await self.release.wait()
         if self.error is not None:
             raise self.error
 
@@ -148,7 +150,7 @@ async def test_completed_and_failed_reports(end_with: str, final: SessionState) 
     try:
         async with await start_via_orch(env, "m2") as r:
             assert r.status == 200
-        await wait_until(lambda: state_of(env, "m2") is final, timeout=10)
+        await wait_until(lambda: state_of(env, "m2") is final, timeout=60)
         session = env.runner.runtime.sessions.get("m2")
         assert session is not None
         if final is SessionState.FAILED:
@@ -209,18 +211,19 @@ async def test_the_sweep_ends_streams_whose_media_path_is_gone() -> None:
             assert r.status == 200
         await wait_until(lambda: state_of(env, "m5") is SessionState.PROCESSING)
         pipeline.dead.add("m5")
-        await wait_until(lambda: state_of(env, "m5") is SessionState.FAILED, timeout=10)
+        await wait_until(lambda: state_of(env, "m5") is SessionState.FAILED, timeout=60)
     finally:
         await manager.__aexit__(None, None, None)
 
 
 async def test_slow_set_up_answers_in_time_and_continues_in_the_background() -> None:
-    pipeline = ScriptedMediaPath(delay=1.5)
+    pipeline = ScriptedMediaPath(slow=True)
     async with running(media=pipeline, stream_start_timeout_s=0.2) as env:
         async with await start_via_orch(env, "slow") as r:
             assert r.status == 200
         assert state_of(env, "slow") is SessionState.STARTING
-        await wait_until(lambda: state_of(env, "slow") is SessionState.READY, timeout=10)
+        pipeline.release.set()  # the set-up finishes after the answer
+        await wait_until(lambda: state_of(env, "slow") is SessionState.READY, timeout=60)
 
 
 @pytest.mark.parametrize(
@@ -228,7 +231,7 @@ async def test_slow_set_up_answers_in_time_and_continues_in_the_background() -> 
     [(ParamsRejected("width too large for the model"), 400), (RuntimeError("no GPU"), 500)],
 )
 async def test_a_set_up_failing_before_the_answer(error: Exception, status: int) -> None:
-    pipeline = ScriptedMediaPath(delay=0.0, error=error)
+    pipeline = ScriptedMediaPath(slow=False, error=error)
     async with running(media=pipeline) as env:
         async with await start_via_orch(env, "bad") as r:
             assert r.status == status
@@ -240,10 +243,11 @@ async def test_a_set_up_failing_before_the_answer(error: Exception, status: int)
 
 
 async def test_a_set_up_failing_after_the_answer_fails_the_session() -> None:
-    pipeline = ScriptedMediaPath(delay=0.5, error=RuntimeError("model download failed"))
+    pipeline = ScriptedMediaPath(slow=True, error=RuntimeError("model download failed"))
     async with running(media=pipeline, stream_start_timeout_s=0.1) as env:
         async with await start_via_orch(env, "late") as r:
             assert r.status == 200
-        await wait_until(lambda: state_of(env, "late") is SessionState.FAILED, timeout=10)
+        pipeline.release.set()  # and fails after the answer
+        await wait_until(lambda: state_of(env, "late") is SessionState.FAILED, timeout=60)
         session = env.runner.runtime.sessions.get("late")
         assert session is not None and session.error == "model download failed"

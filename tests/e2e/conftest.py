@@ -201,7 +201,7 @@ class LiveSource:
         self._stop.set()
         if self._task is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, 10)
+                await asyncio.wait_for(self._task, 60)
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 await self._writer.close()
@@ -230,7 +230,7 @@ class EventLog:
                     return
                 self.events.append(event["event"])
 
-    async def until(self, predicate: Any, timeout: float = 10.0) -> dict[str, Any]:
+    async def until(self, predicate: Any, timeout: float = 60.0) -> dict[str, Any]:
         """The first collected event (old or new) that satisfies ``predicate``."""
         deadline = time.monotonic() + timeout
         while True:
@@ -241,7 +241,7 @@ class EventLog:
                 raise AssertionError(f"no matching event in {timeout}s: {self.events[-3:]}")
             await asyncio.sleep(0.05)
 
-    async def latest_after(self, moment: float, timeout: float = 10.0) -> dict[str, Any]:
+    async def latest_after(self, moment: float, timeout: float = 60.0) -> dict[str, Any]:
         """The first event stamped after ``moment`` (wall clock seconds)."""
         return await self.until(lambda e: e["timestamp"] > moment * 1000, timeout)
 
@@ -325,7 +325,7 @@ class OutputReader:
     def counters(self) -> list[int]:
         return [f.counter for f in self.frames if f.counter is not None]
 
-    async def wait_for(self, predicate: Any, timeout: float = 15.0) -> None:
+    async def wait_for(self, predicate: Any, timeout: float = 60.0) -> None:
         """Wait until ``predicate(self)`` holds."""
         deadline = time.monotonic() + timeout
         while not predicate(self):

@@ -4,7 +4,6 @@ channel and checked frame by frame (cases S4 and S6 of the BYOC conformance list
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 
@@ -35,9 +34,14 @@ async def test_invert_stream_frame_by_frame_with_audio_in_sync(env: Env) -> None
     try:
         source.start(FRAMES)
         sent = (await source.wait()).sent
-        await reader.wait_for(lambda r: FRAMES - 1 in r.counters(), timeout=15)
-        await asyncio.sleep(0.5)
-        final = await events.latest_after(time.time())
+        await reader.wait_for(lambda r: FRAMES - 1 in r.counters(), timeout=60)
+        # Figures reach the events periodically: wait for one, stamped from now on, that
+        # accounts for every frame that did not come out (a wrong count fails at the guard).
+        missing = len(sent) - len(set(reader.counters()))
+        now_ms = time.time() * 1000
+        final = await events.until(
+            lambda e: e["timestamp"] > now_ms and missing <= e["frames_dropped"], timeout=60
+        )
     finally:
         await source.stop()
         await reader.close()

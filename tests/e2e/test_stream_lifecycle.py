@@ -55,7 +55,7 @@ async def flowing(
     source = LiveSource(urls.publish, audio=False, spec=spec)
     source.start()
     try:
-        await reader.wait_for(lambda r: len(r.counters()) >= 10, timeout=15)
+        await reader.wait_for(lambda r: len(r.counters()) >= 10, timeout=60)
     except BaseException:
         await source.stop()
         await reader.close()
@@ -76,7 +76,7 @@ async def test_late_join_gets_output_from_the_live_edge(env: Env) -> None:
     reader = OutputReader(base + "-out").start()
     try:
         # The source is well past seq 0 (0.5 s segments) before the stream starts.
-        await wait_until(lambda: source.log.segments >= 4, timeout=10)
+        await wait_until(lambda: source.log.segments >= 4, timeout=60)
         body = {
             "gateway_request_id": "late",
             "subscribe_url": base,
@@ -90,7 +90,7 @@ async def test_late_join_gets_output_from_the_live_edge(env: Env) -> None:
         ) as r:
             assert r.status == 200, await r.text()
         joined_at = source.next_index
-        await reader.wait_for(lambda r: len(r.counters()) >= 15, timeout=15)
+        await reader.wait_for(lambda r: len(r.counters()) >= 15, timeout=60)
     finally:
         await source.stop()
         await reader.close()
@@ -109,9 +109,9 @@ async def test_stop_mid_stream_ends_the_session_unlinks_rings_and_frees_the_slot
         assert rings_of("mid")
         async with await stop_via_orch(env, "mid", b"stream ended") as r:
             assert r.status < 400
-        await wait_until(lambda: state_of(env, "mid") is SessionState.STOPPED, timeout=10)
-        await wait_until(lambda: not rings_of("mid"), timeout=10)
-        await reader.wait_for(lambda r: r.ended, timeout=10)  # output channel closed
+        await wait_until(lambda: state_of(env, "mid") is SessionState.STOPPED, timeout=60)
+        await wait_until(lambda: not rings_of("mid"), timeout=60)
+        await reader.wait_for(lambda r: r.ended, timeout=60)  # output channel closed
     finally:
         await source.stop()
         await reader.close()
@@ -129,8 +129,8 @@ async def test_input_channel_deleted_without_stop_ends_the_session(single: Env) 
         await source.stop()
         async with env.http.delete(urls.publish) as r:
             assert r.status < 400
-        await wait_until(lambda: not state_of(env, "gone").live, timeout=15)  # type: ignore[union-attr]
-        await wait_until(lambda: not rings_of("gone"), timeout=10)
+        await wait_until(lambda: not state_of(env, "gone").live, timeout=60)  # type: ignore[union-attr]
+        await wait_until(lambda: not rings_of("gone"), timeout=60)
     finally:
         await reader.close()
     assert (await start_stream(env, "after", {"workflow": INVERT})) is not None
@@ -173,8 +173,8 @@ async def test_two_concurrent_streams_with_their_own_workflow_and_size(env: Env)
         await a[2].close()
         raise
     try:
-        await a[2].wait_for(lambda r: len(r.frames) >= 30, timeout=15)
-        await b[2].wait_for(lambda r: len(r.frames) >= 30, timeout=15)
+        await a[2].wait_for(lambda r: len(r.frames) >= 30, timeout=60)
+        await b[2].wait_for(lambda r: len(r.frames) >= 30, timeout=60)
     finally:
         for _, source, reader in (a, b):
             await source.stop()
@@ -196,7 +196,7 @@ async def test_capacity_plus_one_is_503_and_the_first_stream_is_unaffected(singl
     try:
         await start_stream(env, "extra", {"workflow": INVERT}, expect=503)
         before = len(reader.counters())
-        await reader.wait_for(lambda r: len(r.counters()) >= before + 15, timeout=10)
+        await reader.wait_for(lambda r: len(r.counters()) >= before + 15, timeout=60)
     finally:
         await source.stop()
         await reader.close()

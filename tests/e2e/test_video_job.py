@@ -96,7 +96,7 @@ async def test_the_job_over_trickle_channels_runs_live(env: Env) -> None:
     source = LiveSource(base + "vjob-in", audio=False)
     source.start()
     try:
-        await reader.wait_for(lambda r: len(r.counters()) >= 30, timeout=15)
+        await reader.wait_for(lambda r: len(r.counters()) >= 30, timeout=60)
     finally:
         await source.stop()
         await reader.close()

@@ -104,7 +104,7 @@ async def read_output(url: str, *, until_frames: int | None = None) -> Output:
     return out
 
 
-async def wait_until(predicate: object, timeout: float = 20.0) -> None:
+async def wait_until(predicate: object, timeout: float = 60.0) -> None:
     """Poll ``predicate()`` until true."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -77,7 +77,7 @@ async def test_frames_and_aac_audio_are_published_in_segments_in_sync() -> None:
             await wait_until(lambda: stream.stats.frames_out == FRAMES)
         finally:
             await stream.stop()  # ends the last segment and deletes the channel
-        output = await asyncio.wait_for(reader, 20)
+        output = await asyncio.wait_for(reader, 60)
 
     video = output.video
     assert [read_counter(f.array, "yuv420p") for f in video] == list(range(FRAMES))  # type: ignore[arg-type]
@@ -133,7 +133,7 @@ async def test_opus_audio_passes_through_untouched() -> None:
             await wait_until(lambda: stream.stats.frames_out == 30)
         finally:
             await stream.stop()
-        output = await asyncio.wait_for(reader, 20)
+        output = await asyncio.wait_for(reader, 60)
     published = []
     demuxer = TsDemuxer()
     for segment in output.segments:
@@ -165,7 +165,7 @@ async def test_picture_size_change_starts_a_new_segment_with_a_keyframe() -> Non
             await wait_until(lambda: stream.stats.frames_out == 20)
         finally:
             await stream.stop()
-        output = await asyncio.wait_for(reader, 20)
+        output = await asyncio.wait_for(reader, 60)
     assert [(f.width, f.height) for f in output.video] == [(256, 192)] * 10 + [(320, 240)] * 10
     assert [i for i, f in enumerate(output.video) if f.keyframe] == [0, 10]
     assert [f.segment for f in output.video] == [0] * 10 + [1] * 10
@@ -210,7 +210,7 @@ async def test_overwritten_frames_are_reported_and_reading_resumes_after_them() 
                 report = await sent.wait_for(StreamStats, lambda m: m.frames_out == 4)
             finally:
                 await stream.stop()
-            output = await asyncio.wait_for(reader, 20)
+            output = await asyncio.wait_for(reader, 60)
     assert report.dropped["ring_overwrite"] == 6
     assert [read_counter(f.array, "yuv420p") for f in output.video] == [6, 7, 8, 9]  # type: ignore[arg-type]
 
@@ -228,10 +228,18 @@ async def test_audio_keeps_flowing_when_the_video_stops() -> None:
                 await wait_until(lambda: stream.stats.frames_out == 10)
                 for message in audio[5:]:  # two seconds of audio, no more pictures
                     stream.on_audio(message)
-                await asyncio.sleep(0.8)  # longer than the interleaver's wait
+                # The interleaver stops waiting for pictures and muxes the audio on its own: wait
+                # until it has muxed the packets up to 1.2 s past the last picture.
+                wanted_pts = SPEC.pts(10) + 108_000
+                wanted = sum(1 for m in audio if m.pts <= wanted_pts)
+                assert stream.live is not None
+                live = stream.live
+                await wait_until(
+                    lambda: live.muxer is not None and live.muxer.stats.audio_packets >= wanted
+                )
         finally:
             await stream.stop()
-        output = await asyncio.wait_for(reader, 20)
+        output = await asyncio.wait_for(reader, 60)
     assert len(output.video) == 10
     last_audio_s = output.audio[-1].pts / 90_000
     assert last_audio_s > SPEC.pts(10) / 90_000 + 1.0
@@ -251,7 +259,7 @@ async def test_end_of_stream_frame_completes_the_live_output() -> None:
                     write_frame(writer, SPEC, index, flags=flags)
                     await asyncio.sleep(FRAME_INTERVAL)
             done = await sent.wait_for(StreamState, lambda m: m.state != "processing")
-            output = await asyncio.wait_for(reader, 20)
+            output = await asyncio.wait_for(reader, 60)
         finally:
             await stream.stop()
         assert server.channel(name) is not None  # completed: the channel is left to its owner
@@ -309,7 +317,7 @@ async def test_late_audio_opens_a_new_segment_with_an_audio_track() -> None:
             await wait_until(lambda: stream.stats.frames_out == 30)
         finally:
             await stream.stop()
-        output = await asyncio.wait_for(reader, 20)
+        output = await asyncio.wait_for(reader, 60)
     assert [read_counter(f.array, "yuv420p") for f in output.video] == list(range(30))  # type: ignore[arg-type]
     assert output.video[0].keyframe and output.video[10].keyframe
     assert output.video[10].segment == output.video[9].segment + 1

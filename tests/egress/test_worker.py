@@ -20,7 +20,7 @@ from ipc.messages import (
     WorkerError,
 )
 from ipc.ring import RingWriter
-from tests.egress.stream_helpers import read_output, source_audio, write_frame
+from tests.egress.stream_helpers import read_output, source_audio, wait_until, write_frame
 from tests.ingest.stream_helpers import owned_ring, ring_spec, spawned_worker, trickle_channel
 
 SPEC = ClipSpec(width=256, height=192, audio_channels=1)
@@ -53,7 +53,7 @@ async def test_worker_publishes_frames_and_relayed_audio_until_stopped() -> None
         await got.wait_for(StreamStats, lambda m: m.frames_out == frames)
         busy = await got.wait_for(Heartbeat, lambda m: m.active_streams == 1)
         await worker.send(StreamStop(stream_id="e-1", reason="test"))
-        output = await asyncio.wait_for(reader, 20)  # the stop ends the channel
+        output = await asyncio.wait_for(reader, 60)  # the stop ends the channel
         assert server.channel(name) is None
         await got.wait_for(Heartbeat, lambda m: m.seq > busy.seq and m.active_streams == 0)
         ring.reader().close()  # the worker gave the reader role up
@@ -80,7 +80,7 @@ async def test_worker_restart_resumes_publishing_to_the_same_channel() -> None:
                     await worker.kill()  # kill -9 mid-stream
                     await worker.start()  # the supervisor's restart
                     await worker.send(start)  # the parent resumes the stream
-                    await asyncio.wait_for(live, 30)
+                    await asyncio.wait_for(live, 60)
                 finally:
                     live.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -88,9 +88,15 @@ async def test_worker_restart_resumes_publishing_to_the_same_channel() -> None:
             report = await worker.received.wait_for(
                 StreamStats, lambda m: m.frames_in + m.dropped["ring_overwrite"] > 30
             )
-            await asyncio.sleep(0.3)
+            # Everything written was taken from the ring, and a later report shows every frame
+            # taken also published: only then is the stop sure to find nothing in flight.
+            await wait_until(lambda: ring.stats().unread == 0)
+            earlier = {id(m) for m in worker.received.of(StreamStats)}
+            await worker.received.wait_for(
+                StreamStats, lambda m: id(m) not in earlier and m.frames_out == m.frames_in
+            )
             await worker.send(StreamStop(stream_id="e-2"))
-            output = await asyncio.wait_for(reader, 20)
+            output = await asyncio.wait_for(reader, 60)
 
     counters = [read_counter(f.array, "yuv420p") for f in output.video]  # type: ignore[arg-type]
     assert None not in counters

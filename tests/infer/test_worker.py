@@ -107,7 +107,7 @@ def frame(value: int, width: int = 32, height: int = 24) -> np.ndarray:
     return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
-async def read_output(ring: FrameRing, reader: Any, timeout: float = 20.0) -> Any:
+async def read_output(ring: FrameRing, reader: Any, timeout: float = 60.0) -> Any:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         got = reader.read(copy=True)

@@ -77,7 +77,7 @@ class SentMessages:
         return [m for m in self.messages if isinstance(m, kind)]
 
     async def wait_for(
-        self, kind: type[M], predicate: Callable[[M], bool] = lambda m: True, timeout: float = 20
+        self, kind: type[M], predicate: Callable[[M], bool] = lambda m: True, timeout: float = 60.0
     ) -> M:
         """The first recorded message of ``kind`` matching ``predicate`` (waits for it)."""
         deadline = time.monotonic() + timeout

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 
 import pytest
 
@@ -46,6 +47,15 @@ def video_segments() -> list[TsSegment]:
 
 def counters(frames: list) -> list[int | None]:  # type: ignore[type-arg]
     return [read_counter(f.array, "yuv420p") for f in frames]
+
+
+async def poll_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Poll ``condition`` in the event loop; ``timeout`` is only a hang guard."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met"
+        await asyncio.sleep(0.02)
 
 
 def source_audio(segments: list[TsSegment]) -> list[tuple[int, bytes]]:
@@ -135,7 +145,8 @@ async def test_late_join_starts_at_the_live_edge(video_segments: list[TsSegment]
                     await writer.write(video_segments[3].frame_chunks[0])
                     stream.start()
                     reader_task = asyncio.create_task(read_frames(ring, SEGMENT + 3))
-                    await asyncio.sleep(0.3)
+                    # subscribed, and reading the segment being written
+                    await poll_until(lambda: stream.source.segments >= 1)  # type: ignore[union-attr]
                     for chunk in video_segments[3].frame_chunks[1:]:
                         await writer.write(chunk)
                         await asyncio.sleep(0.004)
@@ -194,7 +205,8 @@ async def test_segment_without_keyframe_waits_for_the_next_keyframe(
             async with TricklePublisher(url, CONTENT_TYPE, delete_on_close=False) as publisher:
                 await publish_segments(publisher, [broken, video_segments[1]])
                 frames = await reader_task
-            # Packets are decoded at the input's pace: a report may come mid-segment.
+            # Reports are periodic and packets are decoded at the input's pace: a report may come
+            # mid-segment with part of the count; wait for the one that has every skipped frame.
             report = await sent.wait_for(
                 StreamStats,
                 lambda m: m.dropped.get("skipped_until_keyframe", 0) >= SEGMENT - 1,
@@ -298,12 +310,12 @@ async def test_network_outage_resubscribes_and_resumes_after_the_gap(
                     publish_segments(publisher, video_segments, frame_interval=1 / 30)
                 )
                 await sent.wait_for(StreamState, lambda m: m.state == "processing")
-                link.down()  # the network goes away for a second
+                link.down()  # the network goes away until the stream has noticed
                 cut_at = len(frames)
-                await asyncio.sleep(1.0)
+                await poll_until(lambda: stream.source.resubscribes >= 1)  # type: ignore[union-attr]
                 link.up()
-                await asyncio.wait_for(live, 30)
-                await asyncio.sleep(0.3)
+                await asyncio.wait_for(live, 60)
+                await poll_until(lambda: counters(frames[-1:]) == [5 * SEGMENT - 1])
         finally:
             done.set()
             await reader_task
@@ -350,11 +362,11 @@ async def test_a_subscription_that_hangs_silently_is_replaced(
                 )
                 await sent.wait_for(StreamState, lambda m: m.state == "processing")
                 link.is_silent = True  # bytes stop, nothing fails
-                await asyncio.sleep(0.8)
+                await poll_until(lambda: stream.source.resubscribes >= 1)  # type: ignore[union-attr]
                 cut_at = len(frames)
                 link.is_silent = False
-                await asyncio.wait_for(live, 30)
-                await asyncio.sleep(0.3)
+                await asyncio.wait_for(live, 60)
+                await poll_until(lambda: counters(frames[-1:]) == [5 * SEGMENT - 1])
         finally:
             done.set()
             await reader_task

@@ -108,12 +108,16 @@ async def test_worker_restart_resumes_frames_in_the_same_ring(segments: list[TsS
                 await worker.start()  # the supervisor's restart
                 await worker.send(start)  # the parent resumes the stream on the same ring
                 await worker.received.wait_for(StreamState, lambda m: m.state == "processing")
-                await asyncio.wait_for(live, 30)
+                await asyncio.wait_for(live, 60)
+                last = len(segments) * SEGMENT - 1
+                for _ in range(3000):  # hang guard (60 s) for the last frame to be decoded
+                    if frames and read_counter(frames[-1].array, "yuv420p") == last:
+                        break
+                    await asyncio.sleep(0.02)
             finally:
                 live.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await live
-                await asyncio.sleep(0.3)
                 done.set()
                 await reader
 

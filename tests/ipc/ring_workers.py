@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 
+import numpy as np
+
 from ipc.frame import Frame, Stage
 from ipc.ring import FrameRing, RingSpec
+from tests.ipc import os_waits
 
 TIME_BASE = (1, 1000)
 
@@ -101,16 +105,18 @@ def checking_consumer(
 
 
 def idle_waiter(spec: RingSpec, use_async: bool, seconds: float, conn: Connection) -> None:
-    """Wait ``seconds`` on an idle ring; report (woke, CPU seconds used by this process)."""
+    """Wait ``seconds`` on an idle ring; report (woke, kernel waits made while waiting)."""
+    os_waits.count_waits()
     ring = FrameRing.attach(spec)
     reader = ring.reader()
-    before = time.process_time()
-    if use_async:
-        woke = asyncio.run(reader.wait_async(seconds))
+    loop = os_waits.counting_event_loop() if use_async else None
+    start = os_waits.waits_counted()
+    if loop is not None:
+        woke = loop.run_until_complete(reader.wait_async(seconds))
+        loop.close()
     else:
         woke = reader.wait(seconds)
-    used = time.process_time() - before
-    conn.send((woke, used))
+    conn.send((woke, os_waits.waits_counted() - start))
     ring.close()
 
 
@@ -151,7 +157,7 @@ def view_holder(spec: RingSpec, conn: Connection) -> None:
             view.release()
             conn.send("released")
         elif command == "read":
-            reader.wait(10)
+            reader.wait(60)
             frame = reader.read()
             conn.send((frame.seq, frame.missed) if frame else None)
         elif command == "quit":
@@ -183,20 +189,66 @@ def ring_owner(prefix: str, conn: Connection) -> None:
 
 
 def ping_pong_reader(spec: RingSpec, use_async: bool, rounds: int, conn: Connection) -> None:
-    """Answer every frame's sequence number; a lost wake-up shows up as a 10 s timeout."""
+    """Answer every frame's sequence number; a lost wake-up shows up as a 60 s timeout."""
     ring = FrameRing.attach(spec)
     reader = ring.reader()
     conn.send("ready")
 
     async def next_frame_async() -> Frame | None:
-        return await reader.read_async(timeout=10)
+        return await reader.read_async(timeout=60)
 
     for _ in range(rounds):
         if use_async:
             frame = asyncio.run(next_frame_async())
         else:
-            frame = reader.read() if reader.wait(10) else None
+            frame = reader.read() if reader.wait(60) else None
         conn.send(None if frame is None else frame.seq)
         if frame is None:
             break
     ring.close()
+
+
+class _DieAtStore:
+    """Stands in for a role's header view and kills the process at its ``n``-th store.
+
+    Reads and earlier stores go through, so the ring is left exactly as a process killed between
+    two stores leaves it.
+    """
+
+    def __init__(self, q: memoryview, n: int) -> None:
+        self._q = q
+        self._left = n
+
+    def __getitem__(self, index: int) -> int:
+        return self._q[index]
+
+    def __setitem__(self, index: int, value: int) -> None:
+        if self._left == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+        self._left -= 1
+        self._q[index] = value
+
+
+def writer_killed_at_store(spec: RingSpec, n: int, seq: int, conn: Connection) -> None:
+    """Write one flood frame as a fresh writer, dying at the ``n``-th header store."""
+    ring = FrameRing.attach(spec)
+    writer = ring.writer()
+    writer._q = _DieAtStore(writer._q, n)  # type: ignore[assignment]
+    assert writer.next_seq == seq
+    writer.write(
+        np.full(spec.slot_capacity, seq % 256, np.uint8).reshape(spec.max_height, -1, 3),
+        pts=seq * 10,
+        time_base=TIME_BASE,
+    )
+    conn.send("survived")
+    conn.recv()  # the parent decides when we go
+
+
+def reader_killed_at_store(spec: RingSpec, n: int, conn: Connection) -> None:
+    """Read one frame as a fresh reader, dying at the ``n``-th header store."""
+    ring = FrameRing.attach(spec)
+    reader = ring.reader()
+    reader._q = _DieAtStore(reader._q, n)  # type: ignore[assignment]
+    frame = reader.read()
+    conn.send(("survived", None if frame is None else frame.seq))
+    conn.recv()

@@ -35,7 +35,8 @@ def test_gone_process_reads_none_and_window_reports_none_for_it() -> None:
     percent = window.percent()
     assert percent["gone"] is None
     me = percent["me"]
-    assert me is not None and me > 10.0
+    # How much of a core we got depends on how busy the machine is; that we used some does not.
+    assert me is not None and me > 0.0
 
 
 def test_child_process_cpu_is_its_own() -> None:
@@ -44,11 +45,11 @@ def test_child_process_cpu_is_its_own() -> None:
             sys.executable,
             "-c",
             "import time\nend=time.process_time()+0.5\n"
-            "while time.process_time()<end: pass\ntime.sleep(5)",
+            "while time.process_time()<end: pass\ntime.sleep(120)",
         ]
     )
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # hang guard: a busy machine gives it little CPU
         used = 0.0
         while time.monotonic() < deadline:
             used = cpu_seconds(busy.pid) or 0.0

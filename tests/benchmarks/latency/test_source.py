@@ -30,6 +30,16 @@ async def server() -> AsyncIterator[TrickleServer]:
         await server.close()
 
 
+async def media_arrived(server: TrickleServer, channel: str) -> None:
+    """Wait (60 s hang guard) until the channel holds some of the source's bytes."""
+    for _ in range(3000):
+        found = server.channel(channel)
+        if found is not None and found.buffered_bytes > 0:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"nothing arrived on {channel}")
+
+
 async def test_clip_through_a_trickle_channel_is_seen_frame_by_frame(
     server: TrickleServer,
 ) -> None:
@@ -43,7 +53,7 @@ async def test_clip_through_a_trickle_channel_is_seen_frame_by_frame(
         t0 = time.monotonic_ns() + 50_000_000
         sink.t0_ns = t0
         record = await source.run(t0, asyncio.Event())
-        for _ in range(250):  # 5 s at most for the last frames
+        for _ in range(3000):  # hang guard (60 s) for the last frames
             if sink.highest_index >= record.frames_sent - 1:
                 break
             await asyncio.sleep(0.02)
@@ -75,12 +85,12 @@ async def test_stop_ends_the_source_early_and_keeps_what_it_sent(server: Trickle
     try:
         await source.prepare()
         running = asyncio.create_task(source.run(time.monotonic_ns(), stop))
-        await asyncio.sleep(0.3)
+        await media_arrived(server, "short")
         stop.set()
-        record = await asyncio.wait_for(running, 5)
+        record = await asyncio.wait_for(running, 60)
     finally:
         await source.close()
-    assert 3 <= len(record.sent_ns) < 30
+    assert 1 <= len(record.sent_ns) < 300  # stopped before the end of its 10 s
     again = SourceRecord.from_json(record.to_json())
     assert again.sent_ns == record.sent_ns and again.measured_frames == 300
 
@@ -91,9 +101,9 @@ async def test_closed_channel_ends_the_source_with_an_error(server: TrickleServe
     try:
         await source.prepare()
         running = asyncio.create_task(source.run(time.monotonic_ns(), asyncio.Event()))
-        await asyncio.sleep(0.3)
+        await media_arrived(server, "gone")
         server.close_channel("gone")
-        record = await asyncio.wait_for(running, 10)
+        record = await asyncio.wait_for(running, 60)
     finally:
         await source.close()
     assert record.error is not None

@@ -94,7 +94,7 @@ async def raw_post(url: str, headers: dict[str, str] | None = None) -> RawPost:
     return RawPost(reader, writer)
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+async def wait_until(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
     """Poll ``predicate`` until true (fails the test after ``timeout`` seconds)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():

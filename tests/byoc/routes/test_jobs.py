@@ -243,7 +243,7 @@ async def test_j4_a_401_evicts_us_at_the_orchestrator_and_we_register_again_at_o
         async with await env.job("text-reversal", {"text": "abc"}) as r:
             assert r.status == 500  # O: worker auth token failed, capability removed
             assert "removing capability" in await r.text()
-        await wait_until(lambda: env.orch.registry.get("text-reversal") is not None, timeout=5)
+        await wait_until(lambda: env.orch.registry.get("text-reversal") is not None, timeout=60)
         assert env.orch.registry.capabilities["text-reversal"].token == "new-token"
         async with await env.job("text-reversal", {"text": "abc"}) as r:
             assert r.status == 200
@@ -278,4 +278,4 @@ async def test_j6_j7_busy_runner_answers_503_and_a_slow_worker_times_out_at_the_
         async with await slow as r:
             assert r.status == 500  # J7: O gave up waiting for headers after timeout_seconds
             assert "context deadline exceeded" in await r.text()
-        await wait_until(lambda: env.runner.runtime.job_slots.in_flight == 0, timeout=10)
+        await wait_until(lambda: env.runner.runtime.job_slots.in_flight == 0, timeout=60)

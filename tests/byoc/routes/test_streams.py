@@ -81,7 +81,7 @@ async def test_s2_s4_minimal_start_still_subscribes_control_and_publishes_events
     assert controller is not None and controller.spec.subscribe_url is None
     reader = EventReader(events_url)
     try:
-        first = await reader.next(timeout=10)
+        first = await reader.next(timeout=60)
         assert first is not None
         assert first["queue_event_type"] == "ai_stream_events"
         assert set(first["event"]) == EVENT_KEYS
@@ -96,7 +96,7 @@ async def test_s2_s4_minimal_start_still_subscribes_control_and_publishes_events
         await reader.close()
     # The stream keeps its control subscription: keepalives arrive and count as activity.
     before = controller.last_control_at
-    await wait_until(lambda: controller.last_control_at > before, timeout=5)
+    await wait_until(lambda: controller.last_control_at > before, timeout=60)
 
 
 @pytest.mark.parametrize("params", [None, {}, {"width": 64, "height": 48, "prompts": "{}"}])
@@ -297,7 +297,7 @@ async def test_s11_silent_control_ends_the_stream() -> None:
             events_url = r.headers["X-Events-Url"]
         reader = EventReader(events_url)
         try:
-            final = await reader.until(lambda e: e["state"] == "stopped", timeout=10)
+            final = await reader.until(lambda e: e["state"] == "stopped", timeout=60)
         finally:
             await reader.close()
         assert final["event"]["stream_id"] == "s11"
@@ -311,7 +311,7 @@ async def test_control_channel_gone_ends_the_stream(env: Env) -> None:
         assert r.status == 200
     await wait_until(lambda: state_of(env, "gone") is SessionState.READY)
     env.orch.trickle.close_channel("gone-control")  # 404 / Lp-Trickle-Closed from now on
-    await wait_until(lambda: state_of(env, "gone") is SessionState.STOPPED, timeout=10)
+    await wait_until(lambda: state_of(env, "gone") is SessionState.STOPPED, timeout=60)
 
 
 async def test_events_channel_gone_ends_the_stream(env: Env) -> None:
@@ -320,7 +320,7 @@ async def test_events_channel_gone_ends_the_stream(env: Env) -> None:
         assert r.status == 200
     await wait_until(lambda: state_of(env, "ev") is SessionState.READY)
     env.orch.trickle.close_channel("ev-events")
-    await wait_until(lambda: state_of(env, "ev") is SessionState.STOPPED, timeout=10)
+    await wait_until(lambda: state_of(env, "ev") is SessionState.STOPPED, timeout=60)
 
 
 async def test_s12_start_at_capacity_is_503_and_the_first_stream_is_unaffected() -> None:
@@ -419,7 +419,7 @@ async def test_s15_token_on_stream_routes_and_a_401_drops_the_capability() -> No
         async with await start_via_orch(env, "auth-2") as r:
             assert r.status == 500  # O: worker failure, capability removed
         # We answered 401, so we register again at once.
-        await wait_until(lambda: env.orch.registry.get("comfystream-video") is not None, timeout=5)
+        await wait_until(lambda: env.orch.registry.get("comfystream-video") is not None, timeout=60)
         assert env.orch.registry.capabilities["comfystream-video"].token == "tok"
 
 

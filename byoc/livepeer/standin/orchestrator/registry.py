@@ -45,6 +45,8 @@ class Registry:
     secret: str = ""
     capabilities: dict[str, ExternalCapability] = field(default_factory=dict)
     calls: list[dict[str, Any]] = field(default_factory=list)
+    probes: int = 0
+    """``GET /capability/register`` requests: a runner checking that we answer (changes nothing)."""
 
     def get(self, name: str) -> ExternalCapability | None:
         return self.capabilities.get(name)
@@ -65,6 +67,8 @@ class Registry:
 
     async def handle_register(self, request: web.Request) -> web.StreamResponse:
         if request.method != "POST":
+            if request.method == "GET":
+                self.probes += 1
             return go_error(405, "Method not allowed")
         body = await request.read()
         self.calls.append(

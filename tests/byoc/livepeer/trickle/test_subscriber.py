@@ -316,7 +316,7 @@ async def test_restarted_publisher_from_zero_is_followed(server: TrickleServer):
                     break
                 await publish(pub, b"b%d" % i)
                 await asyncio.sleep(0.01)
-        await asyncio.wait_for(reader, 5)
+        await asyncio.wait_for(reader, 60)
     # the reader's preconnect ends empty, then 470 sends it to the new head, where it waits
     assert got[0] == (8, b"")
     assert len(got) == 2

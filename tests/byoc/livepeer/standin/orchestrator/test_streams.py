@@ -86,7 +86,7 @@ async def test_keepalives_arrive_on_the_control_channel(setup) -> None:  # type:
         control_url = r.headers["X-Control-Url"]
     async with TrickleSubscriber(control_url, start_seq=0) as sub:
         for _ in range(2):
-            segment = await asyncio.wait_for(sub.next_segment(), 5)
+            segment = await asyncio.wait_for(sub.next_segment(), 60)
             assert segment is not None
             assert json.loads(await segment.read_all()) == {"keep": "alive"}
 
