@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import string
 from typing import Any
 
@@ -20,6 +21,10 @@ from hypothesis import strategies as st
 
 from tests.byoc.harness import Env, running, wait_until
 from tests.byoc.job_workers import image_worker
+
+# 10,000 examples a property under the stress profile take far longer than the suite's
+# per-test hang guard on a loaded 2-core machine (about 200 s a property measured here).
+pytestmark = pytest.mark.timeout(3600 if os.environ.get("BYOC_STRESS") == "1" else 300)
 
 FUZZ = settings(
     deadline=None,
