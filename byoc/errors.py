@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from ipc.echo import clip_text
+
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES_KEY: web.AppKey[int] = web.AppKey("max_body_bytes", int)
@@ -32,8 +34,8 @@ class ApiError(Exception):
 
 
 def json_error(status: int, message: str) -> web.Response:
-    """A JSON error response in the runner's format."""
-    return web.json_response({"error": message, "status_code": status}, status=status)
+    """A JSON error response in the runner's format (the message clipped: it may quote input)."""
+    return web.json_response({"error": clip_text(message), "status_code": status}, status=status)
 
 
 def error_middleware(passthrough_prefixes: Iterable[str] = ()) -> Middleware:
@@ -50,6 +52,10 @@ def error_middleware(passthrough_prefixes: Iterable[str] = ()) -> Middleware:
             response = json_error(exc.status, exc.message)
             response.headers.update(exc.headers)
             return response
+        except ConnectionResetError as exc:
+            # The client is gone (or was cut off as too slow): nobody reads this answer.
+            log.info("%s %s: connection lost: %s", request.method, request.path, exc)
+            return json_error(408, f"connection lost: {exc}")
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

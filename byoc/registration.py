@@ -6,10 +6,18 @@ load counter to zero on every re-registration. Hence, per orchestrator:
 
 - register every capability at start-up, retrying with exponential backoff while unreachable;
 - a 400 ``invalid authorization`` is logged once, clearly, and retried slowly;
+- every ``orch_check_interval_s``, busy or idle, check that the orchestrator still answers; a
+  refused or reset connection (or a failed registration) marks it ``unreachable`` (as ``/health``
+  reports it) until a registration succeeds again, retried with backoff: a restarted
+  orchestrator has forgotten us, so coming back means registering once more;
+- a stream whose channels vanished from the orchestrator (404 without a stop from it) is the
+  other sign of a restart: re-register once at once;
 - re-register every ``register_interval_s``, but only while the runner is idle (no live session,
-  no job in flight); while busy, only check that the orchestrator still answers HTTP;
-- re-register at once after the orchestrator was unreachable, and after we answered a request
-  with 401 (the orchestrator evicts the capability for that);
+  no job in flight): a re-registration resets the orchestrator's load count;
+- every registration advertises the capacity actually free (configured minus what is in use),
+  so one made while streams run does not let the orchestrator overbook;
+- re-register at once after we answered a request with 401 (the orchestrator evicts the
+  capability for that);
 - on graceful shutdown, unregister every capability (plain-text name).
 """
 
@@ -20,7 +28,8 @@ import contextlib
 import enum
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -82,7 +91,13 @@ class Orchestrator:
     registrations: int = 0  # successful rounds
     last_error: str = ""
     urgent: asyncio.Event = field(default_factory=asyncio.Event)
+    urgent_reason: str = ""
     logged_rejection: str = ""
+
+    def hosts(self, url: str) -> bool:
+        """Whether ``url`` (e.g. a trickle channel) is served by this orchestrator."""
+        mine, theirs = urlsplit(self.url), urlsplit(url)
+        return (mine.hostname, mine.port) == (theirs.hostname, theirs.port)
 
 
 class RegistrationService:
@@ -93,10 +108,13 @@ class RegistrationService:
         settings: Settings,
         capabilities: Sequence[Capability],
         is_busy: Callable[[], bool],
+        in_use: Callable[[Capability], int] | None = None,
     ) -> None:
+        """``in_use(capability)``: how much of its capacity is taken now (streams or jobs)."""
         self.settings = settings
         self.capabilities = list(capabilities)
         self.is_busy = is_busy
+        self.in_use = in_use
         self.orchestrators = [Orchestrator(url.rstrip("/")) for url in settings.orch_urls]
         self._tasks: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
@@ -113,7 +131,17 @@ class RegistrationService:
     def evicted(self) -> None:
         """We did something the orchestrator evicts us for (a 401): re-register at once."""
         for orch in self.orchestrators:
+            orch.urgent_reason = "evicted"
             orch.urgent.set()
+
+    def channels_lost(self, url: str) -> None:
+        """A stream's channel at ``url`` vanished (404) without a stop from the orchestrator:
+        it has probably restarted and forgotten us. Its orchestrator checks and re-registers."""
+        for orch in self.orchestrators:
+            if orch.hosts(url) and orch.state is OrchestratorState.REGISTERED:
+                log.warning("orchestrator %s lost the channel %s; registering again", orch.url, url)
+                orch.urgent_reason = "a stream's channels vanished"
+                orch.urgent.set()
 
     def snapshot(self) -> dict[str, dict[str, object]]:
         return {
@@ -160,6 +188,11 @@ class RegistrationService:
             except (OrchestratorUnreachable, RegistrationRejected) as exc:
                 log.warning("could not unregister %s from %s: %s", capability.name, orch.url, exc)
 
+    def _free(self, capability: Capability) -> Capability:
+        if self.in_use is None:
+            return capability
+        return replace(capability, capacity=max(0, capability.capacity - self.in_use(capability)))
+
     async def _register_all(self, orch: Orchestrator) -> None:
         assert self._http is not None
         for capability in self.capabilities:
@@ -167,7 +200,7 @@ class RegistrationService:
                 self._http,
                 orch.url,
                 self.settings.orch_secret,
-                capability,
+                self._free(capability),
                 verify_tls=self.settings.trickle_verify_tls,
             )
 
@@ -224,20 +257,27 @@ class RegistrationService:
             await self._wait_for_next_round(orch)
 
     async def _wait_for_next_round(self, orch: Orchestrator) -> None:
-        """Return when it is time to register again: idle at an interval, or urgent."""
+        """Return when it is time to register again: urgent, after an outage, or (idle only)
+        every ``register_interval_s``."""
         assert self._http is not None
+        loop = asyncio.get_running_loop()
+        registered_at = loop.time()
         while True:
-            if await self._sleep_or_urgent(orch, self.settings.register_interval_s):
-                log.info("re-registering at %s now (evicted)", orch.url)
+            if await self._sleep_or_urgent(orch, self.settings.orch_check_interval_s):
+                log.info("re-registering at %s now (%s)", orch.url, orch.urgent_reason)
                 return
-            if not self.is_busy():
-                return
-            # Busy: do not reset the orchestrator's load, but notice if it went away.
             if not await probe(self._http, orch.url, verify_tls=self.settings.trickle_verify_tls):
                 log.warning(
-                    "orchestrator %s stopped answering; re-registering when it is back", orch.url
+                    "orchestrator %s stopped answering; registering again once it is back",
+                    orch.url,
                 )
                 orch.state = OrchestratorState.UNREACHABLE
+                orch.last_error = "not answering"
+                return
+            if (
+                not self.is_busy()
+                and loop.time() - registered_at >= self.settings.register_interval_s
+            ):
                 return
 
     @staticmethod

@@ -22,11 +22,13 @@ from typing import Any
 
 from aiohttp import web
 
+from byoc import capabilities as caps
 from byoc.app import create_app
 from byoc.clips import ClipStore
 from byoc.drain import Drain, wait_until_idle
 from byoc.ice_servers import IceServers
 from byoc.jobs import WorkerJobs
+from byoc.livepeer.registration import Capability
 from byoc.media_path import MediaFactory, MediaPath, NoMediaPath, StreamSpec
 from byoc.peers import PeerSignalling
 from byoc.registration import RegistrationService, build_capabilities
@@ -35,11 +37,13 @@ from byoc.routes.metrics import metrics_app
 from byoc.runtime import Runtime
 from byoc.sessions import JobSlots, Session, SessionTable
 from byoc.settings import Settings
+from byoc.slow_clients import GuardedAppRunner, SlowClientLimits
 from byoc.state_store import StateStore
 from byoc.streams import StreamManager
 from byoc.supervisor import Supervisor, WorkerEntry
 from byoc.webrtc import end_peers_on_worker_restart
 from ipc import shm
+from ipc.deadline import shared_deadline, within
 from ipc.messages import StreamState, StreamStats, WorkerError
 
 log = logging.getLogger(__name__)
@@ -83,6 +87,7 @@ class Runner:
                     "engine": settings.engine,
                     "workspace": str(settings.workspace),
                     "max_image_side": settings.max_image_side,
+                    "max_workflow_memory_mb": settings.max_workflow_memory_mb,
                 },
                 **webrtc_worker_options(settings),
             },
@@ -125,7 +130,7 @@ class Runner:
         self.registration: RegistrationService | None = None
         self.url = ""  # http://host:port once started
         self.metrics_url = ""  # http://host:port/metrics once started
-        self._app_runner: web.AppRunner | None = None
+        self._app_runner: GuardedAppRunner | None = None
         self._metrics_runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -144,8 +149,12 @@ class Runner:
         # Rings left by a runner that was killed before it could unlink them.
         for name in shm.sweep(dead_only=True):
             log.warning("removed shared memory %s left by a dead runner", name)
-        app_runner = web.AppRunner(
+        app_runner = GuardedAppRunner(
             create_app(self.runtime),
+            limits=SlowClientLimits(
+                header_timeout_s=settings.header_timeout_s,
+                min_body_rate=settings.min_body_rate,
+            ),
             access_log=None,
             handle_signals=False,
             shutdown_timeout=settings.shutdown_timeout_s,
@@ -174,11 +183,21 @@ class Runner:
             self.runtime.streams.resume(session, spec)
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="session-sweep")
         self.registration = RegistrationService(
-            settings, build_capabilities(settings, settings.public_url_at(port)), self.runtime.busy
+            settings,
+            build_capabilities(settings, settings.public_url_at(port)),
+            self.runtime.busy,
+            in_use=self._in_use,
         )
+        self.runtime.streams.channel_loss_listeners.append(self.registration.channels_lost)
         self.runtime.token_rejected.append(self.registration.evicted)
         self.runtime.registration = self.registration
         self.registration.start()
+
+    def _in_use(self, capability: Capability) -> int:
+        """Streams (for a stream capability) or jobs in flight: capacity not free now."""
+        if capability.name in caps.STREAM_CAPABILITIES:
+            return self.runtime.sessions.live_count()
+        return self.runtime.job_slots.in_flight
 
     async def _open_state(self) -> list[tuple[Session, StreamSpec]]:
         """Read the state directory into the session table; the streams to resume."""
@@ -240,29 +259,40 @@ class Runner:
         log.info("metrics on http://%s:%d/metrics", metrics_host, port)
 
     async def stop(self) -> None:
-        """Unregister, end every stream, stop serving, stop the workers, close the state."""
-        if self.registration is not None:
-            await self.registration.stop()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-        await self.runtime.streams.close()
-        if self._app_runner is not None:
-            await self._app_runner.cleanup()
-            self._app_runner = None
-        if self._metrics_runner is not None:
-            await self._metrics_runner.cleanup()
-            self._metrics_runner = None
-        await self.runtime.streams.close()  # a start that raced the shutdown
-        try:
-            await self.media.close()
-        except Exception:
-            log.exception("media path close failed")
-        await self.supervisor.stop()
-        self.runtime.clips.close()
-        if self.state_store is not None:
-            await asyncio.to_thread(self.state_store.close)
+        """Unregister, end every stream, stop serving, stop the workers, close the state.
+
+        Every network wait on the way (unregistering, final events, trickle ``DELETE``s,
+        handlers still running, workers exiting) shares one ``--shutdown-timeout`` deadline;
+        local clean-up (rings, sessions) always runs.
+        """
+        timeout = self.settings.shutdown_timeout_s
+        with shared_deadline(timeout):
+            if self.registration is not None:
+                try:
+                    await asyncio.wait_for(self.registration.stop(), within(timeout))
+                except asyncio.TimeoutError:
+                    log.warning("unregistering took longer than the shutdown deadline")
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._sweeper
+            await self.runtime.streams.close()
+            if self._app_runner is not None:
+                self._app_runner.limit_shutdown(within(timeout))
+                await self._app_runner.cleanup()
+                self._app_runner = None
+            if self._metrics_runner is not None:
+                await self._metrics_runner.cleanup()
+                self._metrics_runner = None
+            await self.runtime.streams.close()  # a start that raced the shutdown
+            try:
+                await self.media.close()
+            except Exception:
+                log.exception("media path close failed")
+            await self.supervisor.stop()
+            self.runtime.clips.close()
+            if self.state_store is not None:
+                await asyncio.to_thread(self.state_store.close)
 
     async def _sweep_loop(self) -> None:
         while True:

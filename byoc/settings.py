@@ -52,6 +52,9 @@ class Settings:
     max_jobs: int = 32
     max_body_bytes: int = 10 * 1024 * 1024
     max_image_side: int = 4096
+    max_workflow_memory_mb: int = 4096
+    header_timeout_s: float = 10.0
+    min_body_rate: int = 1024
     # go-livepeer worker contract and orchestrator registration
     token: str = ""
     orch_urls: tuple[str, ...] = ()
@@ -63,6 +66,7 @@ class Settings:
     price_scaling: int = 1
     currency: str = "wei"
     register_interval_s: float = 30.0
+    orch_check_interval_s: float = 5.0
     register_retry_max_s: float = 30.0
     register_rejected_retry_s: float = 60.0
     job_timeout_s: float = 120.0
@@ -265,7 +269,28 @@ OPTIONS: tuple[Option, ...] = (
         "--max-image-side",
         ("MAX_IMAGE_SIDE",),
         _int,
-        "largest width or height of a comfystream-image input",
+        "largest width or height of a comfystream-image input or of an image a workflow makes",
+    ),
+    Option(
+        "header_timeout_s",
+        "--header-timeout",
+        ("HEADER_TIMEOUT",),
+        _float,
+        "seconds a client has to send a request's headers (408 and closed beyond; 0: no limit)",
+    ),
+    Option(
+        "min_body_rate",
+        "--min-body-rate",
+        ("MIN_BODY_RATE",),
+        _int,
+        "bytes a second a client must keep sending a request body at (closed below; 0: off)",
+    ),
+    Option(
+        "max_workflow_memory_mb",
+        "--max-workflow-memory-mb",
+        ("MAX_WORKFLOW_MEMORY_MB",),
+        _int,
+        "largest image (width x height x batch, float32) one workflow node may allocate, in MiB",
     ),
     Option(
         "token",
@@ -336,6 +361,13 @@ OPTIONS: tuple[Option, ...] = (
         ("REGISTER_INTERVAL",),
         _float,
         "seconds between re-registrations while idle",
+    ),
+    Option(
+        "orch_check_interval_s",
+        "--orch-check-interval",
+        ("ORCH_CHECK_INTERVAL",),
+        _float,
+        "seconds between checks that a registered orchestrator still answers (busy or idle)",
     ),
     Option(
         "register_retry_max_s",
@@ -652,6 +684,12 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError(f"--max-jobs must be at least 1, got {s.max_jobs}")
     if s.max_body_bytes < 1024:
         raise SettingsError(f"--max-body-bytes must be at least 1024, got {s.max_body_bytes}")
+    if s.header_timeout_s < 0 or s.min_body_rate < 0:
+        raise SettingsError("--header-timeout and --min-body-rate must not be negative")
+    if s.max_workflow_memory_mb < 1:
+        raise SettingsError(
+            f"--max-workflow-memory-mb must be at least 1, got {s.max_workflow_memory_mb}"
+        )
     if s.max_image_side < 1:
         raise SettingsError(f"--max-image-side must be at least 1, got {s.max_image_side}")
     if not 2 <= s.ring_slots <= 64:
@@ -711,6 +749,7 @@ def validate(settings: Settings) -> Settings:
             raise SettingsError(f"URL must start with http:// or https://, got {url!r}")
     for name in (
         "register_interval_s",
+        "orch_check_interval_s",
         "register_retry_max_s",
         "register_rejected_retry_s",
         "job_timeout_s",

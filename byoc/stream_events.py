@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ipc.echo import clip_text, summarize_large_values
 from ipc.messages import DELIVERED_REASONS, StageLatency, StreamStats
 
 QUEUE_EVENT_TYPE = "ai_stream_events"
@@ -106,13 +107,13 @@ def status_event(
             "type": "status",
             "stream_id": stream_id,
             "state": state,
-            "params": params,
+            "params": summarize_large_values(params),
             "fps_in": round(figures.fps_in, 3),
             "fps_out": round(figures.fps_out, 3),
             "frames_dropped": figures.frames_dropped,
             "latency_ms": round(float(figures.latency_ms), 3),
             "restarts": restarts,
-            "last_error": last_error,
+            "last_error": None if last_error is None else clip_text(last_error),
             "timestamp": int((time.time() if now is None else now) * 1000),
             "stages": {
                 name: {"p50": st.p50, "p95": st.p95, "p99": st.p99, "count": st.count}

@@ -4,7 +4,8 @@ media path's lifecycle, all tied to the stream's session.
 For every stream the parent
 
 - subscribes ``control_url``: ``{"keep":"alive"}`` only proves the channel is alive; any other
-  JSON object is applied like a ``/stream/params`` body;
+  JSON object is applied like a ``/stream/params`` body; anything unusable (not JSON, too deep,
+  a number out of range, refused params) is logged and skipped, and the loop goes on;
 - publishes a status event to ``events_url`` at once, then every ``events_interval_s`` and on
   every state or parameter change (format in ``byoc.stream_events``);
 - ends the stream when control answers 404 or ``Lp-Trickle-Closed``, when control stays silent
@@ -13,6 +14,9 @@ For every stream the parent
   replaces it, and when the runner shuts down. Every end path goes through
   ``StreamController.end``: the media path is stopped, the subscriptions closed, a final
   event published, and the session reaches a terminal state (which frees its capacity slot).
+- fails the stream (``last_error`` set) the moment one of its own tasks dies of an exception,
+  rather than at the next sweep; tells the registration when its channels vanished (404), the
+  sign of an orchestrator restart.
 """
 
 from __future__ import annotations
@@ -20,9 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +48,9 @@ from byoc.sessions import CapacityError, Session, SessionState, SessionTable
 from byoc.settings import Settings
 from byoc.stream_events import StreamFigures, status_event
 from byoc.stream_params import check_params
+from ipc.deadline import within
 from ipc.messages import StreamState, StreamStats, WorkerError
+from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +128,21 @@ class StreamController:
                 asyncio.create_task(self._control_loop(), name=f"stream-control-{self.id}"),
                 asyncio.create_task(self._silence_watch(), name=f"stream-silence-{self.id}"),
             ]
+        for task in self._tasks:
+            task.add_done_callback(self._on_task_done)
         self._setup = asyncio.create_task(self._set_up(), name=f"stream-setup-{self.id}")
         return self._setup
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        """A stream task that dies of an exception fails the stream now, not at the next sweep."""
+        if task.cancelled() or self._ended is not None:
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        log.error("stream %s: task %s died: %r", self.id, task.get_name(), exc, exc_info=exc)
+        error = f"{task.get_name()} died: {type(exc).__name__}: {exc}"[:500]
+        self._end_soon(SessionState.FAILED, error, error=error)
 
     @property
     def ended(self) -> bool:
@@ -260,7 +279,7 @@ class StreamController:
     async def _send_final_event(self) -> None:
         try:
             assert self._events is not None
-            await asyncio.wait_for(self._events.send(self.event()), FINAL_EVENT_TIMEOUT_S)
+            await asyncio.wait_for(self._events.send(self.event()), within(FINAL_EVENT_TIMEOUT_S))
         except (asyncio.TimeoutError, TrickleError, aiohttp.ClientError, OSError) as exc:
             log.info("stream %s: final event not sent (%s)", self.id, type(exc).__name__)
 
@@ -277,21 +296,28 @@ class StreamController:
                     log.warning("stream %s: control segment dropped: %s", self.id, exc)
                     continue
                 self.last_control_at = time.monotonic()
-                await self._on_control(data)
+                try:
+                    await self._on_control(data)
+                except Exception:
+                    # One bad message must not end the loop that applies all the later ones.
+                    log.exception("stream %s: control message failed, skipped", self.id)
         except SubscribeError as exc:
             self._end_soon(SessionState.STOPPED, f"control channel unreachable: {exc}")
+            self.manager.channels_lost(self.spec.control_url)
             return
         finally:
             await subscriber.close()
         self._end_soon(SessionState.STOPPED, "control channel closed")
+        if subscriber.not_found:  # gone without a stop: the orchestrator may have restarted
+            self.manager.channels_lost(self.spec.control_url)
 
     async def _on_control(self, data: bytes) -> None:
         if not data.strip():
             return
         try:
-            message = json.loads(data)
-        except ValueError:
-            log.warning("stream %s: control message is not JSON, ignored", self.id)
+            message = loads_untrusted(data, what="control message", max_bytes=len(data))
+        except UntrustedJsonError as exc:
+            log.warning("stream %s: control message ignored: %s", self.id, exc)
             return
         if message == KEEPALIVE_MESSAGE:
             return
@@ -325,7 +351,7 @@ async def _cancel_and_wait(tasks: list[asyncio.Task[None]], rounds: int = 10) ->
             return
         for task in pending:
             task.cancel()
-        await asyncio.wait(pending, timeout=1.0)
+        await asyncio.wait(pending, timeout=within(1.0))
         pending = [t for t in pending if not t.done()]
         for task in pending:
             log.warning(
@@ -345,6 +371,15 @@ class StreamManager:
         self.controllers: dict[str, StreamController] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._start_locks: dict[str, asyncio.Lock] = {}
+        self.channel_loss_listeners: list[Callable[[str], None]] = []
+        """Called with a channel URL that vanished (404) or became unreachable."""
+
+    def channels_lost(self, url: str) -> None:
+        for listener in self.channel_loss_listeners:
+            try:
+                listener(url)
+            except Exception:
+                log.exception("channel loss listener failed for %s", url)
 
     def _start_lock(self, stream_id: str) -> asyncio.Lock:
         lock = self._start_locks.get(stream_id)

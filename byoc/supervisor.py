@@ -31,6 +31,7 @@ from byoc.settings import Settings
 from byoc.worker_requests import WorkerRequests
 from ipc.channel import ChannelClosed, ControlChannel
 from ipc.child import WorkerSpec
+from ipc.deadline import within
 from ipc.messages import (
     Heartbeat,
     JobProgress,
@@ -215,11 +216,16 @@ class Supervisor:
         self._stopping = True
         for name in self.workers:
             self.requests.fail_worker(name, "the runner is stopping")
+        # Under a shutdown's shared deadline, the workers get what is left of it (at least a
+        # moment to exit before they are killed), and their own clean-up shares it too.
+        budget = max(0.5, within(self.settings.shutdown_timeout_s))
+        deadline = time.monotonic() + budget
         for handle in self.workers.values():
             if handle.channel is not None:
                 with contextlib.suppress(ChannelClosed, OSError):
-                    await handle.channel.send(Shutdown(reason="runner stopping"))
-        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+                    await handle.channel.send(
+                        Shutdown(reason="runner stopping", timeout_s=max(0.1, budget - 0.3))
+                    )
         for handle in self.workers.values():
             await self._reap(handle, max(0.1, deadline - time.monotonic()))
             handle.state = WorkerState.STOPPED

@@ -70,8 +70,9 @@ def whip_params(raw: dict[str, Any], max_side: int) -> dict[str, Any]:
         if key in raw and raw[key] not in (None, ""):
             value = raw[key]
             if key in ("width", "height") and isinstance(value, str):
-                if not value.isdigit():
-                    raise ApiError(400, f"'{key}' must be an integer")
+                # ASCII digits only, and few of them: int() refuses "²" and 5,000-digit strings.
+                if not (value.isascii() and value.isdigit() and len(value) <= 9):
+                    raise ApiError(400, f"'{key}' must be an integer up to {max_side}")
                 value = int(value)
             params[key] = value
     try:

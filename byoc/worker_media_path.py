@@ -27,6 +27,7 @@ from byoc.stream_params import output_size
 from byoc.supervisor import Supervisor
 from byoc.worker_requests import ReplyTimeout, WorkerUnavailable
 from ipc.channel import ChannelClosed
+from ipc.deadline import within
 from ipc.messages import (
     EgressConfig,
     InferConfig,
@@ -42,10 +43,12 @@ from ipc.messages import (
 )
 from ipc.ring import FrameRing, RingSpec
 from ipc.shm import Direction
+from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
 
 log = logging.getLogger(__name__)
 
 RING_PIXEL_FORMAT = "yuv420p"
+DATA_CLOSE_TIMEOUT_S = 5.0
 """Decoders produce it and encoders take it, so only infer converts (on the GPU when there is
 one)."""
 
@@ -252,12 +255,14 @@ class WorkerMediaPath:
             stream.data_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await stream.data_task
-        if stream.data is not None:
-            with contextlib.suppress(Exception):
-                await stream.data.close()
-        for ring in stream.rings:
-            ring.close()
-            ring.unlink()
+        try:
+            if stream.data is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(stream.data.close(), within(DATA_CLOSE_TIMEOUT_S))
+        finally:
+            for ring in stream.rings:
+                ring.close()
+                ring.unlink()
         log.info("stream %s: media path stopped (%s)", stream_id, reason)
 
     def alive(self, stream_id: str) -> bool:
@@ -377,7 +382,12 @@ class WorkerMediaPath:
         if stream is None or stream.data is None:
             return
         try:
-            stream.data_queue.put_nowait(json.loads(message.line))
+            line = loads_untrusted(message.line, what="data line")
+        except UntrustedJsonError as exc:  # a workflow's text output is the client's content
+            log.warning("stream %s: data line dropped: %s", message.stream_id, exc)
+            return
+        try:
+            stream.data_queue.put_nowait(line)
         except asyncio.QueueFull:
             stream.data_dropped += 1  # the data channel is slower than the workflow: drop
 

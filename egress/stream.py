@@ -35,6 +35,7 @@ from egress.publish import SegmentPublisher
 from egress.stats import EgressStats
 from egress.whep.viewers import StreamViewers
 from ipc.colour import Colour
+from ipc.deadline import within
 from ipc.frame import Frame, FrameFlag, Stage
 from ipc.messages import (
     DropReason,
@@ -287,7 +288,9 @@ class EgressStream(WorkerStream):
             publisher, self.publisher = self.publisher, None
             try:
                 if finish and self.live is not None and not publisher.closed:
-                    await asyncio.wait_for(publisher.publish(self.live.close()), CLOSE_TIMEOUT_S)
+                    await asyncio.wait_for(
+                        publisher.publish(self.live.close()), within(CLOSE_TIMEOUT_S)
+                    )
             except Exception as exc:  # the channel may be gone already
                 log.info("stream %s: final segment not sent (%r)", self.stream_id, exc)
             finally:

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ipc.echo import MAX_LISTED_ITEMS, clip_text, list_some
+
+MAX_LISTED_PROBLEMS = 2 * MAX_LISTED_ITEMS
+
 
 class InferError(Exception):
     """Base class of the errors raised by ``infer``."""
@@ -62,8 +66,9 @@ class WorkflowError(InferError):
     def _format(self) -> str:
         lines = [p.describe() for p in self.problems]
         if len(lines) == 1:
-            return f"invalid workflow: {lines[0]}"
-        return f"invalid workflow ({len(lines)} problems): " + "; ".join(lines)
+            return clip_text(f"invalid workflow: {lines[0]}")
+        listed = list_some(lines, sep="; ")
+        return clip_text(f"invalid workflow ({len(lines)} problems): {listed}")
 
     @property
     def kinds(self) -> set[str]:
@@ -75,7 +80,7 @@ class WorkflowError(InferError):
         return {
             "error": str(self),
             "status_code": self.status_code,
-            "problems": [p.to_dict() for p in self.problems],
+            "problems": [p.to_dict() for p in self.problems[:MAX_LISTED_PROBLEMS]],
         }
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 import time
 import warnings
 from collections.abc import Mapping
@@ -26,6 +25,8 @@ from infer.engine.base import Engine, ProgressCallback
 from infer.errors import InferError, NodeExecutionError, WorkflowError
 from infer.image_modes import rgb_array
 from infer.tensors import PixelConverter
+from infer.workflow.allocation import is_out_of_memory
+from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
 
 ACCEPTED_FORMATS = ("PNG", "JPEG")
 
@@ -86,9 +87,9 @@ def parse_request(body: bytes | str | Mapping[str, Any], limits: ImageJobLimits)
             kind="too_large",
         )
     try:
-        parsed = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ImageJobError(f"request body is not valid JSON: {exc}", kind="bad_json") from None
+        parsed = loads_untrusted(body, what="request body", max_bytes=limits.max_request_bytes)
+    except UntrustedJsonError as exc:
+        raise ImageJobError(str(exc), kind="bad_json") from None
     if not isinstance(parsed, dict):
         raise ImageJobError("request body must be a JSON object", kind="bad_json")
     return parsed
@@ -174,6 +175,12 @@ def run_image_job(
     try:
         result = engine.run(prepared, images, progress=progress)
     except NodeExecutionError as exc:
+        if is_out_of_memory(exc):
+            raise ImageJobError(
+                f"not enough memory to run this workflow ({exc})",
+                status_code=503,
+                kind="out_of_memory",
+            ) from exc
         raise ImageJobError(str(exc), status_code=500, kind="execution_failed") from exc
     output = pixels if result.images is None else converter.to_frames(result.images[:1])[0]
     png = encode_png(np.ascontiguousarray(output))

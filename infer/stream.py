@@ -25,6 +25,7 @@ from ipc.frame import Frame, Stage
 from ipc.messages import DropReason, InferConfig, StreamData, StreamStats
 from ipc.ring import FrameRing, RingReader, RingWriter
 from ipc.stats import StageLatencies
+from ipc.untrusted_json import loads_untrusted
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class InferStream:
         self.config = config
         self.params: dict[str, Any] = {}
         if config.workflow:
-            self.params["workflow"] = json.loads(config.workflow)
+            self.params["workflow"] = loads_untrusted(config.workflow, what="workflow")
         self.runner = WorkflowRunner(
             engine,
             stream_id,

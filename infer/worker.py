@@ -32,6 +32,7 @@ from ipc.messages import (
     StreamUpdate,
     WorkerError,
 )
+from ipc.stream_service import StreamOrder
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class InferService:
         )
         self._ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._order = StreamOrder()
         self.engine: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -61,6 +63,7 @@ class InferService:
         self.ctx = ctx
         loop = asyncio.get_running_loop()
         self.engine = await loop.run_in_executor(self._setup_pool, self._select_engine)
+        self.engine.allocation_limits = self._allocation_limits()
         self._spawn(self._schedule(), "scheduler")
         self._spawn(self._report(), "stats")
         info = self.engine.info()
@@ -68,6 +71,14 @@ class InferService:
             "engine": str(info.get("name", self.engine.name)),
             "device": str(self.engine.device),
         }
+
+    def _allocation_limits(self) -> Any:
+        from infer.workflow.allocation import AllocationLimits
+
+        return AllocationLimits(
+            max_side=self.options.max_image_side,
+            max_bytes=self.options.max_workflow_memory_mb * 1024**2,
+        )
 
     def _select_engine(self) -> Any:
         from infer.engine import select_engine
@@ -89,12 +100,22 @@ class InferService:
         return len(self._streams)
 
     async def handle(self, message: Message) -> None:
+        # Starts and updates run in the background (warm-ups take seconds); the order keeps a
+        # stream's start, updates and stop in sequence, and a stop cancels a pending start.
         if isinstance(message, StreamStart) and isinstance(message.config, InferConfig):
-            self._spawn(self._start_stream(message, message.config), f"start-{message.stream_id}")
+            start = self._order.submit(
+                message.stream_id, self._start_stream(message, message.config), "start"
+            )
+            start.add_done_callback(lambda task: self._after_start(task, message))
+            self._track(start)
         elif isinstance(message, StreamUpdate):
-            self._spawn(self._update_stream(message), f"update-{message.stream_id}")
+            self._track(
+                self._order.submit(message.stream_id, self._update_stream(message), "update")
+            )
         elif isinstance(message, StreamStop):
-            await self._stop_stream(message.stream_id)
+            await self._order.submit(
+                message.stream_id, self._stop_stream(message.stream_id), "stop"
+            )
         elif isinstance(message, JobRequest):
             self._spawn(self._run_job(message), f"job-{message.job_id}")
         else:
@@ -109,15 +130,36 @@ class InferService:
         stream_id = message.stream_id
         await self._stop_stream(stream_id)  # a start for a running stream replaces it
         loop = asyncio.get_running_loop()
+        stream: InferStream | None = None
         try:
             stream = InferStream(stream_id, config, self.engine)
-            await loop.run_in_executor(self._setup_pool, stream.prepare)
+            prepare = loop.run_in_executor(self._setup_pool, stream.prepare)
+            try:
+                await asyncio.shield(prepare)
+            except asyncio.CancelledError:
+                # Stopped while warming up: the warm-up finishes on its thread, then the
+                # stream (never attached) is dropped.
+                prepare.add_done_callback(lambda _: stream.close() if stream else None)
+                raise
             stream.attach()
         except (WorkflowError, ValueError) as exc:
             log.warning("stream %s: rejected: %s", stream_id, exc)
             await self._reply(message, 400, str(exc))
             return
+        except FileNotFoundError as exc:
+            # The parent unlinks the rings of a stream it stopped: nothing left to attach to.
+            log.warning("stream %s: rings gone before they were attached (%s)", stream_id, exc)
+            if stream is not None:
+                stream.close()
+            await self._reply(message, 409, f"stream rings gone: {exc}")
+            return
         except Exception as exc:
+            from infer.workflow.allocation import is_out_of_memory
+
+            if is_out_of_memory(exc):
+                log.warning("stream %s: out of memory in set-up: %s", stream_id, exc)
+                await self._reply(message, 503, f"not enough memory for this workflow: {exc}")
+                return
             log.exception("stream %s: failed to start", stream_id)
             await self._reply(message, 500, f"inference set-up failed: {exc}")
             return
@@ -125,6 +167,13 @@ class InferService:
         stream.waiter = asyncio.create_task(self._wait_frames(stream), name=f"wait-{stream_id}")
         log.info("stream %s: inference ready", stream_id)
         await self._reply(message, 200)
+
+    def _after_start(self, task: asyncio.Task[None], message: StreamStart) -> None:
+        if task.cancelled():  # a stop came first (or the worker is stopping)
+            self._spawn(
+                self._reply(message, 409, "stream stopped before it started"),
+                f"reply-{message.stream_id}",
+            )
 
     async def _update_stream(self, message: StreamUpdate) -> None:
         from infer.errors import WorkflowError
@@ -312,10 +361,15 @@ class InferService:
             )
             return
         except Exception as exc:
-            log.exception("job %s failed", job.job_id)
-            await self.ctx.send(
-                JobResult(job_id=job.job_id, status=500, error=f"job failed: {exc}")
-            )
+            from infer.workflow.allocation import is_out_of_memory
+
+            if is_out_of_memory(exc):
+                log.warning("job %s: out of memory: %s", job.job_id, exc)
+                status, error = 503, f"not enough memory to run this workflow: {exc}"
+            else:
+                log.exception("job %s failed", job.job_id)
+                status, error = 500, f"job failed: {exc}"
+            await self.ctx.send(JobResult(job_id=job.job_id, status=status, error=error))
             return
         payload = json.dumps(result.to_json()).encode()
         await self.ctx.send(JobResult(job_id=job.job_id, status=200, payload=payload))
@@ -323,7 +377,9 @@ class InferService:
     # -- helpers --------------------------------------------------------------------------------
 
     def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
+        self._track(asyncio.create_task(coro, name=name))
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(_log_failure)

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from ipc import logs
 from ipc.channel import ChannelClosed, ControlChannel
+from ipc.deadline import shared_deadline
 from ipc.messages import (
     Heartbeat,
     Message,
@@ -62,6 +63,7 @@ class WorkerContext:
         self.spec = spec
         self.name: WorkerRole = spec.name
         self.index = spec.index
+        self.shutdown_timeout_s = 0.0  # from the parent's Shutdown, when it sets one
         self._channel = channel
 
     async def send(self, message: Message) -> None:
@@ -163,7 +165,12 @@ async def _serve(spec: WorkerSpec, factory: ServiceFactory) -> None:
             if task is not None:
                 task.cancel()
         await asyncio.gather(*(t for t in (heartbeats, receiver) if t), return_exceptions=True)
-        with contextlib.suppress(Exception):
+        deadline = (
+            shared_deadline(ctx.shutdown_timeout_s)
+            if ctx.shutdown_timeout_s > 0
+            else contextlib.nullcontext()
+        )
+        with deadline, contextlib.suppress(Exception):
             await service.stop()
         await channel.close()
         log.info("%s: stopped", spec.name)
@@ -181,6 +188,7 @@ async def _receive(
             message = await channel.recv()
             if isinstance(message, Shutdown):
                 log.info("%s: shutdown requested (%s)", ctx.name, message.reason or "no reason")
+                ctx.shutdown_timeout_s = message.timeout_s
                 break
             if isinstance(message, Probe):
                 await ctx.send(_probe(ctx, message))

@@ -107,6 +107,8 @@ class Shutdown(_Base, tag="shutdown"):
     """Parent asks a worker to stop everything and exit."""
 
     reason: str = ""
+    timeout_s: float = 0.0
+    """When set, every network wait of the worker's clean-up shares this deadline."""
 
 
 class WorkerError(_Base, tag="worker_error"):
@@ -168,6 +170,8 @@ class InferOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """ComfyUI's working directory (models, custom_nodes); empty: the current directory."""
     max_image_side: int = 4096
     """Largest width or height of an image job's input."""
+    max_workflow_memory_mb: int = 4096
+    """Largest image (width x height x batch, float32) one workflow node may ask for."""
 
 
 class InferConfig(msgspec.Struct, tag="infer", kw_only=True):

@@ -4,18 +4,77 @@
 the parent resumes streams after the worker restarted: the rings outlive any worker).
 ``StreamStop`` stops it; unknown ids are ignored. A stream that ends by itself (its input or
 output went away) calls ``forget`` and leaves the table.
+
+``StreamOrder`` keeps the start, update and stop of one stream in the order they arrived, in
+every worker (infer starts streams in the background, so without it a stop could overtake the
+start it is meant to end).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Coroutine
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from ipc.child import WorkerContext, WorkerSpec
 from ipc.messages import Message, StreamConfig, StreamStart, StreamStop, StreamUpdate
 
 log = logging.getLogger(__name__)
+
+
+class StreamOrder:
+    """Runs the operations of each stream one at a time, in the order they were submitted.
+
+    A ``stop`` cancels a ``start`` of the same stream that has not finished: the parent unlinks
+    a stopped stream's rings, so attaching them after the stop could only fail (or, if it won
+    the race, keep a stream the parent has forgotten). Streams do not wait for each other.
+    """
+
+    def __init__(self) -> None:
+        self._tails: dict[str, asyncio.Task[None]] = {}
+        self._starts: dict[str, asyncio.Task[None]] = {}
+
+    def submit(
+        self,
+        stream_id: str,
+        operation: Coroutine[Any, Any, None],
+        kind: Literal["start", "update", "stop"],
+    ) -> asyncio.Task[None]:
+        """Queue ``operation`` behind the stream's earlier ones; returns its task."""
+        if kind == "stop":
+            pending = self._starts.get(stream_id)
+            if pending is not None and not pending.done():
+                log.info("stream %s: stopped while starting; the start is cancelled", stream_id)
+                pending.cancel()
+        previous = self._tails.get(stream_id)
+        task = asyncio.create_task(self._after(previous, operation), name=f"{kind}-{stream_id}")
+        self._tails[stream_id] = task
+        if kind == "start":
+            self._starts[stream_id] = task
+        task.add_done_callback(lambda done: self._done(stream_id, done, operation))
+        return task
+
+    def pending(self) -> list[asyncio.Task[None]]:
+        """The operations not finished yet."""
+        return [t for t in {*self._tails.values(), *self._starts.values()} if not t.done()]
+
+    @staticmethod
+    async def _after(
+        previous: asyncio.Task[None] | None, operation: Coroutine[Any, Any, None]
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # its outcome is its own; only the order matters
+        await operation
+
+    def _done(
+        self, stream_id: str, task: asyncio.Task[None], operation: Coroutine[Any, Any, None]
+    ) -> None:
+        operation.close()  # a no-op once it ran; a cancelled one that never began is discarded
+        if self._tails.get(stream_id) is task:
+            del self._tails[stream_id]
+        if self._starts.get(stream_id) is task:
+            del self._starts[stream_id]
 
 
 class ManagedStream(Protocol):
@@ -39,6 +98,7 @@ class StreamService(Generic[S]):
         self.spec = spec
         self.streams: dict[str, S] = {}
         self.ctx: WorkerContext | None = None
+        self.order = StreamOrder()
 
     # -- what subclasses provide ------------------------------------------------------------
 
@@ -62,9 +122,13 @@ class StreamService(Generic[S]):
 
     async def handle(self, message: Message) -> None:
         if isinstance(message, StreamStart):
-            await self._start(message.stream_id, message.config)
+            await self.order.submit(
+                message.stream_id, self._start(message.stream_id, message.config), "start"
+            )
         elif isinstance(message, StreamStop):
-            await self._stop(message.stream_id, message.reason)
+            await self.order.submit(
+                message.stream_id, self._stop(message.stream_id, message.reason), "stop"
+            )
         elif isinstance(message, StreamUpdate):
             log.debug("stream %s: %s has no parameters to update", message.stream_id, self.role)
         else:

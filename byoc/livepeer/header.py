@@ -17,7 +17,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
+
 HEADER_NAME = "Livepeer"
+MAX_HEADER_JSON_DEPTH = 32
+# go-livepeer turns timeout_seconds into a time.Duration (int64 nanoseconds): a year is far more
+# than any job needs and far inside that range.
+MAX_TIMEOUT_SECONDS = 365 * 24 * 3600
 
 
 class HeaderError(ValueError):
@@ -70,16 +76,17 @@ def decode_header(value: str) -> JobHeader:
 
     Checks: standard base64 with padding, a JSON object, ``request`` a string holding JSON,
     ``parameters`` (when present) a string holding JSON, ``capability`` a string,
-    ``timeout_seconds`` a positive JSON integer.
+    ``timeout_seconds`` a JSON integer from 1 to ``MAX_TIMEOUT_SECONDS``; no JSON nested
+    deeper than ``MAX_HEADER_JSON_DEPTH`` and no number out of range anywhere.
     """
     try:
         raw = base64.b64decode(value.strip().encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
         raise HeaderError("Livepeer header is not valid base64") from None
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
-        raise HeaderError("Livepeer header is not valid JSON") from None
+        data = loads_untrusted(raw, what="Livepeer header", max_depth=MAX_HEADER_JSON_DEPTH)
+    except UntrustedJsonError as exc:
+        raise HeaderError(str(exc)) from None
     if not isinstance(data, dict):
         raise HeaderError("Livepeer header must be a JSON object")
 
@@ -93,8 +100,10 @@ def decode_header(value: str) -> JobHeader:
         raise HeaderError("Livepeer header: timeout_seconds is required")
     if isinstance(timeout, bool) or not isinstance(timeout, int):
         raise HeaderError("Livepeer header: timeout_seconds must be an integer")
-    if timeout <= 0:
-        raise HeaderError("Livepeer header: timeout_seconds must be positive")
+    if not 0 < timeout <= MAX_TIMEOUT_SECONDS:
+        raise HeaderError(
+            f"Livepeer header: timeout_seconds must be between 1 and {MAX_TIMEOUT_SECONDS}"
+        )
     known = {"id", "request", "parameters", "capability", "timeout_seconds", "sender", "sig"}
     return JobHeader(
         request=request,
@@ -123,6 +132,8 @@ def _string(data: dict[str, Any], key: str, *, required: bool) -> str:
 
 def _embedded_json(text: str, key: str) -> Any:
     try:
-        return json.loads(text)
-    except ValueError:
-        raise HeaderError(f"Livepeer header: {key} is not valid JSON") from None
+        return loads_untrusted(
+            text, what=f"Livepeer header: {key}", max_depth=MAX_HEADER_JSON_DEPTH
+        )
+    except UntrustedJsonError as exc:
+        raise HeaderError(str(exc)) from None

@@ -33,6 +33,7 @@ from byoc.jobs import JobTimeout, PendingJob, WorkerUnavailable
 from byoc.runtime import Runtime
 from byoc.sessions import Session, SessionState
 from ipc.messages import JobProgress, JobResult
+from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +210,8 @@ async def _write_error(response: web.StreamResponse, status: int, message: str) 
 def _decode_result(payload: bytes) -> dict[str, Any]:
     """The worker's success payload, checked: a JSON object with a base64 ``image``."""
     try:
-        data = json.loads(payload)
-    except ValueError:
+        data = loads_untrusted(payload, what="result", max_bytes=len(payload))
+    except UntrustedJsonError:
         raise ValueError("the infer worker returned a result that is not JSON") from None
     if not isinstance(data, dict) or not isinstance(data.get("image"), str):
         raise ValueError("the infer worker returned a result without an image")

@@ -12,6 +12,7 @@ from aiohttp import web
 from byoc.errors import ApiError
 from byoc.runtime import Runtime
 from byoc.sessions import Session
+from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
 
 
 @dataclass
@@ -31,9 +32,10 @@ JobHandler = Callable[[JobContext], Awaitable[web.StreamResponse]]
 def parse_json_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object (whatever the Content-Type says), or a 400."""
     try:
-        data = json.loads(body)
-    except ValueError:
-        raise ApiError(400, "request body must be a JSON object") from None
+        # The server's client_max_size already bounds the body; depth and numbers are checked here.
+        data = loads_untrusted(body, what="request body", max_bytes=len(body))
+    except UntrustedJsonError as exc:
+        raise ApiError(400, f"request body must be a JSON object ({exc})") from None
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object")
     return data

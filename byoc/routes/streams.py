@@ -10,7 +10,6 @@ and stopping an unknown or ended stream is not an error.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -24,6 +23,8 @@ from byoc.runtime import RUNTIME_KEY
 from byoc.sessions import CapacityError
 from byoc.stream_params import check_params
 from byoc.streams import StreamNotFound
+from ipc.echo import clip_text, summarize_large_values
+from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,9 @@ async def stream_params(request: web.Request) -> web.Response:
         raise ApiError(404, f"stream {stream_id} is not running") from None
     except ParamsRejected as exc:
         raise ApiError(400, str(exc)) from None
-    return web.json_response({"status": "success", "stream_id": stream_id, "params": params})
+    return web.json_response(
+        {"status": "success", "stream_id": stream_id, "params": summarize_large_values(params)}
+    )
 
 
 async def stream_stop(request: web.Request) -> web.Response:
@@ -133,8 +136,8 @@ async def stream_stop(request: web.Request) -> web.Response:
     reason = "stop requested"
     if body.strip():
         try:
-            parsed = json.loads(body)
-        except ValueError:
+            parsed = loads_untrusted(body, what="stop body", max_bytes=len(body))
+        except UntrustedJsonError:
             reason = body[:200].decode("utf-8", "replace").strip() or reason
         else:
             data = parsed if isinstance(parsed, dict) else None
@@ -169,8 +172,8 @@ async def stream_status(request: web.Request) -> web.Response:
         {
             "stream_id": session.id,
             "state": session.state.value,
-            "params": session.params,
-            "last_error": session.error,
+            "params": summarize_large_values(session.params),
+            "last_error": None if session.error is None else clip_text(session.error),
         }
     )
 

@@ -26,6 +26,7 @@ from byoc.routes.job_context import JobContext, metadata_header, parse_json_obje
 from byoc.runtime import RUNTIME_KEY
 from byoc.sessions import MEDIA_READY_STATES, CapacityError, SessionState, new_session_id
 from byoc.stream_params import check_params
+from ipc.echo import summarize_large_values
 
 PARAM_KEYS = ("prompts", "workflow", "width", "height", "max_framerate")
 
@@ -119,7 +120,7 @@ async def comfystream_video(ctx: JobContext) -> web.StreamResponse:
         "capabilities": sorted(caps.IMPLEMENTED),
         "whip_endpoint": f"/byoc/whip/{session_id}",
         "whep_endpoint": f"/byoc/whep/{session_id}",
-        "params": params,
+        "params": summarize_large_values(params),
     }
     if output_path:
         result["output_url"] = f"/byoc/session/{session_id}/output"

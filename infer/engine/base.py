@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from infer.workflow import NodeRegistry, ValidatedWorkflow, load_workflow
+from infer.workflow.allocation import AllocationLimits, check_allocation
 
 ProgressCallback = Callable[[str, str, int, int], None]
 """Called once per executed node: ``(node_id, class_type, index, total)``, index from 1."""
@@ -59,6 +60,8 @@ class Engine(abc.ABC):
     """
 
     name: str = "engine"
+    allocation_limits: AllocationLimits = AllocationLimits()
+    """What one node may allocate; the worker sets it from the runner's settings."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -71,7 +74,9 @@ class Engine(abc.ABC):
     def prepare(self, source: Any) -> PreparedWorkflow:
         """Parse, rewrite and validate a workflow (dict, JSON string or one-element list) and
         compile it for this engine. Raises ``WorkflowError`` (a 400) with every problem found."""
-        return self._compile(load_workflow(source, self.registry, engine_name=self.name))
+        workflow = load_workflow(source, self.registry, engine_name=self.name)
+        check_allocation(workflow.prompt, self.allocation_limits)
+        return self._compile(workflow)
 
     @abc.abstractmethod
     def _compile(self, workflow: ValidatedWorkflow) -> PreparedWorkflow: ...

@@ -7,11 +7,11 @@ with string node ids. Nothing here knows about node classes; see ``validate`` fo
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from infer.errors import WorkflowError, WorkflowProblem
+from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
 
 Prompt = dict[str, dict[str, Any]]
 
@@ -36,9 +36,9 @@ def parse_workflow(source: Any) -> Prompt:
         source = source.decode("utf-8", errors="replace")
     if isinstance(source, str):
         try:
-            source = json.loads(source)
-        except json.JSONDecodeError as exc:
-            raise _malformed(f"workflow is not valid JSON: {exc}") from None
+            source = loads_untrusted(source, what="workflow")
+        except UntrustedJsonError as exc:
+            raise _malformed(str(exc)) from None
     if isinstance(source, list):
         if not source:
             raise _malformed("the list of workflows is empty")

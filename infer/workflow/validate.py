@@ -17,6 +17,7 @@ from typing import Any
 from infer.errors import WorkflowError, WorkflowProblem
 from infer.workflow.rewrite import FRAME_INPUT, FRAME_OUTPUT, TEXT_OUTPUT
 from infer.workflow.source import Prompt
+from ipc.echo import list_some
 
 NodeRegistry = Mapping[str, type]
 
@@ -133,8 +134,8 @@ def validate_workflow(
     )
     if unknown:
         names = sorted({cls for _, cls in unknown})
-        listing = ", ".join(
-            f"{cls} (node {', '.join(nid for nid, c in unknown if c == cls)})" for cls in names
+        listing = list_some(
+            f"{cls} (node {list_some(nid for nid, c in unknown if c == cls)})" for cls in names
         )
         problems.append(
             WorkflowProblem(

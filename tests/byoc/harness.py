@@ -28,6 +28,7 @@ FAST = {
     "port": 0,
     "orch_secret": SECRET,
     "register_interval_s": 60.0,
+    "orch_check_interval_s": 0.2,
     "register_retry_max_s": 0.5,
     "register_rejected_retry_s": 60.0,
     "events_interval_s": 0.3,

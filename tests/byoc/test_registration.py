@@ -12,7 +12,7 @@ import pytest
 
 from byoc.livepeer.standin.orchestrator import LocalOrchestrator
 from byoc.registration import register_once
-from tests.byoc.harness import SECRET, fast_settings, running, wait_until
+from tests.byoc.harness import SECRET, Env, fast_settings, running, wait_until
 from tests.byoc.stream_helpers import start_via_orch, stop_via_orch
 
 ALL = 5  # every capability is implemented and registered by default
@@ -218,6 +218,77 @@ async def test_register_once_reports_each_failure() -> None:
             fast_settings(orch_urls=(dead,)), attempts=2, retry_delay_s=0.05
         )
         assert len(failures) == ALL and all("unreachable" in f for f in failures)
+    finally:
+        await orch.close()
+
+
+async def health_of(env: Env, orch_url: str) -> str:
+    async with env.http.get(env.url + "/health") as r:
+        body = await r.json()
+    return str(body["orchestrators"][orch_url]["state"])
+
+
+async def test_a_restart_while_busy_shows_unreachable_then_registers_once_with_free_capacity() -> (
+    None
+):
+    """/health said "registered" all through the outage, and a busy runner never registered
+    again with the restarted orchestrator (which forgets every runner)."""
+    media_orch = LocalOrchestrator(secret=SECRET, keepalive_interval_s=0.2)
+    await media_orch.start()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    orch = LocalOrchestrator(secret=SECRET)
+    await orch.start(port=port)
+    try:
+        async with running(
+            with_orchestrator=False,
+            orch_urls=(url,),
+            register_interval_s=0.2,
+            register_retry_max_s=2.0,
+            capacity=3,
+        ) as env:
+            await wait_until(lambda: len(orch.registry.capabilities) == ALL)
+            media_orch.registry.capabilities.update(orch.registry.capabilities)
+            async with await start_via_orch(env, "busy", orch_url=media_orch.url) as r:
+                assert r.status == 200
+            await orch.close()
+            await wait_until(lambda: _state_is(env, url, "unreachable"), timeout=10)
+            orch = LocalOrchestrator(secret=SECRET)
+            await orch.start(port=port)
+            await wait_until(lambda: len(orch.registry.capabilities) == ALL, timeout=35)
+            await wait_until(lambda: _state_is(env, url, "registered"), timeout=10)
+            assert orch.registry.capabilities["comfystream-video"].capacity == 2  # 3 - 1 live
+            assert env.runner.runtime.busy()
+    finally:
+        await orch.close()
+        await media_orch.close()
+
+
+async def _state_is(env: Env, orch_url: str, state: str) -> bool:
+    return await health_of(env, orch_url) == state
+
+
+async def test_a_stream_whose_channels_vanish_makes_the_runner_register_again() -> None:
+    """A restart too quick for the periodic check (here: an hour apart) is seen by the stream:
+    its channels answer 404 at the restarted orchestrator."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    orch = LocalOrchestrator(secret=SECRET, keepalive_interval_s=0.2)
+    await orch.start(port=port)
+    try:
+        async with running(
+            with_orchestrator=False, orch_urls=(url,), orch_check_interval_s=3600.0
+        ) as env:
+            env.orch = orch
+            await wait_until(lambda: len(orch.registry.capabilities) == ALL)
+            async with await start_via_orch(env, "vanish") as r:
+                assert r.status == 200
+            await wait_until(lambda: env.runner.runtime.busy())
+            await orch.close()
+            orch = LocalOrchestrator(secret=SECRET, keepalive_interval_s=0.2)
+            await orch.start(port=port)
+            await wait_until(lambda: len(orch.registry.capabilities) == ALL, timeout=35)
+            env.orch = orch
     finally:
         await orch.close()
 

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -207,6 +208,88 @@ def test_start_removes_rings_left_by_a_dead_runner(tmp_path: Path) -> None:
     finally:
         if Path("/dev/shm", name).exists():
             _posixshmem.shm_unlink(f"/{name}")
+
+
+class SilentServer:
+    """A TCP server that accepts connections and never answers (a hung trickle server)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = int(self.sock.getsockname()[1])
+        self.accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+def test_sigterm_keeps_the_shutdown_deadline_when_the_trickle_server_hangs(
+    tmp_path: Path,
+) -> None:
+    """It took 20.6 s to exit with --shutdown-timeout 5: a 10 s DELETE, 5 s of in-flight event
+    posts, then publishers closed one at a time. Every wait now shares the one deadline."""
+    silent = SilentServer()
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(SCRIPT),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workspace",
+            str(tmp_path),
+            "--shutdown-timeout",
+            "1",
+            "--drain-timeout",  # SIGTERM drains first; the stream never ends by itself here
+            "0.5",
+        ],
+        env={**os.environ, **FAST_ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: get_health(port)["status"] == "healthy")
+        base = f"http://127.0.0.1:{silent.port}/ai/trickle/hang"
+        body = json.dumps(
+            {
+                "gateway_request_id": "hang",
+                "control_url": base + "-control",
+                "events_url": base + "-events",
+                "subscribe_url": base,
+                "publish_url": base + "-out",
+                "data_url": base + "-data",
+                "params": None,
+            }
+        ).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/stream/start", data=body, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
+        # The stream's clients are connected to the silent server and waiting on it.
+        wait_for(lambda: len(silent.accepted) >= 3)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0  # 30 s: a hang guard, not a figure
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        silent.close()
 
 
 def test_a_second_runner_on_the_same_state_dir_exits_2(tmp_path: Path) -> None:

@@ -298,3 +298,27 @@ async def test_a_passthrough_stream_forwards_frames_bit_exact(
         for ring in rings:
             ring.close()
             ring.unlink()
+
+
+async def test_a_stop_right_behind_a_start_leaves_no_stream_behind(
+    infer: tuple[Supervisor, Inbox], rings: Any
+) -> None:
+    """The stop used to run before the start it was meant to end (the start warms up in the
+    background), and infer kept a stream the parent had forgotten."""
+    supervisor, _ = infer
+    (in_spec, out_spec), _ = rings
+    config = InferConfig(in_ring=in_spec, out_ring=out_spec, workflow=json.dumps(INVERT))
+    for i in range(5):
+        stream_id = f"race-{i}"
+        start = StreamStart(stream_id=stream_id, config=config, request_id=f"start-{i}")
+        pending = await supervisor.requests.send("infer", start, f"start-{i}")  # sent first
+        await supervisor.send("infer", StreamStop(stream_id=stream_id, reason="test"))
+        try:
+            reply = await supervisor.requests.next_reply(pending, 60)
+        finally:
+            supervisor.requests.forget(pending)
+        assert isinstance(reply, StreamReply) and reply.status in (200, 409), reply
+        # Queued behind the stop: the stream must be gone by now.
+        probe = StreamUpdate(stream_id=stream_id, params={}, request_id=f"probe-{i}")
+        answer = await supervisor.requests.ask("infer", probe, f"probe-{i}", 60)
+        assert isinstance(answer, StreamReply) and answer.status == 404, answer

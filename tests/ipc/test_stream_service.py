@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 
@@ -16,7 +17,7 @@ from ipc.messages import (
     StreamUpdate,
 )
 from ipc.ring import RingSpec
-from ipc.stream_service import StreamService
+from ipc.stream_service import StreamOrder, StreamService
 
 RING = RingSpec(name="cbyoc-1-svc-in", slots=4, max_width=64, max_height=64, pixel_format="yuv420p")
 
@@ -87,3 +88,54 @@ async def test_stop_stops_every_stream_and_forget_drops_one(service: Service) ->
     await service.stop()
     assert all(s.events == ["start", "stopped"] for s in others)
     assert a.events == ["start"]
+
+
+async def test_stream_order_runs_one_streams_operations_in_sequence() -> None:
+
+    order = StreamOrder()
+    log: list[str] = []
+    gate = asyncio.Event()
+
+    async def op(name: str, wait: bool = False) -> None:
+        log.append(f"{name}+")
+        if wait:
+            await gate.wait()
+        log.append(f"{name}-")
+
+    first = order.submit("a", op("a-update", wait=True), "update")
+    second = order.submit("a", op("a-update2"), "update")
+    other = order.submit("b", op("b-start"), "start")
+    await other  # another stream does not wait for "a"
+    assert log == ["a-update+", "b-start+", "b-start-"]
+    gate.set()
+    await asyncio.gather(first, second)
+    assert log[3:] == ["a-update-", "a-update2+", "a-update2-"]
+    assert not order.pending()
+
+
+async def test_a_stop_cancels_the_pending_start_and_runs_after_it() -> None:
+
+    order = StreamOrder()
+    log: list[str] = []
+
+    async def slow_start() -> None:
+        log.append("start+")
+        await asyncio.sleep(30)
+        log.append("attached")  # must never happen: the stop came first
+
+    async def stop() -> None:
+        log.append("stop")
+
+    start = order.submit("s", slow_start(), "start")
+    await asyncio.sleep(0)  # the start is under way
+    await order.submit("s", stop(), "stop")
+    assert start.cancelled()
+    assert log == ["start+", "stop"]
+    # A start still queued behind another operation is discarded without running.
+    gate = asyncio.Event()
+    blocker = order.submit("t", gate.wait(), "update")  # type: ignore[arg-type]
+    queued = order.submit("t", slow_start(), "start")
+    stopping = order.submit("t", stop(), "stop")
+    gate.set()
+    await asyncio.gather(blocker, stopping)
+    assert queued.cancelled() and log == ["start+", "stop", "stop"]

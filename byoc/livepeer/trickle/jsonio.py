@@ -26,6 +26,7 @@ from byoc.livepeer.trickle.constants import KEEPALIVE_MESSAGE
 from byoc.livepeer.trickle.errors import SegmentReadError, SegmentTooLargeError
 from byoc.livepeer.trickle.publisher import SegmentWriter, TricklePublisher
 from byoc.livepeer.trickle.subscriber import TrickleSubscriber
+from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +199,8 @@ async def read_json_segments(
         if not data.strip():
             continue
         try:
-            obj = json.loads(data)
-        except ValueError as exc:
+            obj = loads_untrusted(data, what="segment", max_bytes=max_bytes)
+        except UntrustedJsonError as exc:
             log.warning("trickle json %s: not JSON (%s)", segment.label, exc)
             continue
         if skip_keepalive and is_keepalive(obj):
@@ -257,7 +258,7 @@ def _parse_line(line: bytes, label: str) -> Any:
     if not line:
         return _SKIP
     try:
-        return json.loads(line)
-    except ValueError as exc:
+        return loads_untrusted(line, what="line", max_bytes=len(line))
+    except UntrustedJsonError as exc:
         log.warning("trickle jsonl %s: not JSON (%s)", label, exc)
         return _SKIP

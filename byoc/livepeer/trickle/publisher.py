@@ -38,6 +38,7 @@ from byoc.livepeer.trickle.constants import (
 )
 from byoc.livepeer.trickle.errors import ChannelClosedError, PublishError, TrickleError
 from byoc.livepeer.trickle.http import SessionHolder, request_ssl, streaming_timeout
+from ipc.deadline import within
 
 log = logging.getLogger(__name__)
 
@@ -337,14 +338,18 @@ class TricklePublisher:
         for post in self._in_flight:
             post.end_nowait()
         tasks = [p.task for p in self._in_flight] + ([pending.task] if pending else [])
+        # Each wait is cut to what is left of a shutdown's shared deadline (ipc.deadline).
         if tasks:
-            _done, late = await asyncio.wait(tasks, timeout=5.0)
+            _done, late = await asyncio.wait(tasks, timeout=within(5.0))
             for t in late:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         if delete and not server_closed:
-            await self._delete(self.url)
+            await self._delete(self.url, timeout=within(self.connect_timeout))
         if self._tasks:
+            _done, late = await asyncio.wait(list(self._tasks), timeout=within(5.0))
+            for t in late:
+                t.cancel()
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self._session.close()
         log.info("trickle pub %s closed at seq %d", self.name, self.seq)
@@ -435,10 +440,12 @@ class TricklePublisher:
     async def _delete_seq(self, seq: int) -> None:
         await self._delete(f"{self.url}/{seq}")
 
-    async def _delete(self, url: str) -> None:
+    async def _delete(self, url: str, timeout: float | None = None) -> None:
         try:
             async with self._session.get().delete(
-                url, ssl=self._ssl, timeout=aiohttp.ClientTimeout(total=self.connect_timeout)
+                url,
+                ssl=self._ssl,
+                timeout=aiohttp.ClientTimeout(total=timeout or within(self.connect_timeout)),
             ) as resp:
                 await resp.read()
                 if resp.status == 404:

@@ -131,6 +131,7 @@ class TrickleSubscriber:
         self.connect_timeout = connect_timeout
         self.preconnect = preconnect
         self.closed = False  # end of stream reached, or closed by the owner
+        self.not_found = False  # the stream ended because the server does not know the channel
         self.jumps = 0  # times a 470 moved us to the server's latest seq
         self.long_wait_s = _LONG_WAIT_S
         self._ssl = request_ssl(verify_tls, ssl)
@@ -251,6 +252,7 @@ class TrickleSubscriber:
                 if status == 404:
                     resp.release()
                     log.info("trickle sub %s: channel not found", url)
+                    self.not_found = True
                     return None
                 if status == STATUS_SEQ_UNAVAILABLE:
                     latest = _int_header(resp, HEADER_LATEST)

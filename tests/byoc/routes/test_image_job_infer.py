@@ -76,3 +76,66 @@ async def test_invalid_workflow_is_400_from_the_worker(env: Env) -> None:
     ) as r:
         assert r.status == 400
         assert "NoSuchNode" in (await r.json())["error"]
+
+
+def empty_image_workflow(width: int, height: int, batch: int) -> dict[str, object]:
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "input.png"}},
+        "2": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": width, "height": height, "batch_size": batch, "color": 0},
+        },
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "o"}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("size", "needle"),
+    [((16384, 16384, 4096), "--max-image-side 4096"), ((4096, 4096, 64), "--max-workflow-memory")],
+)
+async def test_a_workflow_too_large_to_allocate_is_400_naming_the_limit(
+    env: Env, size: tuple[int, int, int], needle: str
+) -> None:
+    """This answered 500 (DefaultCPUAllocator) before the sizes were checked."""
+    data, _ = png()
+    body = {"image": base64.b64encode(data).decode(), "workflow": empty_image_workflow(*size)}
+    async with env.http.post(env.url + "/process/request/comfystream-image", json=body) as r:
+        assert r.status == 400, await r.text()
+        assert needle in (await r.json())["error"]
+    assert env.runner.supervisor.workers["infer"].restarts == 0
+
+
+async def test_an_allocation_that_fails_anyway_is_503_and_the_worker_lives() -> None:
+    # A budget far above the machine: the check lets it through, the allocator refuses it.
+    async with running(
+        workers={"infer": infer_main},
+        engine="builtin",
+        job_timeout_s=60,
+        max_workflow_memory_mb=10**9,
+    ) as env:
+        await wait_until(lambda: env.runner.supervisor.is_ready("infer"), timeout=90)
+        data, _ = png()
+        image = base64.b64encode(data).decode()
+        body = {"image": image, "workflow": empty_image_workflow(4096, 4096, 4096)}
+        async with env.http.post(env.url + "/comfystream-image", json=body) as r:
+            assert r.status == 503, await r.text()
+            assert "not enough memory" in (await r.json())["error"]
+        async with env.http.post(
+            env.url + "/comfystream-image", json={"image": image, "workflow": WORKFLOW}
+        ) as r:
+            assert r.status == 200
+        assert env.runner.supervisor.workers["infer"].restarts == 0
+
+
+async def test_errors_about_a_huge_workflow_stay_small(env: Env) -> None:
+    """10,000 unknown nodes used to be listed in full (a 228 KB answer)."""
+    data, _ = png()
+    huge = {str(i): {"class_type": f"Unknown{i}", "inputs": {}} for i in range(10_000)}
+    async with env.http.post(
+        env.url + "/comfystream-image",
+        json={"image": base64.b64encode(data).decode(), "workflow": huge},
+    ) as r:
+        raw = await r.read()
+        assert r.status == 400
+    assert len(raw) < 8192, len(raw)
+    assert "and 9990 more" in json.loads(raw)["error"]

@@ -154,6 +154,23 @@ async def test_only_implemented_capabilities_are_registered(env: Env) -> None:
         (encode_header(capability="text-reversal", timeout_seconds=0), "timeout_seconds"),
         (encode_header(capability="text-reversal", timeout_seconds=-1), "timeout_seconds"),
         (encode_header(capability="comfystream-image", timeout_seconds=5), "does not match"),
+        # These escaped as RecursionError / OverflowError into a 500 (1,500 levels are past
+        # the parser's recursion limit and still inside aiohttp's 8 KiB header limit).
+        (base64.b64encode(b"[" * 1500 + b"]" * 1500).decode(), "nested deeper"),
+        (
+            encode_header(
+                capability="text-reversal", timeout_seconds=5, request="[" * 1500 + "]" * 1500
+            ),
+            "request is nested deeper",
+        ),
+        (
+            encode_header(
+                capability="text-reversal", timeout_seconds=5, parameters="[" * 1500 + "]" * 1500
+            ),
+            "parameters is nested deeper",
+        ),
+        (encode_header(capability="text-reversal", timeout_seconds=10**400), "too many digits"),
+        (encode_header(capability="text-reversal", timeout_seconds=10**15), "timeout_seconds"),
     ],
 )
 async def test_runner_api_livepeer_header_is_checked(env: Env, header: str, needle: str) -> None:
@@ -162,6 +179,24 @@ async def test_runner_api_livepeer_header_is_checked(env: Env, header: str, need
     ) as r:
         body = await assert_json_error(r, 400)
         assert needle in str(body["error"])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 5000 + b"]" * 5000,
+        b'{"text": ' + b"[" * 3000 + b"]" * 3000 + b"}",
+        b'{"text": "a", "n": 1e400}',
+        b'{"text": "a", "n": NaN}',
+        b'{"text": "a", "n": ' + b"9" * 500 + b"}",
+    ],
+)
+async def test_job_bodies_too_deep_or_out_of_range_are_400(env: Env, body: bytes) -> None:
+    for path in ("/process/request/text-reversal", "/text-reversal", "/comfystream-image"):
+        async with env.http.post(env.url + path, data=body) as r:
+            await assert_json_error(r, 400)
+    async with await env.job("text-reversal", body) as r:  # relayed by the orchestrator
+        assert r.status == 400
 
 
 async def test_runner_api_accepts_a_good_header_and_no_header(env: Env) -> None:

@@ -8,7 +8,9 @@ import json
 
 import pytest
 
+from byoc.livepeer.trickle import TricklePublisher
 from byoc.sessions import SessionState
+from byoc.streams import StreamController
 from tests.byoc.harness import Env, running, wait_until
 from tests.byoc.stream_helpers import (
     EventReader,
@@ -155,6 +157,85 @@ async def test_s5_keepalives_ignored_and_control_params_applied(env: Env) -> Non
     finally:
         await reader.close()
     assert state_of(env, "s5") is SessionState.READY
+
+
+DEEP = b"[" * 5000 + b"]" * 5000
+
+
+async def test_deep_json_on_every_stream_route_is_a_400_not_a_500(env: Env) -> None:
+    """json.loads raises RecursionError (not ValueError) at this depth; it used to be a 500."""
+    deep_start = (
+        b'{"gateway_request_id": "deep", "control_url": "http://x/c", "events_url": '
+        b'"http://x/e", "params": ' + b"{" * 3000 + b"}" * 3000 + b"}"
+    )
+    for body in (DEEP, deep_start):
+        async with env.http.post(env.url + "/stream/start", data=body) as r:
+            assert r.status == 400, await r.text()
+            assert (await r.json())["status_code"] == 400
+    async with await start_via_orch(env, "deep") as r:
+        assert r.status == 200
+    async with env.http.post(
+        env.url + "/stream/params", data=DEEP, headers={"X-Stream-Id": "deep"}
+    ) as r:
+        assert r.status == 400 and "nested deeper" in (await r.json())["error"]
+    async with env.http.post(
+        env.url + "/stream/params", data=b'{"w": 1e400}', headers={"X-Stream-Id": "deep"}
+    ) as r:
+        assert r.status == 400 and "out of range" in (await r.json())["error"]
+    # A stop body that is not usable JSON is a reason text; the stop itself works.
+    async with env.http.post(
+        env.url + "/stream/stop", data=DEEP, headers={"X-Stream-Id": "deep"}
+    ) as r:
+        assert r.status == 200
+    assert state_of(env, "deep") is SessionState.STOPPED
+
+
+async def test_a_bad_control_message_is_skipped_and_later_ones_apply(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Deep JSON on the control channel used to kill the control loop silently."""
+    async with await start_via_orch(env, "ctl") as r:
+        control_url, events_url = r.headers["X-Control-Url"], r.headers["X-Events-Url"]
+    reader = EventReader(events_url)
+    try:
+        await reader.until(lambda e: e["state"] == "ready")
+        async with TricklePublisher(
+            control_url,
+            "application/json",
+            start_seq=None,
+            verify_tls=False,
+            delete_on_close=False,
+        ) as pub:
+            async with pub.segment() as seg:
+                await seg.write(DEEP)
+            assert await seg.wait()
+        await publish_control(control_url, {"width": 64, "height": 48})
+        await reader.until(lambda e: e["params"].get("width") == 64)
+    finally:
+        await reader.close()
+    assert state_of(env, "ctl") is SessionState.READY
+    assert any(
+        "ctl" in r.getMessage() and "control message ignored" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+async def test_a_stream_task_that_dies_fails_the_stream_at_once(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not at the next sweep (60 s here): the stream fails with the task's error."""
+
+    async def dies(self: StreamController) -> None:
+        await asyncio.sleep(0.2)
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(StreamController, "_silence_watch", dies)
+    async with await start_via_orch(env, "dies") as r:
+        assert r.status == 200
+    await wait_until(lambda: state_of(env, "dies") is SessionState.FAILED, timeout=10)
+    session = env.runner.runtime.sessions.get("dies")
+    assert session is not None and "injected fault" in (session.error or "")
+    await wait_until(lambda: not env.runner.runtime.streams.controllers)
 
 
 async def test_s8_params_through_the_orchestrator(env: Env) -> None:

@@ -4,6 +4,7 @@ the output route, over real sockets (the media path itself is exercised in tests
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
@@ -106,3 +107,28 @@ async def test_capacity_counts_video_sessions(env: Env) -> None:
             assert r.status == 200
     async with await post(env, body) as r:
         await assert_json_error(r, 503)
+
+
+async def test_a_huge_workflow_is_not_echoed_back(env: Env) -> None:
+    """A 10,000-node workflow came back whole in the answer (728 KB) and in the status."""
+    huge = {
+        str(i): {"class_type": "ImageInvert", "inputs": {"image": [str(i - 1), 0]}}
+        for i in range(1, 10_001)
+    }
+    body = {
+        "input": {"prompts": [huge], "width": 256, "height": 256},
+        "stream_url": "http://127.0.0.1:9/ai/trickle/in",
+        "output_stream_url": "http://127.0.0.1:9/ai/trickle/out",
+    }
+    async with await post(env, body) as r:
+        assert r.status == 200
+        raw = await r.read()
+    assert len(raw) < 16384, len(raw)
+    answer = json.loads(raw)
+    echoed = answer["result"]["params"]
+    assert echoed["width"] == 256 and echoed["prompts"]["omitted"] is True
+    assert echoed["prompts"]["json_bytes"] > 500_000
+    async with env.http.get(f"{env.url}/byoc/session/{answer['session_id']}/status") as r:
+        assert len(await r.read()) < 16384
+    session = env.runner.runtime.sessions.get(answer["session_id"])
+    assert session is not None and session.params["prompts"] == [huge]  # the worker gets it all

@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ipc.untrusted_json import loads_untrusted
+
 TEXT_PLAIN = "text/plain; charset=utf-8"
 INT64_MAX = 2**63 - 1
 
@@ -73,7 +75,7 @@ def parse_job_header(value: str | None) -> OrchJobRequest:
         raise BadJobRequest("Could not get job request: missing Livepeer header")
     try:
         raw = base64.b64decode(value, validate=True)
-        data = json.loads(raw)
+        data = loads_untrusted(raw)
     except (binascii.Error, ValueError) as exc:
         raise BadJobRequest(f"Could not parse job request: {exc}") from None
     if not isinstance(data, dict):
@@ -90,7 +92,7 @@ def parse_job_header(value: str | None) -> OrchJobRequest:
     if timeout_seconds == 0:
         raise BadJobRequest("no timeout_seconds set with request, timeout_seconds is required")
     try:
-        request = json.loads(job["request"])
+        request = loads_untrusted(job["request"])
     except ValueError:
         raise BadJobRequest("Unable to parse request details") from None
     if not isinstance(request, dict):

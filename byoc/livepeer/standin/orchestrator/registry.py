@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from byoc.livepeer.standin.orchestrator.gohttp import go_error, go_int
+from ipc.untrusted_json import loads_untrusted
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class Registry:
 
 def _decode_capability(body: bytes) -> ExternalCapability:
     try:
-        data = json.loads(body)
+        data = loads_untrusted(body)
     except ValueError as exc:
         raise ValueError(f"invalid character in JSON: {exc}") from None
     if not isinstance(data, dict):

@@ -52,6 +52,7 @@ from byoc.livepeer.trickle.constants import (
     CONTENT_TYPE_MPEGTS,
     KEEPALIVE_MESSAGE,
 )
+from ipc.untrusted_json import loads_untrusted
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class StreamRelay:
     async def handle_start(self, request: web.Request) -> web.StreamResponse:
         try:
             job = parse_job_header(request.headers.get(HEADER_NAME))
-            parameters = json.loads(job.parameters) if job.parameters else {}
+            parameters = loads_untrusted(job.parameters) if job.parameters else {}
         except BadJobRequest as exc:
             return go_error(400, str(exc))
         except ValueError:
@@ -108,7 +109,7 @@ class StreamRelay:
         if capability is None:
             return go_error(400, f"capability {job.capability!r} not registered")
         try:
-            body = json.loads(await request.read())
+            body = loads_untrusted(await request.read())
         except ValueError:
             return go_error(400, "Invalid JSON body")
         if not isinstance(body, dict):

@@ -11,6 +11,7 @@ from aiohttp import web
 from byoc.livepeer.standin.trickle_server import TrickleServer
 from byoc.livepeer.trickle import ChannelClosedError, PublishError, TricklePublisher
 from byoc.livepeer.trickle.constants import HEADER_SEQ
+from ipc.deadline import shared_deadline
 from tests.byoc.livepeer.conftest import (
     ServerFactory,
     TcpProxy,
@@ -326,3 +327,33 @@ async def test_idle_preconnect_dropped_again_and_again(
             await seg.write(b'{"after": "idle"}')
         assert await seg.wait() and not pub.closed
     assert await read(http, server.channel_url("c") + "/1") == (200, b'{"after": "idle"}')
+
+
+async def test_close_keeps_a_shared_deadline_against_a_server_that_never_answers() -> None:
+    """With its own timeouts a close waited 5 s for in-flight posts, then the whole connect
+    timeout (60 s here) for the DELETE; under a shutdown's deadline it ends with the deadline."""
+    accepted: list[asyncio.StreamWriter] = []
+    connected = asyncio.Event()
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        connected.set()
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    publisher = TricklePublisher(
+        f"http://127.0.0.1:{port}/hang", "video/mp2t", start_seq=0, connect_timeout=60.0
+    )
+    try:
+        segment = await publisher.next_segment()
+        write = asyncio.create_task(segment.write(b"x" * 1000))
+        await asyncio.wait_for(connected.wait(), 30)
+        with shared_deadline(1.0):
+            await asyncio.wait_for(publisher.close(), 30)  # 30 s: a hang guard
+        write.cancel()
+        await asyncio.gather(write, return_exceptions=True)
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
