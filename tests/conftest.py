@@ -16,9 +16,12 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
+from PIL import Image
 
 from ipc.shm import list_regions, parse_name, pid_alive
 
@@ -107,3 +110,25 @@ def nothing_left_behind() -> Iterator[None]:
     leaked_procs = _our_processes() - procs_before
     assert not leaked_shm, f"shared memory left in /dev/shm: {sorted(leaked_shm)}"
     assert not leaked_procs, f"worker processes left running: {sorted(leaked_procs)}"
+
+
+@pytest.fixture(scope="session")
+def comfy_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The one real-ComfyUI engine of a test run, shared by every ``comfyui`` test. ComfyUI's
+    settings and node registry are process-global: a second engine in the same process could
+    neither take another workspace nor tell our fill-in nodes from ComfyUI's own. Its workspace
+    holds the input image the LoadImage tests read."""
+    import comfy  # noqa: F401  - in .venv-comfyui a failed import is a failure, not a skip
+
+    from infer.engine import select_engine
+    from infer.engine.comfyui import ComfyUIEngine
+
+    workspace = tmp_path_factory.mktemp("comfy-workspace")
+    (workspace / "input").mkdir()
+    Image.fromarray(np.full((8, 12, 3), (10, 200, 30), np.uint8)).save(
+        workspace / "input" / "bg.png"
+    )
+    engine = select_engine("auto", workspace, device="cpu")
+    assert isinstance(engine, ComfyUIEngine)
+    yield engine
+    engine.close()

@@ -3,6 +3,8 @@ names say; the page's files are package data."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -48,22 +50,10 @@ def test_every_page_file_is_package_data() -> None:
 
 
 @pytest.mark.comfyui
-def test_every_example_runs_in_real_comfyui_like_the_builtin_engine(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
-    import comfy  # noqa: F401  - in .venv-comfyui a failed import is a failure, not a skip
-
-    from infer.engine import select_engine
-    from infer.engine.comfyui import ComfyUIEngine
-
-    engine = select_engine("auto", tmp_path_factory.mktemp("comfy-workspace"), device="cpu")
-    assert isinstance(engine, ComfyUIEngine)
+def test_every_example_runs_in_real_comfyui_like_the_builtin_engine(comfy_engine: Any) -> None:
     builtin = BuiltinEngine("cpu")
-    try:
-        x = image_batch(1, 24, 16)
-        for entry in web.example_workflows():
-            theirs = images_of(engine.run(engine.prepare(entry["workflow"]), x))
-            ours = images_of(builtin.run(builtin.prepare(entry["workflow"]), x))
-            assert torch.allclose(theirs.cpu(), ours, atol=2e-3), entry["name"]
-    finally:
-        engine.close()
+    x = image_batch(1, 24, 16)
+    for entry in web.example_workflows():
+        theirs = images_of(comfy_engine.run(comfy_engine.prepare(entry["workflow"]), x))
+        ours = images_of(builtin.run(builtin.prepare(entry["workflow"]), x))
+        assert torch.allclose(theirs.cpu(), ours, atol=2e-3), entry["name"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,22 +30,9 @@ from tests.infer.conftest import INVERT, chain, image_batch, images_of, rgb_fram
 pytestmark = pytest.mark.comfyui
 
 
-@pytest.fixture(scope="module")
-def comfy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    import comfy  # noqa: F401  - must import here: a failure is a test failure, not a skip
-
-    from infer.engine import select_engine
-    from infer.engine.comfyui import ComfyUIEngine
-
-    workspace = tmp_path_factory.mktemp("comfy-workspace")
-    (workspace / "input").mkdir()
-    Image.fromarray(np.full((8, 12, 3), (10, 200, 30), np.uint8)).save(
-        workspace / "input" / "bg.png"
-    )
-    engine = select_engine("auto", workspace, device="cpu")
-    assert isinstance(engine, ComfyUIEngine)
-    yield engine
-    engine.close()
+@pytest.fixture
+def comfy(comfy_engine: Engine) -> Engine:
+    return comfy_engine
 
 
 @pytest.fixture(scope="module")
