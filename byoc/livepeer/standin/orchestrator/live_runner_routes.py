@@ -82,6 +82,8 @@ class LiveRunnerRoutes:
         r.add_route(
             "*", "/apps/{runner_id}/session/{session_id}/app/{app_path:.*}", self.handle_proxy
         )
+        r.add_route("*", "/apps/{runner_id}/session/{session_id}/app", _subtree_redirect)
+        r.add_route("*", "/apps/{runner_id}/app", _subtree_redirect)
         r.add_route("*", "/apps/{runner_id}/app/{app_path:.*}", self.handle_single_shot)
         r.add_route("*", "/run/{proxy_id}", self.handle_runner_proxy)
         r.add_route("*", "/run/{proxy_id}/{app_path:.*}", self.handle_runner_proxy)
@@ -125,13 +127,16 @@ class LiveRunnerRoutes:
         runner_id = request.match_info["runner_id"]
         try:
             self.registry.ready_runner(runner_id)  # PaymentInfo's checks come first
-            session_id, _ = self.registry.reserve_session(runner_id)
+            session_id, runner = self.registry.reserve_session(runner_id)
+            control_url = f"{self.registry.base_url}/apps/{runner_id}/session/{session_id}"
+            app_url = control_url + "/app"
+            if runner.request.proxy:
+                # A runner registered with proxy:true is reached through a random proxy URL.
+                proxy = self.registry.create_proxy(runner_id, session_id, runner.request.runner_url)
+                app_url = proxy["url"]
         except LiveRunnerError as exc:
             return _refusal(exc)
-        control_url = f"{self.registry.base_url}/apps/{runner_id}/session/{session_id}"
-        return _json(
-            {"session_id": session_id, "app_url": control_url + "/app", "control_url": control_url}
-        )
+        return _json({"session_id": session_id, "app_url": app_url, "control_url": control_url})
 
     async def handle_client_stop(self, request: web.Request) -> web.Response:
         try:
@@ -280,6 +285,18 @@ class LiveRunnerRoutes:
             return _json(self.registry.create_proxy(runner_id, session_id, runner_url))
         except LiveRunnerError as exc:
             return _refusal(exc)
+
+
+async def _subtree_redirect(request: web.Request) -> web.Response:
+    """Go's ServeMux: a subtree's root named without its slash is redirected (301) to it."""
+    location = request.path + "/"
+    if request.query_string:
+        location += "?" + request.query_string
+    return web.Response(
+        status=301,
+        headers={"Location": location, "Content-Type": "text/html; charset=utf-8"},
+        text=f'<a href="{location}">Moved Permanently</a>.\n\n',
+    )
 
 
 def _channel_list(body: Any) -> list[Any]:

@@ -34,6 +34,7 @@ class FakeRunner:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/base/events", self.events)
         app.router.add_route("*", "/base/{tail:.*}", self.echo)
+        app.router.add_route("*", "/base", self.echo)
         return app
 
     async def echo(self, request: web.Request) -> web.Response:
@@ -104,7 +105,9 @@ async def reserve(http: aiohttp.ClientSession, orch: LocalOrchestrator, rid: str
 async def test_discovery_lists_the_runner_by_orchestrator_url_only(
     http: aiohttp.ClientSession, orch: LocalOrchestrator, runner: FakeRunner
 ) -> None:
-    rid = await registered(http, orch, runner, gpu={"name": "H100", "vram_mb": 81559})
+    rid = await registered(
+        http, orch, runner, gpu={"name": "H100", "vram_mb": 81559}, metadata="comfy", version="1"
+    )
     async with http.get(orch.url + "/discovery") as r:
         (entry,) = await r.json()
     assert entry["address"] == orch.url
@@ -113,6 +116,8 @@ async def test_discovery_lists_the_runner_by_orchestrator_url_only(
         "url": f"{orch.url}/apps/{rid}/session",
         "gpu": {"name": "H100", "vram_mb": 81559},
         "app": "comfystream",
+        "version": "1",
+        "metadata": "comfy",
         "mode": "persistent",
         "capacity": 2,
         "capacity_used": 0,
@@ -336,3 +341,33 @@ async def test_single_shot_reserves_proxies_one_request_and_releases(
     persistent = await registered(http, orch, runner)
     async with http.post(f"{orch.url}/apps/{persistent}/app/job") as r:
         assert (r.status, await r.text()) == (400, "runner is not single-shot\n")
+
+
+async def test_a_proxy_runner_is_reached_through_a_random_proxy_url(
+    http: aiohttp.ClientSession, orch: LocalOrchestrator, runner: FakeRunner
+) -> None:
+    rid = await registered(http, orch, runner, proxy=True)
+    session = await reserve(http, orch, rid)
+    assert session["app_url"].startswith(f"{orch.url}/run/")
+    assert session["control_url"] == f"{orch.url}/apps/{rid}/session/{session['session_id']}"
+    async with http.post(session["app_url"] + "/start", data=b"x") as r:
+        assert r.status == 201
+    assert runner.seen[-1]["path"] == "/base/start"
+    assert runner.seen[-1]["headers"]["Livepeer-Session-Id"] == session["session_id"]
+    async with http.post(session["control_url"] + "/stop") as r:
+        assert r.status == 204
+    async with http.post(session["app_url"] + "/start") as r:
+        assert (r.status, await r.text()) == (404, "live runner proxy not found\n")
+
+
+async def test_the_app_url_without_its_slash_is_redirected_as_go_does(
+    http: aiohttp.ClientSession, orch: LocalOrchestrator, runner: FakeRunner
+) -> None:
+    rid = await registered(http, orch, runner)
+    session = await reserve(http, orch, rid)
+    async with http.get(session["app_url"] + "?a=1", allow_redirects=False) as r:
+        assert r.status == 301
+        assert r.headers["Location"] == session["app_url"].split(orch.url)[1] + "/?a=1"
+    async with http.get(session["app_url"] + "?a=1") as r:
+        assert r.status == 201
+    assert (runner.seen[-1]["path"], runner.seen[-1]["query"]) == ("/base", "a=1")

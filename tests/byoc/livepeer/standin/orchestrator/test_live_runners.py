@@ -141,6 +141,8 @@ async def test_registration_without_an_orchestrator_secret_is_404(
         ({"status": "Ready"}, "status must be lowercase and trimmed"),
         ({"mode": "batch"}, 'mode must be "persistent" or "single-shot"'),
         ({"capacity": -1}, "capacity must be >= 0"),
+        ({"metadata": "x" * 1025}, "metadata must be at most 1024 bytes"),
+        ({"metadata": "bad \ufffd"}, "metadata must be valid UTF-8"),
     ],
 )
 async def test_bad_bodies_are_400_even_with_a_wrong_secret(
