@@ -18,6 +18,7 @@ Errors are Go's plain text. Not served: ``/apps/{id}/session/{sid}/payment`` (on
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -66,6 +67,18 @@ class LiveRunnerRoutes:
     def __init__(self, registry: LiveRunnerRegistry, http: aiohttp.ClientSession) -> None:
         self.registry = registry
         self.http = http
+        self._proxied: dict[asyncio.Task[Any], web.Request] = {}
+
+    def drop_proxied_connections(self) -> int:
+        """Cut every proxied request in flight, client side and runner side (what a dying
+        orchestrator process does to them). Returns how many."""
+        cut = list(self._proxied.items())
+        for task, request in cut:
+            if request.transport is not None:
+                request.transport.abort()
+            task.cancel()
+        self._proxied.clear()
+        return len(cut)
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router
@@ -208,7 +221,13 @@ class LiveRunnerRoutes:
             ),
         }
         target = session_proxy.proxy_target(endpoint, app_path, request.query_string)
-        return await session_proxy.forward(request, self.http, target, headers)
+        task = asyncio.current_task()
+        assert task is not None
+        self._proxied[task] = request
+        try:
+            return await session_proxy.forward(request, self.http, target, headers)
+        finally:
+            self._proxied.pop(task, None)
 
     # ---- session-control callbacks (runner side) -------------------------------------------------
 

@@ -71,6 +71,7 @@ async def runner() -> AsyncIterator[FakeRunner]:
     try:
         yield fake
     finally:
+        fake.sse_gate.set()  # an SSE handler still waiting would hold cleanup for a minute
         await app_runner.cleanup()
 
 
@@ -371,3 +372,17 @@ async def test_the_app_url_without_its_slash_is_redirected_as_go_does(
     async with http.get(session["app_url"] + "?a=1") as r:
         assert r.status == 201
     assert (runner.seen[-1]["path"], runner.seen[-1]["query"]) == ("/base", "a=1")
+
+
+async def test_a_restart_cuts_proxied_requests_in_flight(
+    http: aiohttp.ClientSession, orch: LocalOrchestrator, runner: FakeRunner
+) -> None:
+    rid = await registered(http, orch, runner)
+    session = await reserve(http, orch, rid)
+    async with http.get(session["app_url"] + "/events") as r:
+        assert await asyncio.wait_for(r.content.readuntil(b"\n\n"), 30) == b"data: first\n\n"
+        await orch.restart()
+        with pytest.raises(aiohttp.ClientError):
+            await asyncio.wait_for(r.content.read(), 30)
+    async with http.get(session["app_url"] + "/events") as r:
+        assert r.status == 404

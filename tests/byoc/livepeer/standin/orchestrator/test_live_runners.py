@@ -252,6 +252,7 @@ async def test_unregister_needs_the_heartbeat_secret(
     async with http.post(url, headers={"Authorization": first["heartbeat_secret"]}) as r:
         assert r.status == 204
     assert rid not in orch.live_runners.runners
+    assert orch.trickle.channel(first["o2r"]["channel_name"]) is None
     async with http.post(url, headers={"Authorization": first["heartbeat_secret"]}) as r:
         assert (r.status, await r.text()) == (404, "runner not found\n")
 
