@@ -33,6 +33,7 @@ class FakeRunner:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/base/events", self.events)
+        app.router.add_get("/base/ws", self.websocket)
         app.router.add_route("*", "/base/{tail:.*}", self.echo)
         app.router.add_route("*", "/base", self.echo)
         return app
@@ -49,6 +50,17 @@ class FakeRunner:
             }
         )
         return web.json_response({"len": len(body)}, status=201, headers={"X-From": "runner"})
+
+    async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(protocols=("chat",))
+        await ws.prepare(request)
+        await ws.send_str(request.headers["Livepeer-Session-Id"])
+        async for message in ws:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                await ws.send_str("echo " + message.data)
+            elif message.type == aiohttp.WSMsgType.BINARY:
+                await ws.send_bytes(message.data[::-1])
+        return ws
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -386,3 +398,28 @@ async def test_a_restart_cuts_proxied_requests_in_flight(
             await asyncio.wait_for(r.content.read(), 30)
     async with http.get(session["app_url"] + "/events") as r:
         assert r.status == 404
+
+
+async def test_websockets_pass_through_with_the_session_headers(
+    http: aiohttp.ClientSession, orch: LocalOrchestrator, runner: FakeRunner
+) -> None:
+    rid = await registered(http, orch, runner)
+    session = await reserve(http, orch, rid)
+    async with http.ws_connect(session["app_url"] + "/ws", protocols=("chat",)) as ws:
+        assert ws.protocol == "chat"
+        first = await asyncio.wait_for(ws.receive_str(), 30)
+        assert first == session["session_id"]
+        await ws.send_str("hi")
+        assert await asyncio.wait_for(ws.receive_str(), 30) == "echo hi"
+        await ws.send_bytes(b"abc")
+        assert await asyncio.wait_for(ws.receive_bytes(), 30) == b"cba"
+    async with http.get(
+        session["app_url"] + "/nowhere-ws",
+        headers={
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+    ) as r:
+        assert r.status == 201  # the runner answered without upgrading: its status comes back
