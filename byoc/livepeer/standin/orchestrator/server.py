@@ -134,6 +134,8 @@ class LocalOrchestrator:
 
     async def close(self) -> None:
         """End every stream, close every channel, stop serving. Safe to call twice."""
+        if self.live_runner_routes is not None:
+            self.live_runner_routes.drop_proxied_connections()
         await self.live_runners.close()
         if self.streams is not None:
             await self.streams.close()

@@ -423,3 +423,21 @@ async def test_websockets_pass_through_with_the_session_headers(
         },
     ) as r:
         assert r.status == 201  # the runner answered without upgrading: its status comes back
+
+
+async def test_closing_the_orchestrator_cuts_a_proxied_stream_at_once(
+    http: aiohttp.ClientSession, runner: FakeRunner
+) -> None:
+    orch = LocalOrchestrator(secret=SECRET)
+    await orch.start()
+    try:
+        rid = await registered(http, orch, runner)
+        session = await reserve(http, orch, rid)
+        async with http.get(session["app_url"] + "/events") as r:
+            await asyncio.wait_for(r.content.readuntil(b"\n\n"), 30)
+            # close() must not wait for the runner's never-ending answer (aiohttp's 60 s grace).
+            await asyncio.wait_for(orch.close(), 30)
+            with pytest.raises(aiohttp.ClientError):
+                await asyncio.wait_for(r.content.read(), 30)
+    finally:
+        await orch.close()
