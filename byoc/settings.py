@@ -168,7 +168,12 @@ def _int(text: str) -> int:
 def _worker_count(text: str) -> int:
     """``auto`` (0) or a positive count."""
     value = text.strip().lower()
-    return 0 if value == "auto" else _int(value)
+    if value == "auto":
+        return 0
+    count = _int(value)
+    if count < 1:
+        raise ValueError("must be auto or at least 1")
+    return count
 
 
 def _float(text: str) -> float:
