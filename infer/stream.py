@@ -171,6 +171,17 @@ class InferStream:
             self.runner.follow_colour(Colour.from_flags(frame.flags))
         return frame
 
+    def take_newer(self, frame: Frame) -> Frame | None:
+        """``frame``, or the newest unread one when newer frames arrived since it was taken (a
+        live stream only; ``frame`` is then released and counted as skipped; None if the newer
+        frames vanished meanwhile, which a single consumer never sees)."""
+        assert self.in_ring is not None
+        if not self.config.live or self.in_ring.stats().unread == 0:
+            return frame
+        frame.release()  # one view at a time
+        self.skipped += 1
+        return self.take_latest()
+
     def needs_resize(self, frame: Frame) -> bool:
         return (frame.width, frame.height) != self.runner.size
 

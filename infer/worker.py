@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from infer.scheduling import RoundRobin
 from ipc.child import WorkerContext, WorkerSpec, run_worker
 from ipc.messages import (
     InferConfig,
@@ -59,6 +60,7 @@ class InferService:
         self._ready = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._order = StreamOrder()
+        self._round_robin = RoundRobin()
         self.engine: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -246,7 +248,11 @@ class InferService:
                 )
 
     async def _run_ready_streams(self, process_ring_frames: Any) -> None:
-        """Take the newest frame of every ready stream and run them all in one engine call."""
+        """Take the newest frame of every ready stream and run them, round-robin, one engine
+        call per group of streams that can share one (``infer.scheduling``)."""
+        from infer.batching import batch_key
+        from infer.scheduling import groups_in_order
+
         items = []
         for stream in list(self._streams.values()):
             if stream.idle.is_set() or stream.reader is None:
@@ -270,6 +276,25 @@ class InferService:
             items.append((stream, frame))
         if not items:
             return
+        groups = groups_in_order(self._round_robin.order(items), lambda i: batch_key(i[0].runner))
+        for position, group in enumerate(groups):
+            if position:  # it waited for the groups before it: newer frames win
+                group = [item for s, f in group if (item := await self._newest(s, f))]
+            if group:
+                await self._run_group(process_ring_frames, group)
+
+    async def _newest(self, stream: Any, frame: Any) -> tuple[Any, Any] | None:
+        """``(stream, its newest frame)``: ``frame`` unless a newer one arrived."""
+        newer = stream.take_newer(frame)
+        if newer is None:
+            stream.idle.set()
+            return None
+        if newer is not frame and stream.needs_resize(newer):
+            await self._resize(stream, newer)
+        return stream, newer
+
+    async def _run_group(self, process_ring_frames: Any, items: list[tuple[Any, Any]]) -> None:
+        """Run frames in one engine call on the inference thread and deliver their results."""
         loop = asyncio.get_running_loop()
         try:
             results: list[Any] = await loop.run_in_executor(
