@@ -103,9 +103,12 @@ class InferStream(WorkerStream):
         *,
         wake: Callable[[], None],
         on_done: Callable[[InferStream], None] | None = None,
+        worker_index: int = 0,
     ) -> None:
         super().__init__(stream_id, send, stats_interval_s=config.stats_interval_s, on_done=on_done)
         self.config = config
+        self.worker_index = worker_index
+        """Which infer worker serves the stream (in its figures)."""
         self._wake = wake
         self.params: dict[str, Any] = {}
         if config.workflow:
@@ -256,6 +259,7 @@ class InferStream(WorkerStream):
         stats = StreamStats(
             stream_id=self.stream_id,
             worker="infer",
+            worker_index=self.worker_index,
             fps_in=self._window_in / elapsed,
             fps_out=self._window_out / elapsed,
             frames_in=self.frames_in,

@@ -119,6 +119,7 @@ class InferService(StreamService["InferStream"]):
                 self.ctx.send,
                 wake=self._ready.set,
                 on_done=self.forget,
+                worker_index=self.ctx.index,
             )
             prepare = loop.run_in_executor(self._setup_pool, stream.prepare)
             try:
