@@ -6,6 +6,10 @@ ring: audio packets (ingest -> egress) and text outputs (infer -> the stream's d
 never touches pixels. Workflow problems come back from the infer worker as a ``StreamReply`` and
 reach the HTTP caller as 400s. After a worker restart the streams' parts are sent to it again; the
 rings, owned here, outlive any worker.
+
+With several infer workers each stream is served by the one ``supervisor.placement`` assigned it
+(the least loaded when it started); its start, updates, stop and resumption after a restart go to
+that worker only, so a crash of one infer worker leaves the streams of the others untouched.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from byoc.ring_format import ring_pixel_format
 from byoc.settings import Settings
 from byoc.stream_params import output_size
 from byoc.supervisor import Supervisor
+from byoc.worker_names import worker_role_index
 from byoc.worker_requests import ReplyTimeout, WorkerUnavailable
 from ipc.channel import ChannelClosed
 from ipc.deadline import within
@@ -59,7 +64,10 @@ class MediaStream:
     spec: StreamSpec
     rings: list[FrameRing]
     configs: dict[str, StreamConfig]
+    """Each worker's part, by role."""
     params: dict[str, Any]
+    infer_worker: str = "infer"
+    """The name of the infer worker that serves this stream."""
     data: JsonLinesPublisher | None = None
     data_task: asyncio.Task[None] | None = None
     data_queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(256))
@@ -120,8 +128,13 @@ class WorkerMediaPath:
         width, height = output_size(params, max_side=self.settings.max_image_side)
         if not (spec.subscribe_url or spec.source_path or spec.publish_url or spec.output_path):
             log.info("stream %s: no media channels, control plane only", spec.stream_id)
-        pixel_format = await self._ring_format()
-        rings = self._create_rings(spec.stream_id, width, height, pixel_format)
+        infer_worker = self.supervisor.placement.assign(spec.stream_id)
+        try:
+            pixel_format = await self._ring_format(infer_worker)
+            rings = self._create_rings(spec.stream_id, width, height, pixel_format)
+        except BaseException:
+            self.supervisor.placement.release(spec.stream_id)
+            raise
         configs: dict[str, StreamConfig] = {
             "infer": InferConfig(
                 in_ring=rings[0].spec,
@@ -145,12 +158,18 @@ class WorkerMediaPath:
                 pacing_buffer_s=self.settings.ingest_buffer_s,
                 stats_interval_s=self.stats_interval_s,
             )
-        stream = MediaStream(spec=spec, rings=rings, configs=configs, params=params)
+        stream = MediaStream(
+            spec=spec,
+            rings=rings,
+            configs=configs,
+            params=params,
+            infer_worker=infer_worker,
+        )
         self.streams[spec.stream_id] = stream
         # Parts attached meanwhile (a WHIP input) were started by whoever attached them.
         parts = [w for w in ("egress", "ingest") if w in configs]  # the consumer first
         try:
-            await self._request("infer", spec.stream_id, configs["infer"])
+            await self._request(stream.infer_worker, spec.stream_id, configs["infer"])
             for worker in parts:
                 if worker in configs:
                     await self._send(
@@ -234,7 +253,7 @@ class WorkerMediaPath:
         output_size(merged, max_side=self.settings.max_image_side)  # both or neither, in range
         request_id = secrets.token_hex(8)
         reply = await self._ask(
-            "infer",
+            stream.infer_worker,
             StreamUpdate(stream_id=stream_id, params=params, request_id=request_id),
             request_id,
         )
@@ -257,9 +276,12 @@ class WorkerMediaPath:
         stream = self.streams.pop(stream_id, None)
         if stream is None:
             return
-        for worker in stream.configs:
+        self.supervisor.placement.release(stream_id)
+        for role in stream.configs:
             with contextlib.suppress(ChannelClosed, OSError):
-                await self.supervisor.send(worker, StreamStop(stream_id=stream_id, reason=reason))
+                await self.supervisor.send(
+                    self._worker(stream, role), StreamStop(stream_id=stream_id, reason=reason)
+                )
         if stream.data_task is not None:
             stream.data_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -273,6 +295,14 @@ class WorkerMediaPath:
                 ring.close()
                 ring.unlink()
         log.info("stream %s: media path stopped (%s)", stream_id, reason)
+
+    def uses_worker(self, stream_id: str, worker: str) -> bool:
+        """Whether ``worker`` (a name such as ``infer-1``) serves a part of the stream."""
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            return False
+        role, _ = worker_role_index(worker)
+        return role in stream.configs and self._worker(stream, role) == worker
 
     def alive(self, stream_id: str) -> bool:
         stream = self.streams.get(stream_id)
@@ -297,16 +327,22 @@ class WorkerMediaPath:
         self._queue_data(message)
 
     async def on_worker_restart(self, worker: str, restarts: int) -> None:
-        """Give a restarted worker its part of every stream again (same rings)."""
+        """Give a restarted worker its part of every stream it served (same rings)."""
+        role, _ = worker_role_index(worker)
         for stream_id, stream in list(self.streams.items()):
-            config = stream.configs.get(worker)
-            if config is None:
+            config = stream.configs.get(role)
+            if config is None or self._worker(stream, role) != worker:
                 continue
             log.info("stream %s: resuming on restarted %s worker", stream_id, worker)
             with contextlib.suppress(ChannelClosed, OSError):
                 await self.supervisor.send(worker, StreamStart(stream_id=stream_id, config=config))
 
     # -- internals ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _worker(stream: MediaStream, role: str) -> str:
+        """The name of the worker that runs ``role``'s part of ``stream``."""
+        return stream.infer_worker if role == "infer" else role
 
     def _egress_config(
         self, spec: StreamSpec | None, ring: RingSpec, *, whep: bool
@@ -326,14 +362,16 @@ class WorkerMediaPath:
             stats_interval_s=self.stats_interval_s,
         )
 
-    async def _ring_format(self) -> RingPixelFormat:
-        """The pixel format of a new stream's rings: from the device the infer worker reported
-        when it started (waiting for it to be ready, as the stream's start does anyway)."""
+    async def _ring_format(self, infer_worker: str) -> RingPixelFormat:
+        """The pixel format of a new stream's rings: from the device ``infer_worker`` (the one
+        serving the stream) reported when it started, waiting for it to be ready as the stream's
+        start does anyway."""
         if self.pixel_format is not None:
             return self.pixel_format
-        if not await self.supervisor.wait_worker_ready("infer", self.worker_wait_s):
-            raise MediaUnavailable("the infer worker is not ready, try again shortly")
-        return ring_pixel_format(self.supervisor.workers["infer"].detail.get("device", ""))
+        if not await self.supervisor.wait_worker_ready(infer_worker, self.worker_wait_s):
+            raise MediaUnavailable(f"the {infer_worker} worker is not ready, try again shortly")
+        device = self.supervisor.workers[infer_worker].detail.get("device", "")
+        return ring_pixel_format(device)
 
     def _create_rings(
         self, stream_id: str, width: int, height: int, pixel_format: RingPixelFormat

@@ -16,7 +16,7 @@ import pytest
 
 from byoc.media_path import ParamsRejected, StreamSpec
 from byoc.settings import Settings
-from byoc.supervisor import Supervisor
+from byoc.supervisor import Supervisor, WorkerState
 from byoc.worker_media_path import WorkerMediaPath
 from infer.worker import main as infer_main
 from ipc.pixfmt import RingPixelFormat
@@ -219,4 +219,21 @@ async def test_media_knobs_come_from_the_settings() -> None:
 
 async def test_forced_ring_format_needs_no_infer_worker() -> None:
     media = WorkerMediaPath(Supervisor(SETTINGS, workers={}), SETTINGS, pixel_format="nv12")
-    assert await media._ring_format() == "nv12"
+    assert await media._ring_format("infer") == "nv12"
+
+
+async def test_each_stream_s_rings_follow_the_device_of_the_infer_worker_serving_it() -> None:
+    """Two infer workers that reported different devices (no GPU needed: the reports are what
+    the parent reads): the stream placed on each gets that device's format."""
+    supervisor = Supervisor(SETTINGS, workers={"infer": infer_main}, worker_counts={"infer": 2})
+    names = supervisor.names("infer")
+    for name, device in zip(names, ("cpu", "cuda:1"), strict=True):
+        supervisor.workers[name].state = WorkerState.READY
+        supervisor.workers[name].detail = {"device": device}
+    media = WorkerMediaPath(supervisor, SETTINGS)
+    first = supervisor.placement.assign("a")
+    second = supervisor.placement.assign("b")
+    assert {first, second} == set(names)
+    want = {names[0]: "rgb24", names[1]: "yuv420p"}
+    assert await media._ring_format(first) == want[first]
+    assert await media._ring_format(second) == want[second]
