@@ -177,8 +177,9 @@ async def test_two_viewers_decode_one_shared_h264_encode(
             stats = stream.viewers.encoder_stats()
             assert stats["viewers"] == 2
             assert stats["encoders"] == 1 and stats["encoders_opened"] == 1
-            # One encode per picture for both viewers (not one per viewer).
-            assert stats["frames_encoded"] == stats["pictures"]
+            # One encode per picture for both viewers, not one per viewer (the encode thread may be
+            # one picture ahead of the count of pictures when the figures are read).
+            assert stats["pictures"] <= stats["frames_encoded"] <= stats["pictures"] + 1
             for viewer in (first, second):
                 counters = [c for c in viewer.counters if c is not None]
                 assert counters == sorted(counters) and len(set(counters)) == len(counters)
