@@ -1,6 +1,6 @@
 """``python -m benchmarks.latency``: frame latency of the runner against pytrickle's runner.
 
-python -m benchmarks.latency [--streams 1,2,4] [--duration 30] [--quick]
+python -m benchmarks.latency [--streams 1,2,4,6,8] [--duration 30] [--quick]
     [--device cpu|cuda] [--json PATH] [--plot PATH] [--no-baseline]
 """
 
@@ -35,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
         "same run.",
     )
     parser.add_argument(
-        "--streams", type=_stream_counts, default=[1, 2, 4], help="stream counts (default 1,2,4)"
+        "--streams",
+        type=_stream_counts,
+        default=[1, 2, 4, 6, 8],
+        help="stream counts (default 1,2,4,6,8)",
     )
     parser.add_argument(
         "--duration", type=float, default=30.0, help="seconds of video per phase (default 30)"
