@@ -11,6 +11,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from benchmarks.cuda_check import REFUSAL_EXIT, NoCudaError, require_cuda
 from benchmarks.latency.bench import REPO, BenchConfig, run
 
 QUICK_DURATION_S = 3.0
@@ -111,6 +112,12 @@ def config_from_args(argv: list[str] | None = None) -> BenchConfig:
 
 def main(argv: list[str] | None = None) -> int:
     config = config_from_args(argv)
+    if config.device == "cuda":
+        try:  # refuse before starting anything, not after the runner came up on the CPU
+            require_cuda(sys.executable)
+        except NoCudaError as exc:
+            print(f"latency benchmark: {exc}", file=sys.stderr)
+            return REFUSAL_EXIT
     try:
         asyncio.run(run(config))
     except KeyboardInterrupt:
