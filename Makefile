@@ -147,6 +147,13 @@ bench-gpu:
 	$(VENV_CUDA)/bin/python -m benchmarks.cuda_check --python $(VENV_CUDA)/bin/python
 	$(VENV_CUDA)/bin/python -m benchmarks.gpu
 
+# py-spy flame graphs of the runner's parent and workers at 4 streams (py-spy is in the test
+# extra; it needs ptrace rights over the runner: root, or kernel.yama.ptrace_scope=0).
+PROFILE_DIR ?= benchmarks/results/profiles
+profile: $(VENV)/.installed
+	$(VENV)/bin/python -m benchmarks.latency --streams 4 --duration 20 --no-baseline \
+	  --profile $(PROFILE_DIR) --json $(PROFILE_DIR)/latency.json
+
 bench-soak: $(VENV)/.installed
 	$(VENV)/bin/python -m benchmarks.soak
 

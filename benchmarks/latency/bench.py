@@ -57,6 +57,7 @@ class BenchConfig:
     quick: bool = False
     device: str = "cpu"
     engine: str = "auto"
+    infer_workers: str = "auto"  # the runner's --infer-workers
     baseline: bool = True
     json_path: Path = REPO / "benchmarks" / "results" / "latency.json"
     plot_path: Path = REPO / "benchmarks" / "results" / "latency.png"
@@ -65,6 +66,7 @@ class BenchConfig:
     latency_budget_ms: float = 100.0
     pytrickle_python: Path = field(default_factory=lambda: baseline_side.default_python(REPO))
     keep_logs: bool = False
+    profile_dir: Path | None = None  # py-spy flame graphs of our runner's processes per phase
     progress: bool = True
 
 
@@ -150,6 +152,7 @@ async def run(config: BenchConfig) -> dict[str, Any]:
                         capacity=max(config.streams),
                         device=config.device,
                         engine=config.engine,
+                        infer_workers=config.infer_workers,
                         workspace=workspace,
                     )
                 )
@@ -198,6 +201,7 @@ async def run(config: BenchConfig) -> dict[str, Any]:
                             extra_pids={"bench-orchestrator": orchestrator.process.pid},
                             clip_path=log_dir / "clip.msgpack",
                             counter_period=clip.period,
+                            profile_dir=config.profile_dir if system.name == "ours" else None,
                         )
                         result = await run_phase(http, orchestrator.url, system, settings, progress)
                         phases.append(result)

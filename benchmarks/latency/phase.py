@@ -29,6 +29,7 @@ from benchmarks.latency.events import EventsReader
 from benchmarks.latency.figures import binned_median
 from benchmarks.latency.gateway import StreamUrls, start_stream_when_registered, stop_stream
 from benchmarks.latency.processes import ManagedProcess
+from benchmarks.latency.profiler import PhaseProfiler
 from benchmarks.latency.progress import Progress
 from benchmarks.latency.sink import OutputSink
 from benchmarks.latency.source import SourceRecord
@@ -66,6 +67,7 @@ class PhaseSettings:
     ready_timeout_s: float = 90.0
     clip_path: Path | None = None  # a saved ``LoopingClip`` the source replays (no encoding)
     counter_period: int = COUNTER_MODULO  # frames after which the clip's counter repeats
+    profile_dir: Path | None = None  # py-spy the system's processes while frames flow
 
 
 @dataclass
@@ -75,6 +77,7 @@ class PhaseResult:
     summary: dict[str, Any] = field(default_factory=dict)
     per_stream: list[StreamFigures] = field(default_factory=list)
     cpu: dict[str, float | None] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -86,6 +89,7 @@ class PhaseResult:
             "cpu_percent": self.cpu,
             "per_stream": [s.summary for s in self.per_stream],
             "timeline": self.timeline(),
+            **({"profile": self.profile} if self.profile else {}),
         }
 
     def timeline(self, bin_s: float = 1.0) -> dict[str, list[tuple[float, float]]]:
@@ -122,6 +126,7 @@ async def run_phase(
     readers: list[EventsReader] = []
     source: ManagedProcess | None = None
     records: list[SourceRecord] = []
+    profiler: PhaseProfiler | None = None
     title = f"{system.label} x{settings.streams}"
     try:
         progress.update(f"[{title}] starting streams", force=True)
@@ -197,6 +202,14 @@ async def run_phase(
         pids = await system.pids(settings.streams)
         pids.update({"bench-source": source.pid, "bench-sink": os.getpid(), **settings.extra_pids})
         cpu = CpuWindow(pids)
+        if settings.profile_dir is not None:
+            profiler = PhaseProfiler(
+                settings.profile_dir,
+                f"{system.name}-x{settings.streams}",
+                {k: v for k, v in pids.items() if not k.startswith("bench-")},
+                settings.duration_s,
+            )
+            await profiler.start()
         t0 = time.monotonic_ns() + 100_000_000
         for k, sink in enumerate(sinks):
             sink.t0_ns = t0 + int(1e9 * k / (settings.fps * settings.streams))
@@ -205,6 +218,9 @@ async def run_phase(
         records = await _follow(source, sinks, settings, progress, title, t0)
         cpu.stop()
         result.cpu = cpu.percent()
+        if profiler is not None:
+            result.profile = await profiler.stop()
+            profiler = None
         await _drain(sinks, records, settings.drain_s)
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
@@ -216,6 +232,8 @@ async def run_phase(
         await asyncio.gather(*(s.close() for s in sinks), *(r.close() for r in readers))
         if source is not None:
             await source.stop(timeout=5.0)
+        if profiler is not None:  # an error cut the phase short: end the recordings
+            await profiler.stop(timeout_s=0.0)
 
     by_id = {r.stream_id: r for r in records}
     for sink, reader in zip(sinks, readers, strict=True):
