@@ -23,6 +23,8 @@ from benchmarks.latency.flamegraph import parse_collapsed, render_svg, top_frame
 
 log = logging.getLogger(__name__)
 
+LOOP_FRAME = "run (asyncio/runners.py"  # where a worker's event loop runs (asyncio or uvloop)
+
 
 def py_spy_path() -> str | None:
     """py-spy beside this interpreter, else on ``PATH``."""
@@ -103,14 +105,21 @@ class PhaseProfiler:
         samples = sum(stacks.values())
         title = f"{self.label} {name}"
         self._path(name, ".svg").write_text(render_svg(stacks, title), encoding="utf-8")
-        top = top_frames(stacks)
-        lines = [f"{title}: {samples} samples; own% total% frame"]
+        # py-spy's --nonblocking sampling takes a thread in the loop's epoll wait for a running
+        # one: samples that end in the loop's own frame are mostly waiting. The top frames are
+        # shares of the other samples, the Python work.
+        in_loop = sum(n for stack, n in stacks.items() if stack[-1].startswith(LOOP_FRAME))
+        work = {s: n for s, n in stacks.items() if not s[-1].startswith(LOOP_FRAME)}
+        top = top_frames(work)
+        lines = [
+            f"{title}: {samples} samples, {in_loop} in the event loop's own frame (mostly its "
+            f"wait) left out; shares of the other {samples - in_loop}: own% total% frame"
+        ]
         lines += [f"{100 * t.own:5.1f} {100 * t.total:5.1f}  {t.frame}" for t in top]
         self._path(name, ".top.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        busy = samples / (self.rate * self.duration_s) if self.duration_s > 0 else None
         return {
             "samples": samples,
-            "busy": round(busy, 3) if busy is not None else None,
+            "event_loop_samples": in_loop,
             "top": [[t.frame, round(t.own, 4), round(t.total, 4)] for t in top],
         }
 
