@@ -26,6 +26,7 @@ from typing import Any
 from byoc.livepeer.trickle import JsonLinesPublisher, TricklePublisher
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_JSONL
 from byoc.media_path import MediaUnavailable, ParamsRejected, StreamSpec
+from byoc.ring_format import ring_pixel_format
 from byoc.settings import Settings
 from byoc.stream_params import output_size
 from byoc.supervisor import Supervisor
@@ -46,16 +47,14 @@ from ipc.messages import (
     StreamStop,
     StreamUpdate,
 )
+from ipc.pixfmt import RingPixelFormat
 from ipc.ring import FrameRing, RingSpec
 from ipc.shm import Direction
 from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
 
 log = logging.getLogger(__name__)
 
-RING_PIXEL_FORMAT = "yuv420p"
 DATA_CLOSE_TIMEOUT_S = 5.0
-"""Decoders produce it and encoders take it, so only infer converts (on the GPU when there is
-one)."""
 
 
 @dataclass
@@ -99,6 +98,7 @@ class WorkerMediaPath:
         reply_timeout_s: float = 60.0,
         worker_wait_s: float = 30.0,
         stats_interval_s: float = 1.0,
+        pixel_format: RingPixelFormat | None = None,
     ) -> None:
         self.supervisor = supervisor
         self.settings = settings
@@ -109,6 +109,9 @@ class WorkerMediaPath:
         self.reply_timeout_s = reply_timeout_s
         self.worker_wait_s = worker_wait_s
         self.stats_interval_s = stats_interval_s
+        self.pixel_format = pixel_format
+        """The rings' pixel format for every stream; None: chosen from the infer worker's
+        device (``byoc.ring_format``)."""
         self.streams: dict[str, MediaStream] = {}
 
     def connect_workers(self) -> None:
@@ -125,7 +128,8 @@ class WorkerMediaPath:
         width, height = output_size(params, max_side=self.settings.max_image_side)
         if not (spec.subscribe_url or spec.source_path or spec.publish_url or spec.output_path):
             log.info("stream %s: no media channels, control plane only", spec.stream_id)
-        rings = self._create_rings(spec.stream_id, width, height)
+        pixel_format = await self._ring_format()
+        rings = self._create_rings(spec.stream_id, width, height, pixel_format)
         configs: dict[str, StreamConfig] = {
             "infer": InferConfig(
                 in_ring=rings[0].spec,
@@ -184,7 +188,12 @@ class WorkerMediaPath:
             await self.stop(spec.stream_id, "set-up failed")
             raise
         stream.set_up.set()
-        log.info("stream %s: media path started (%s)", spec.stream_id, ", ".join(sorted(configs)))
+        log.info(
+            "stream %s: media path started (%s; %s rings)",
+            spec.stream_id,
+            ", ".join(sorted(configs)),
+            pixel_format,
+        )
 
     async def attach_whip(
         self, stream_id: str, *, wait_s: float = 10.0, alive: Callable[[], bool] = lambda: True
@@ -348,7 +357,18 @@ class WorkerMediaPath:
             stats_interval_s=self.stats_interval_s,
         )
 
-    def _create_rings(self, stream_id: str, width: int, height: int) -> list[FrameRing]:
+    async def _ring_format(self) -> RingPixelFormat:
+        """The pixel format of a new stream's rings: from the device the infer worker reported
+        when it started (waiting for it to be ready, as the stream's start does anyway)."""
+        if self.pixel_format is not None:
+            return self.pixel_format
+        if not await self.supervisor.wait_worker_ready("infer", self.worker_wait_s):
+            raise MediaUnavailable("the infer worker is not ready, try again shortly")
+        return ring_pixel_format(self.supervisor.workers["infer"].detail.get("device", ""))
+
+    def _create_rings(
+        self, stream_id: str, width: int, height: int, pixel_format: RingPixelFormat
+    ) -> list[FrameRing]:
         max_w, max_h = max(self.max_width, width), max(self.max_height, height)
         rings: list[FrameRing] = []
         try:
@@ -359,7 +379,7 @@ class WorkerMediaPath:
                     slots=self.ring_slots,
                     max_width=max_w,
                     max_height=max_h,
-                    pixel_format=RING_PIXEL_FORMAT,
+                    pixel_format=pixel_format,
                 )
                 rings.append(FrameRing.create(spec))
         except BaseException:

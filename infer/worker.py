@@ -265,6 +265,9 @@ class InferService:
             if stream.passthrough:
                 await self._deliver(stream, frame, _forwarded(frame))
                 continue
+            if stream.invert is not None:
+                await self._deliver(stream, frame, stream.invert(frame))
+                continue
             if stream.needs_resize(frame):
                 await self._resize(stream, frame)
             items.append((stream, frame))

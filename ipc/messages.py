@@ -10,6 +10,7 @@ from typing import Any, Literal, cast, get_args
 
 import msgspec
 
+from ipc.pixfmt import RingPixelFormat
 from ipc.ring import RingSpec
 
 WorkerRole = Literal["ingest", "infer", "egress"]
@@ -69,6 +70,10 @@ DELIVERED_REASONS: frozenset[str] = frozenset(
 X264Preset = Literal["ultrafast", "superfast", "veryfast"]
 """libx264 presets egress offers (slower ones cost more than a frame interval at HD)."""
 X264_PRESETS: tuple[str, ...] = get_args(X264Preset)
+
+RING_PIXEL_FORMATS: tuple[str, ...] = get_args(RingPixelFormat)
+"""Pixel formats a stream's rings may have; ``RingSpec.pixel_format`` (in every stream config)
+is typed with them, so a start message naming another is rejected when it is decoded."""
 
 EngineName = Literal["auto", "builtin", "comfyui"]
 """Inference engines: ``auto`` picks ComfyUI when importable, else the built-in engine."""
