@@ -215,9 +215,13 @@ async def run_phase(
             sink.t0_ns = t0 + int(1e9 * k / (settings.fps * settings.streams))
         cpu.start()
         await source.write_json_line({"t0_ns": t0})
-        records = await _follow(source, sinks, settings, progress, title, t0)
+        records, source_cpu_s = await _follow(source, sinks, settings, progress, title, t0)
         cpu.stop()
         result.cpu = cpu.percent()
+        if source_cpu_s is not None and cpu.stopped_at > cpu.started_at:
+            # The source exits once it sent its records, often before /proc could be read.
+            wall = cpu.stopped_at - cpu.started_at
+            result.cpu["bench-source"] = round(100.0 * source_cpu_s / wall, 1)
         if profiler is not None:
             result.profile = await profiler.stop()
             profiler = None
@@ -254,8 +258,9 @@ async def _follow(
     progress: Progress,
     title: str,
     t0: int,
-) -> list[SourceRecord]:
-    """Wait for the source's records, updating the progress line meanwhile."""
+) -> tuple[list[SourceRecord], float | None]:
+    """Wait for the source's records (and the CPU seconds it reports), updating the progress
+    line meanwhile."""
     reading = asyncio.create_task(
         source.read_json_line(settings.duration_s + settings.tail_s + 60.0)
     )
@@ -269,10 +274,15 @@ async def _follow(
             f"  frames out {seen}{live}"
         )
         await asyncio.wait([reading], timeout=0.25)
-    records = reading.result().get("records")
+    document = reading.result()
+    records = document.get("records")
     if not isinstance(records, list):
         raise RuntimeError("the source sent no records")
-    return [SourceRecord.from_json(r) for r in records]
+    cpu_s = document.get("cpu_s")
+    return (
+        [SourceRecord.from_json(r) for r in records],
+        float(cpu_s) if isinstance(cpu_s, (int, float)) else None,
+    )
 
 
 async def _drain(sinks: list[OutputSink], records: list[SourceRecord], limit_s: float) -> None:

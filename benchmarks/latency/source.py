@@ -16,8 +16,8 @@ not counted as lost at the end.
 Runs in its own process (``python -m benchmarks.latency.source``) so that encoding does not
 delay the sink's reading in the benchmark's main process. Protocol on stdin/stdout, one JSON
 document per line: config in -> ``{"ready": true}`` out -> ``{"t0_ns": ...}`` in -> records out
-(``{"records": [...]}``) when every stream has sent ``duration_s`` of frames, or earlier after
-``{"stop": true}`` in, SIGINT or SIGTERM.
+(``{"records": [...], "cpu_s": ...}``, with its CPU seconds since the go) when every stream has
+sent ``duration_s`` of frames, or earlier after ``{"stop": true}`` in, SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -222,6 +222,7 @@ async def _serve() -> None:
         go = await _read_json_line(reader)
         if go is None or "t0_ns" not in go:
             return
+        cpu0 = time.process_time()
 
         async def watch_stdin() -> None:
             while not stop.is_set():
@@ -234,7 +235,9 @@ async def _serve() -> None:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        _emit({"records": [r.to_json() for r in records]})
+        # Its own CPU over the run: the process exits right after, before the benchmark could
+        # read it from /proc.
+        _emit({"records": [r.to_json() for r in records], "cpu_s": time.process_time() - cpu0})
     finally:
         await asyncio.gather(*(s.close() for s in sources), return_exceptions=True)
 
