@@ -249,8 +249,9 @@ async def test_any_frame_rate_keeps_its_timestamps_and_ffmpeg_reads_it_cleanly(
         (CameraSpec(width=640, height=480, colour="bt601", audio=False), 6, False),
         (CameraSpec(width=1280, height=720, colour=None, audio=False), 1, False),
         (CameraSpec(width=640, height=480, colour="bt601", audio=False), 6, True),
+        (CameraSpec(width=642, height=362, colour="bt601", audio=False), 6, True),
     ],
-    ids=["bt709", "bt601", "untagged-hd", "bt601-inverted"],
+    ids=["bt709", "bt601", "untagged-hd", "bt601-inverted", "642x362-inverted"],
 )
 async def test_colour_is_converted_with_the_input_matrix_and_tagged_on_the_output(
     env: Env, spec: CameraSpec, want_matrix: int, inverted: bool
@@ -277,6 +278,27 @@ async def test_colour_is_converted_with_the_input_matrix_and_tagged_on_the_outpu
             want = tuple(255 - c for c in made) if inverted else made
             patch = rgb[middle - 8 : middle + 8, x - 8 : x + 8].reshape(-1, 3).mean(0)
             assert np.abs(patch - want).max() <= 2.0, (x, patch, want)
+
+
+async def test_an_odd_output_size_leaves_trimmed_to_even(env: Env) -> None:
+    """The workflow's output is 33x17 (rgb24 rings keep odd sizes through infer); the encoder
+    takes even sizes only, so the stream leaves as 32x16."""
+    spec = CameraSpec(width=320, height=240, colour="bt601", audio=False)
+    segments = camera_segments(spec, round(spec.fps * spec.segment_seconds), colour_patches(spec))
+    urls = await start_stream(env, "odd-out", {"workflow": INVERT, "width": 33, "height": 17})
+    assert urls is not None
+    output = Output(urls.subscribe).start()
+    try:
+        publisher = asyncio.create_task(publish(urls.publish, segments, spec.segment_seconds))
+        deadline = time.monotonic() + HANG_GUARD_S
+        while len(output.frames()) < 3:
+            assert time.monotonic() < deadline, "no output"
+            await asyncio.sleep(0.5)
+        await publisher
+        frames = output.frames()
+    finally:
+        await output.close()
+    assert {frame.planes.shape for frame in frames} == {(16 * 3 // 2, 32)}
 
 
 async def test_hevc_input_is_decoded(env: Env) -> None:
