@@ -243,7 +243,10 @@ class Supervisor:
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         now = time.monotonic()
-        return {name: handle.snapshot(now) for name, handle in self.workers.items()}
+        snapshot = {name: handle.snapshot(now) for name, handle in self.workers.items()}
+        for name, streams in self.placement.load().items():
+            snapshot[name]["streams"] = streams  # what each infer worker holds
+        return snapshot
 
     async def stop(self) -> None:
         """Ask every worker to shut down, kill the ones that do not, and wait for all."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from infer.scheduling import RoundRobin
 from ipc.child import WorkerContext, WorkerSpec, run_worker
 from ipc.messages import (
     InferConfig,
@@ -61,6 +62,7 @@ class InferService(StreamService["InferStream"]):
             1, thread_name_prefix="infer-setup"
         )
         self._ready = asyncio.Event()
+        self._round_robin = RoundRobin()
         self.engine: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -117,6 +119,7 @@ class InferService(StreamService["InferStream"]):
                 self.ctx.send,
                 wake=self._ready.set,
                 on_done=self.forget,
+                worker_index=self.ctx.index,
             )
             prepare = loop.run_in_executor(self._setup_pool, stream.prepare)
             try:
@@ -185,7 +188,11 @@ class InferService(StreamService["InferStream"]):
                 await self._send(WorkerError(worker="infer", message=f"scheduling failed: {exc}"))
 
     async def _run_ready_streams(self, process_ring_frames: Any) -> None:
-        """Take the newest frame of every ready stream and run them all in one engine call."""
+        """Take the newest frame of every ready stream and run them, round-robin, one engine
+        call per group of streams that can share one (``infer.scheduling``)."""
+        from infer.batching import batch_key
+        from infer.scheduling import groups_in_order
+
         items = []
         for stream in list(self.streams.values()):
             if stream.idle.is_set() or stream.reader is None or stream.stopping:
@@ -212,6 +219,28 @@ class InferService(StreamService["InferStream"]):
             items.append((stream, frame))
         if not items:
             return
+        groups = groups_in_order(self._round_robin.order(items), lambda i: batch_key(i[0].runner))
+        for position, group in enumerate(groups):
+            if position:  # it waited for the groups before it: newer frames win
+                group = [item for s, f in group if (item := await self._newest(s, f))]
+            if group:
+                await self._run_group(process_ring_frames, group)
+
+    async def _newest(self, stream: InferStream, frame: Any) -> tuple[InferStream, Any] | None:
+        """``(stream, its newest frame)``: ``frame`` unless a newer one arrived."""
+        current = self.streams.get(stream.stream_id)
+        if stream.stopping or current is not stream:
+            return stream, frame  # stopped meanwhile: delivery releases the frame
+        newer = stream.take_newer(frame)
+        if newer is None:
+            stream.idle.set()
+            return None
+        if newer is not frame and stream.needs_resize(newer):
+            await self._resize(stream, newer)
+        return stream, newer
+
+    async def _run_group(self, process_ring_frames: Any, items: list[tuple[Any, Any]]) -> None:
+        """Run frames in one engine call on the inference thread and deliver their results."""
         loop = asyncio.get_running_loop()
         try:
             results: list[Any] = await loop.run_in_executor(

@@ -78,6 +78,9 @@ async def test_streams_spread_over_two_infer_workers_and_one_restarts_alone() ->
             urls[stream_id] = started
         placement = supervisor.placement
         assert placement.load() == {"infer-0": 2, "infer-1": 2}
+        async with env.http.get(f"{env.url}/health") as response:
+            workers = (await response.json())["workers"]
+        assert [workers[name]["streams"] for name in INFER] == [2, 2]
         kept, hit = placement.streams_on("infer-0"), placement.streams_on("infer-1")
         assert sorted(kept + hit) == ids
 
