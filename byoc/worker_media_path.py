@@ -128,8 +128,14 @@ class WorkerMediaPath:
         width, height = output_size(params, max_side=self.settings.max_image_side)
         if not (spec.subscribe_url or spec.source_path or spec.publish_url or spec.output_path):
             log.info("stream %s: no media channels, control plane only", spec.stream_id)
-        pixel_format = await self._ring_format()
-        rings = self._create_rings(spec.stream_id, width, height, pixel_format)
+        # The stream's infer worker first: its device decides the rings' pixel format.
+        infer_worker = self.supervisor.placement.assign(spec.stream_id)
+        try:
+            pixel_format = await self._ring_format(infer_worker)
+            rings = self._create_rings(spec.stream_id, width, height, pixel_format)
+        except BaseException:
+            self.supervisor.placement.release(spec.stream_id)
+            raise
         configs: dict[str, StreamConfig] = {
             "infer": InferConfig(
                 in_ring=rings[0].spec,
@@ -158,7 +164,7 @@ class WorkerMediaPath:
             rings=rings,
             configs=configs,
             params=params,
-            infer_worker=self.supervisor.placement.assign(spec.stream_id),
+            infer_worker=infer_worker,
         )
         self.streams[spec.stream_id] = stream
         # Parts attached meanwhile (a WHIP input) were started by whoever attached them.
@@ -357,14 +363,14 @@ class WorkerMediaPath:
             stats_interval_s=self.stats_interval_s,
         )
 
-    async def _ring_format(self) -> RingPixelFormat:
-        """The pixel format of a new stream's rings: from the device the infer worker reported
+    async def _ring_format(self, infer_worker: str) -> RingPixelFormat:
+        """The pixel format of a new stream's rings: from the device its infer worker reported
         when it started (waiting for it to be ready, as the stream's start does anyway)."""
         if self.pixel_format is not None:
             return self.pixel_format
-        if not await self.supervisor.wait_worker_ready("infer", self.worker_wait_s):
+        if not await self.supervisor.wait_worker_ready(infer_worker, self.worker_wait_s):
             raise MediaUnavailable("the infer worker is not ready, try again shortly")
-        return ring_pixel_format(self.supervisor.workers["infer"].detail.get("device", ""))
+        return ring_pixel_format(self.supervisor.workers[infer_worker].detail.get("device", ""))
 
     def _create_rings(
         self, stream_id: str, width: int, height: int, pixel_format: RingPixelFormat

@@ -219,4 +219,4 @@ async def test_media_knobs_come_from_the_settings() -> None:
 
 async def test_forced_ring_format_needs_no_infer_worker() -> None:
     media = WorkerMediaPath(Supervisor(SETTINGS, workers={}), SETTINGS, pixel_format="nv12")
-    assert await media._ring_format() == "nv12"
+    assert await media._ring_format("infer-1") == "nv12"
