@@ -78,7 +78,7 @@ class InferPlacement:
     def _least_loaded(self, load: _Load) -> str:
         names = self._workers.names(INFER)
         if not names:
-            raise LookupError("this runner has no infer worker")
+            return INFER  # a runner without one: requests to it fail as "not ready" (503)
         ready = [name for name in names if self._workers.is_ready(name)] or names
         # names are in index order and min() keeps the first of equals: ties go to the lowest.
         return min(ready, key=load)

@@ -180,6 +180,10 @@ class InferService(StreamService["InferStream"]):
 
         while True:
             await self._ready.wait()
+            # One turn of the loop first: a stream whose last frame was just delivered and that
+            # has the next one waiting flags itself now and joins this round, instead of every
+            # stream getting a round of its own.
+            await asyncio.sleep(0)
             self._ready.clear()
             try:
                 await self._run_ready_streams(process_ring_frames)
@@ -228,9 +232,8 @@ class InferService(StreamService["InferStream"]):
 
     async def _newest(self, stream: InferStream, frame: Any) -> tuple[InferStream, Any] | None:
         """``(stream, its newest frame)``: ``frame`` unless a newer one arrived."""
-        current = self.streams.get(stream.stream_id)
-        if stream.stopping or current is not stream:
-            return stream, frame  # stopped meanwhile: delivery releases the frame
+        if not self._running(stream):
+            return stream, frame  # stopped meanwhile: dropped before the engine call
         newer = stream.take_newer(frame)
         if newer is None:
             stream.idle.set()
@@ -241,6 +244,14 @@ class InferService(StreamService["InferStream"]):
 
     async def _run_group(self, process_ring_frames: Any, items: list[tuple[Any, Any]]) -> None:
         """Run frames in one engine call on the inference thread and deliver their results."""
+        # No await between this check and the call: a stop that comes later waits for the call
+        # on the same thread before it unmaps the stream's rings.
+        for stream, frame in [(s, f) for s, f in items if not self._running(s)]:
+            frame.release()
+            stream.idle.set()
+        items = [(s, f) for s, f in items if self._running(s)]
+        if not items:
+            return
         loop = asyncio.get_running_loop()
         try:
             results: list[Any] = await loop.run_in_executor(
@@ -252,6 +263,10 @@ class InferService(StreamService["InferStream"]):
             await self._send(WorkerError(worker="infer", message=f"inference failed: {exc}"))
         for (stream, frame), result in zip(items, results, strict=True):
             await self._deliver(stream, frame, result)
+
+    def _running(self, stream: InferStream) -> bool:
+        """Whether the stream is neither stopping nor replaced by a newer start."""
+        return not stream.stopping and self.streams.get(stream.stream_id) is stream
 
     async def _resize(self, stream: InferStream, frame: Any) -> None:
         from infer.errors import WorkflowError
