@@ -233,7 +233,9 @@ class RunnerMetrics:
             # Scrapes drop ended streams too; this keeps a runner nobody scrapes from piling up.
             self.forget_ended(c.id for c in runtime.streams.live())
             series = self._streams[message.stream_id] = _StreamSeries()
-        name = message.worker or worker
+        # The sending worker's name (``infer-1`` when its role has several), else its role.
+        name = worker if worker_role_index(worker)[0] == message.worker else message.worker
+        name = name or worker
         # Running totals of the worker (keys with a space never clash with a drop reason).
         self.trickle_bytes.labels("in").inc(series.delta((name, " bytes_in"), message.bytes_in))
         self.trickle_bytes.labels("out").inc(series.delta((name, " bytes_out"), message.bytes_out))

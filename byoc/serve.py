@@ -67,14 +67,14 @@ def webrtc_worker_options(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def infer_worker_plan(settings: Settings) -> tuple[int, dict[str, dict[str, Any]]]:
-    """How many infer workers to start, and each one's GPU option (by worker name) on a GPU
-    host."""
+    """How many infer workers to start, and, when several share a GPU host, each one's GPU (by
+    worker name; a single worker sees every GPU and uses the default one)."""
     gpus = visible_gpus()
     count = infer_worker_count(settings.infer_workers, gpus, usable_cores())
     options = {
         worker_name("infer", index, count): {"gpu": gpu}
         for index, gpu in enumerate(infer_worker_gpus(count, gpus))
-        if gpu
+        if gpu and count > 1
     }
     return count, options
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from byoc.devices import infer_worker_count, infer_worker_gpus, usable_cores, visible_gpus
 
 
@@ -34,3 +36,18 @@ def test_auto_is_one_per_gpu_else_half_the_cores() -> None:
 def test_each_worker_gets_a_gpu_round_robin() -> None:
     assert infer_worker_gpus(3, ["4", "5"]) == ["4", "5", "4"]
     assert infer_worker_gpus(2, []) == ["", ""]
+
+
+def test_the_runner_pins_one_gpu_per_infer_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    from byoc.serve import infer_worker_plan
+    from byoc.settings import Settings
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    assert infer_worker_plan(Settings(infer_workers=0)) == (
+        2,
+        {"infer-0": {"gpu": "4"}, "infer-1": {"gpu": "5"}},
+    )
+    assert infer_worker_plan(Settings(infer_workers=1)) == (1, {})  # it sees both
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert infer_worker_plan(Settings(infer_workers=3)) == (3, {})
+    assert infer_worker_plan(Settings(infer_workers=0))[0] == max(1, usable_cores() // 2)

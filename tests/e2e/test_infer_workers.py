@@ -124,6 +124,10 @@ async def test_streams_spread_over_two_infer_workers_and_one_restarts_alone() ->
         first = next(i for i, f in enumerate(untouched) if f.inverted)
         assert all(f.inverted is not False for f in untouched[first:])
         assert placement.load() == {"infer-0": 2, "infer-1": 2}  # streams kept their worker
+        _, samples = await scrape(env.http, f"{env.url}/metrics")
+        for stream_id, worker in watched.items():  # each stream's figures name its worker
+            labels = {"stream_id": stream_id, "worker": worker, "direction": "out"}
+            assert value(samples, "byoc_stream_frames_total", **labels)
 
         # infer-0 down: the tie would go to it, so the job shows it goes to the live one.
         await kill_and_wait_down(env, "infer-0")
