@@ -128,6 +128,7 @@ class WorkerMediaPath:
         width, height = output_size(params, max_side=self.settings.max_image_side)
         if not (spec.subscribe_url or spec.source_path or spec.publish_url or spec.output_path):
             log.info("stream %s: no media channels, control plane only", spec.stream_id)
+        # The stream's infer worker first: its device decides the rings' pixel format.
         infer_worker = self.supervisor.placement.assign(spec.stream_id)
         try:
             pixel_format = await self._ring_format(infer_worker)

@@ -136,6 +136,7 @@ async def start_runner(
     device: str,
     engine: str,
     workspace: Path,
+    infer_workers: str = "auto",
     events_interval_s: float = 1.0,
     ready_timeout_s: float = 180.0,
 ) -> Runner:
@@ -158,6 +159,8 @@ async def start_runner(
             str(capacity),
             "--engine",
             engine,
+            "--infer-workers",
+            infer_workers,
             "--workspace",
             str(workspace),
             "--events-interval",
@@ -192,8 +195,9 @@ async def start_runner(
 
 
 def infer_device(health: dict[str, Any]) -> str | None:
-    """The device the infer worker reported at start-up (``/health`` worker detail)."""
-    infer = health.get("workers", {}).get("infer", {})
+    """The device the (first) infer worker reported at start-up (``/health`` worker detail)."""
+    workers = health.get("workers", {})
+    infer = workers.get("infer") or workers.get("infer-0") or {}
     detail = infer.get("detail") if isinstance(infer, dict) else None
     if isinstance(detail, dict):
         device = detail.get("device")
