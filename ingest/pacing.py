@@ -14,9 +14,10 @@ arrived seconds ahead of their time) each packet waits for its due time. A late 
 anchor to its own arrival; a discontinuity re-anchors too. Paced input therefore passes straight
 through, whatever the network's jitter. A clock moved later by a late packet (a decode or network
 hiccup) would otherwise hold every later packet by that much for good, since on-time packets then
-look early and never arrive to an empty buffer: while packets keep arriving at their own cadence
-(over the last ``PACED_WINDOW_S``, not a burst), the clock drifts back towards their arrivals, at
-most ``CATCH_UP_RATE`` faster than real time. When the buffered packets span more than ``max_buffer_s`` (input
+look early and never arrive to an empty buffer: while video packets keep arriving at their own
+cadence (over the last ``PACED_WINDOW_S`` each arrived at the same offset from its timestamp,
+within the jitter: not a burst), the clock drifts back towards their arrivals, at most
+``CATCH_UP_RATE`` faster than real time. When the buffered packets span more than ``max_buffer_s`` (input
 truly faster than real time), the head is released at once (a catch-up, counted) and newest-frame
 wins further down the pipeline, as before. ``max_buffer_s = 0`` turns pacing off.
 """
@@ -76,7 +77,7 @@ class PacketPacer:
         self._items: deque[tuple[EsPacket | Marker, bool]] = deque()
         self._newest_ts: int | None = None
         self._anchor: float | None = None
-        self._arrivals: deque[tuple[float, int]] = deque()  # (arrival, timestamp) of packets
+        self._arrivals: deque[tuple[float, int]] = deque()  # (arrival - ts, ts) of video
         self._changed = asyncio.Event()
         self._closed = False
 
@@ -93,28 +94,29 @@ class PacketPacer:
             if ts is not None and (self._newest_ts is None or ts > self._newest_ts):
                 # The furthest timestamp, not the last: audio may be muxed behind the video.
                 self._newest_ts = ts
-            if ts is not None:
+            if ts is not None and item.stream.kind == "video":
                 self._follow_arrival(ts)
         self._changed.set()
 
     def _follow_arrival(self, ts: int) -> None:
-        """Drift the clock back towards a packet that arrived early by it while the input
+        """Drift the clock back towards a video packet that arrived early by it while the input
         arrives paced (see the module docstring)."""
         now = self._clock()
-        arrivals = self._arrivals
-        previous_ts = arrivals[-1][1] if arrivals else None
-        arrivals.append((now, ts))
-        while len(arrivals) > 2 and abs(ts - arrivals[0][1]) > PACED_WINDOW_S * TS_CLOCK:
-            arrivals.popleft()
+        offsets = self._arrivals
+        previous_ts = offsets[-1][1] if offsets else None
+        offsets.append((now - ts / TS_CLOCK, ts))
+        while len(offsets) > 2 and abs(ts - offsets[0][1]) > PACED_WINDOW_S * TS_CLOCK:
+            offsets.popleft()
         if self._anchor is None or self.max_buffer_s == 0 or previous_ts is None:
             return
         early = self._anchor + ts / TS_CLOCK - now
-        if early <= self.jitter_s:
+        if early <= self.jitter_s or abs(ts - offsets[0][1]) < PACED_WINDOW_S / 2 * TS_CLOCK:
             return
-        first_at, first_ts = arrivals[0]
-        ts_span = (ts - first_ts) / TS_CLOCK
-        if ts_span < PACED_WINDOW_S / 2 or now - first_at < ts_span - self.jitter_s:
-            return  # too little seen yet, or a burst: hold it as it came
+        # Paced: every packet of the window arrived at the same offset from its timestamp,
+        # give or take the jitter (a burst's offsets fall by the burst's length).
+        spread = max(o for o, _ in offsets) - min(o for o, _ in offsets)
+        if spread > self.jitter_s:
+            return
         step = CATCH_UP_RATE * max(0, ts - previous_ts) / TS_CLOCK
         drift = min(early - self.jitter_s, step)
         self._anchor -= drift

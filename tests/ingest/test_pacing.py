@@ -149,3 +149,18 @@ async def test_a_hiccup_does_not_hold_paced_input_for_good() -> None:
         waited.append(pacer.stats.waited)
     assert waited[-1] == waited[-40], "paced packets are still held long after the stall"
     assert pacer.stats.clock_drift_s > 0
+
+
+async def test_whole_segments_never_move_the_clock_back() -> None:
+    """A gateway that writes 2 s segments whole: each arrives as a burst two seconds after the
+    previous one. That is not paced input, so the clock must not drift towards it (the burst
+    would then be released early)."""
+    now = [100.0]
+    pacer = PacketPacer(2.5, clock=lambda: now[0])
+    pacer.put(packet(0))
+    await asyncio.wait_for(pacer.get(), HANG_GUARD_S)  # starts the clock
+    for segment in range(3):
+        now[0] = 100.0 + 2.0 * segment
+        for i in range(60 * segment + (segment == 0), 60 * (segment + 1)):
+            pacer.put(packet(i))
+    assert pacer.stats.clock_drift_s == 0
