@@ -23,6 +23,7 @@ from ipc.messages import ENGINE_NAMES, X264_PRESETS, X264Preset
 from ipc.pixfmt import MAX_DIMENSION
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MAX_INFER_WORKERS = 64
 ALL_CAPABILITIES = (
     "text-reversal",
     "comfystream-image",
@@ -30,6 +31,8 @@ ALL_CAPABILITIES = (
     "whip-ingest",
     "whep-subscribe",
 )
+MIN_WHEP_BITRATE = 100_000
+MAX_WHEP_BITRATE = 50_000_000
 
 
 class SettingsError(ValueError):
@@ -49,6 +52,8 @@ class Settings:
     metrics_port: int = 0
     capacity: int = 4
     engine: str = "auto"
+    infer_workers: int = 0
+    """Infer worker processes; 0: ``auto`` (one per GPU, on a CPU-only host half the cores)."""
     max_jobs: int = 32
     max_body_bytes: int = 10 * 1024 * 1024
     max_image_side: int = 4096
@@ -103,6 +108,8 @@ class Settings:
     webrtc_public_ip: str = ""
     webrtc_ports: tuple[int, int] | None = None
     webrtc_idle_timeout_s: float = 10.0
+    whep_bitrate: int = 1_500_000
+    whep_keyframe_min_interval_s: float = 0.5
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
     twilio_url: str = "https://api.twilio.com"
@@ -160,6 +167,17 @@ def _csv(text: str) -> tuple[str, ...]:
 
 def _int(text: str) -> int:
     return int(text.strip(), 10)
+
+
+def _worker_count(text: str) -> int:
+    """``auto`` (0) or a positive count."""
+    value = text.strip().lower()
+    if value == "auto":
+        return 0
+    count = _int(value)
+    if count < 1:
+        raise ValueError("must be auto or at least 1")
+    return count
 
 
 def _float(text: str) -> float:
@@ -255,6 +273,14 @@ OPTIONS: tuple[Option, ...] = (
         ("COMFY_ENGINE",),
         str,
         "inference engine: auto (ComfyUI if importable), builtin, comfyui",
+    ),
+    Option(
+        "infer_workers",
+        "--infer-workers",
+        ("INFER_WORKERS",),
+        _worker_count,
+        "infer worker processes: auto (one per GPU; without a GPU, half the CPU cores, at "
+        "least 1) or a count",
     ),
     Option("max_jobs", "--max-jobs", ("MAX_JOBS",), _int, "one-shot jobs in flight before 503"),
     Option(
@@ -585,6 +611,20 @@ OPTIONS: tuple[Option, ...] = (
         "seconds without media from a WHIP publisher before its session ends",
     ),
     Option(
+        "whep_bitrate",
+        "--whep-bitrate",
+        ("WHEP_BITRATE",),
+        _int,
+        "bits per second of a session's WHEP video (one encode per codec shared by its viewers)",
+    ),
+    Option(
+        "whep_keyframe_min_interval_s",
+        "--whep-keyframe-min-interval",
+        ("WHEP_KEYFRAME_MIN_INTERVAL",),
+        _float,
+        "shortest time between two keyframes forced by WHEP viewers (PLI/FIR, joins), seconds",
+    ),
+    Option(
         "twilio_account_sid",
         "--twilio-account-sid",
         ("TWILIO_ACCOUNT_SID",),
@@ -680,6 +720,10 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError("--orchestrator-port must differ from --port")
     if s.capacity < 1:
         raise SettingsError(f"--capacity must be at least 1, got {s.capacity}")
+    if not 0 <= s.infer_workers <= MAX_INFER_WORKERS:
+        raise SettingsError(
+            f"--infer-workers must be auto or 1-{MAX_INFER_WORKERS}, got {s.infer_workers}"
+        )
     if s.max_jobs < 1:
         raise SettingsError(f"--max-jobs must be at least 1, got {s.max_jobs}")
     if s.max_body_bytes < 1024:
@@ -708,6 +752,10 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError(f"--output-crf must be 0-51, got {s.output_crf}")
     if s.output_bitrate < 0:
         raise SettingsError(f"--output-bitrate must be >= 0, got {s.output_bitrate}")
+    if not MIN_WHEP_BITRATE <= s.whep_bitrate <= MAX_WHEP_BITRATE:
+        raise SettingsError(
+            f"--whep-bitrate must be {MIN_WHEP_BITRATE}-{MAX_WHEP_BITRATE}, got {s.whep_bitrate}"
+        )
     if s.log_level not in LOG_LEVELS:
         raise SettingsError(
             f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}"
@@ -766,6 +814,7 @@ def validate(settings: Settings) -> Settings:
         "restart_backoff_max_s",
         "shutdown_timeout_s",
         "webrtc_idle_timeout_s",
+        "whep_keyframe_min_interval_s",
         "drain_timeout_s",
     ):
         if getattr(s, name) <= 0:

@@ -16,6 +16,7 @@ one, else the sum of the p50 of each distinct stage. All zero until media flows.
 Two fields beyond go-livepeer's status map carry the detail: ``stages`` (each stage's p50, p95,
 p99 and count, egress's figures first since it sees the whole path) and ``dropped`` (drops by
 ``worker.reason``); ``resumed`` counts the times a restarted runner picked the stream up again.
+``StreamFigures.encoders`` (egress's shared WHEP encoders) is shown in the session's status only.
 """
 
 from __future__ import annotations
@@ -80,6 +81,12 @@ class StreamFigures:
             for name, stage in self.by_worker[worker].stages.items():
                 merged.setdefault(name, stage)
         return merged
+
+    @property
+    def encoders(self) -> dict[str, int]:
+        """Egress's shared WHEP encoder totals (empty without WHEP)."""
+        egress = self.by_worker.get("egress")
+        return dict(egress.encoders) if egress is not None else {}
 
     @property
     def latency_ms(self) -> float:

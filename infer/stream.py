@@ -103,9 +103,12 @@ class InferStream(WorkerStream):
         *,
         wake: Callable[[], None],
         on_done: Callable[[InferStream], None] | None = None,
+        worker_index: int = 0,
     ) -> None:
         super().__init__(stream_id, send, stats_interval_s=config.stats_interval_s, on_done=on_done)
         self.config = config
+        self.worker_index = worker_index
+        """Which infer worker serves the stream (in its figures)."""
         self._wake = wake
         self.params: dict[str, Any] = {}
         if config.workflow:
@@ -199,6 +202,17 @@ class InferStream(WorkerStream):
             self.runner.follow_colour(Colour.from_flags(frame.flags))
         return frame
 
+    def take_newer(self, frame: Frame) -> Frame | None:
+        """``frame``, or the newest unread one when newer frames arrived since it was taken (a
+        live stream only; ``frame`` is then released and counted as skipped; None if the newer
+        frames vanished meanwhile, which a single consumer never sees)."""
+        assert self.in_ring is not None
+        if not self.config.live or self.in_ring.stats().unread == 0:
+            return frame
+        frame.release()  # one view at a time
+        self.skipped += 1
+        return self.take_latest()
+
     def needs_resize(self, frame: Frame) -> bool:
         return (frame.width, frame.height) != self.runner.size
 
@@ -245,6 +259,7 @@ class InferStream(WorkerStream):
         stats = StreamStats(
             stream_id=self.stream_id,
             worker="infer",
+            worker_index=self.worker_index,
             fps_in=self._window_in / elapsed,
             fps_out=self._window_out / elapsed,
             frames_in=self.frames_in,

@@ -13,11 +13,13 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from infer.scheduling import RoundRobin
 from ipc.child import WorkerContext, WorkerSpec, run_worker
 from ipc.messages import (
     InferConfig,
@@ -50,6 +52,9 @@ class InferService(StreamService["InferStream"]):
     def __init__(self, spec: WorkerSpec) -> None:
         super().__init__(spec)
         self.options = msgspec.convert(spec.options, InferOptions)  # a typo fails the start
+        if self.options.gpu:
+            # Before torch is imported (the engine loads it): this worker sees its GPU only.
+            os.environ["CUDA_VISIBLE_DEVICES"] = self.options.gpu
         self._frames_pool = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="infer-frames"
         )
@@ -57,6 +62,7 @@ class InferService(StreamService["InferStream"]):
             1, thread_name_prefix="infer-setup"
         )
         self._ready = asyncio.Event()
+        self._round_robin = RoundRobin()
         self.engine: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -113,6 +119,7 @@ class InferService(StreamService["InferStream"]):
                 self.ctx.send,
                 wake=self._ready.set,
                 on_done=self.forget,
+                worker_index=self.ctx.index,
             )
             prepare = loop.run_in_executor(self._setup_pool, stream.prepare)
             try:
@@ -173,6 +180,10 @@ class InferService(StreamService["InferStream"]):
 
         while True:
             await self._ready.wait()
+            # One turn of the loop first: a stream whose last frame was just delivered and that
+            # has the next one waiting flags itself now and joins this round, instead of every
+            # stream getting a round of its own.
+            await asyncio.sleep(0)
             self._ready.clear()
             try:
                 await self._run_ready_streams(process_ring_frames)
@@ -181,7 +192,11 @@ class InferService(StreamService["InferStream"]):
                 await self._send(WorkerError(worker="infer", message=f"scheduling failed: {exc}"))
 
     async def _run_ready_streams(self, process_ring_frames: Any) -> None:
-        """Take the newest frame of every ready stream and run them all in one engine call."""
+        """Take the newest frame of every ready stream and run them, round-robin, one engine
+        call per group of streams that can share one (``infer.scheduling``)."""
+        from infer.batching import batch_key
+        from infer.scheduling import groups_in_order
+
         items = []
         for stream in list(self.streams.values()):
             if stream.idle.is_set() or stream.reader is None or stream.stopping:
@@ -205,6 +220,35 @@ class InferService(StreamService["InferStream"]):
             items.append((stream, frame))
         if not items:
             return
+        groups = groups_in_order(self._round_robin.order(items), lambda i: batch_key(i[0].runner))
+        for position, group in enumerate(groups):
+            if position:  # it waited for the groups before it: newer frames win
+                group = [item for s, f in group if (item := await self._newest(s, f))]
+            if group:
+                await self._run_group(process_ring_frames, group)
+
+    async def _newest(self, stream: InferStream, frame: Any) -> tuple[InferStream, Any] | None:
+        """``(stream, its newest frame)``: ``frame`` unless a newer one arrived."""
+        if not self._running(stream):
+            return stream, frame  # stopped meanwhile: dropped before the engine call
+        newer = stream.take_newer(frame)
+        if newer is None:
+            stream.idle.set()
+            return None
+        if newer is not frame and stream.needs_resize(newer):
+            await self._resize(stream, newer)
+        return stream, newer
+
+    async def _run_group(self, process_ring_frames: Any, items: list[tuple[Any, Any]]) -> None:
+        """Run frames in one engine call on the inference thread and deliver their results."""
+        # No await between this check and the call: a stop that comes later waits for the call
+        # on the same thread before it unmaps the stream's rings.
+        for stream, frame in [(s, f) for s, f in items if not self._running(s)]:
+            frame.release()
+            stream.idle.set()
+        items = [(s, f) for s, f in items if self._running(s)]
+        if not items:
+            return
         loop = asyncio.get_running_loop()
         try:
             results: list[Any] = await loop.run_in_executor(
@@ -216,6 +260,10 @@ class InferService(StreamService["InferStream"]):
             await self._send(WorkerError(worker="infer", message=f"inference failed: {exc}"))
         for (stream, frame), result in zip(items, results, strict=True):
             await self._deliver(stream, frame, result)
+
+    def _running(self, stream: InferStream) -> bool:
+        """Whether the stream is neither stopping nor replaced by a newer start."""
+        return not stream.stopping and self.streams.get(stream.stream_id) is stream
 
     async def _resize(self, stream: InferStream, frame: Any) -> None:
         from infer.errors import WorkflowError

@@ -1,6 +1,6 @@
 """Runner-API session routes: ``GET /byoc/session/{id}/status`` (with a live stream's current
-figures under ``figures``), ``DELETE /byoc/session/{id}``, ``POST /byoc/session/{id}/params``
-and ``GET /byoc-stats``."""
+figures under ``figures``, its shared WHEP encoders' totals under ``figures.encoders``),
+``DELETE /byoc/session/{id}``, ``POST /byoc/session/{id}/params`` and ``GET /byoc-stats``."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ async def session_status(request: web.Request) -> web.Response:
     if controller is not None and controller.session is session and not controller.ended:
         event = controller.event()["event"]
         body["figures"] = {key: event[key] for key in FIGURES}
+        body["figures"]["encoders"] = controller.figures.encoders
     return web.json_response(body)
 
 

@@ -17,6 +17,7 @@ def test_defaults_match_the_documented_ones(tmp_path: Path) -> None:
     assert settings.log_level == "INFO"
     assert settings.engine == "auto"
     assert settings.max_jobs == 32
+    assert settings.infer_workers == 0  # auto
     assert settings.max_body_bytes == 10 * 1024 * 1024
     assert settings.workspace == tmp_path.resolve()
 
@@ -53,6 +54,8 @@ def test_webrtc_settings_from_the_environment() -> None:
             "WEBRTC_PUBLIC_IP": "203.0.113.7",
             "WEBRTC_PORTS": "40000-40100",
             "WEBRTC_IDLE_TIMEOUT": "4.5",
+            "WHEP_BITRATE": "800000",
+            "WHEP_KEYFRAME_MIN_INTERVAL": "0.25",
             "TWILIO_ACCOUNT_SID": "AC1",
             "TWILIO_AUTH_TOKEN": "t",
         },
@@ -65,6 +68,7 @@ def test_webrtc_settings_from_the_environment() -> None:
     assert settings.webrtc_public_ip == "203.0.113.7"
     assert settings.webrtc_ports == (40000, 40100)
     assert settings.webrtc_idle_timeout_s == 4.5
+    assert (settings.whep_bitrate, settings.whep_keyframe_min_interval_s) == (800_000, 0.25)
     assert (settings.twilio_account_sid, settings.twilio_auth_token) == ("AC1", "t")
 
 
@@ -99,10 +103,15 @@ def test_webrtc_settings_from_the_environment() -> None:
         ({"ice_servers": "{}"}, "--ice-servers: invalid value"),
         ({"ice_servers": '[{"urls": "http://x"}]'}, "--ice-servers: invalid value"),
         ({"webrtc_idle_timeout_s": "0"}, "--webrtc-idle-timeout must be > 0"),
+        ({"whep_bitrate": "1000"}, "--whep-bitrate must be 100000-50000000"),
+        ({"whep_keyframe_min_interval_s": "0"}, "--whep-keyframe-min-interval must be > 0"),
         ({"log_format": "xml"}, "--log-format must be one of text, json"),
         ({"metrics_port": "70000"}, "--metrics-port must be 0 or 1-65535"),
         ({"metrics_port": "8889"}, "--metrics-port must differ"),
         ({"metrics_host": "127.0.0.1"}, "--metrics-host needs --metrics-port"),
+        ({"infer_workers": "0"}, "--infer-workers: invalid value"),
+        ({"infer_workers": "65"}, "--infer-workers must be auto or 1-64"),
+        ({"infer_workers": "many"}, "--infer-workers: invalid value"),
     ],
 )
 def test_bad_values_raise_one_clear_error(flags: dict[str, str], message: str) -> None:
@@ -155,3 +164,10 @@ def test_trickle_verify_tls_is_off_by_default_and_set_by_flag_or_environment() -
     assert load({}, environ={}).trickle_verify_tls is False
     assert load({}, environ={"TRICKLE_VERIFY_TLS": "1"}).trickle_verify_tls is True
     assert load({"trickle_verify_tls": "true"}, environ={}).trickle_verify_tls is True
+
+
+def test_infer_workers_is_auto_or_a_count(tmp_path: Path) -> None:
+    env = {"WORKSPACE": str(tmp_path)}
+    assert load({"infer_workers": "auto"}, environ=env).infer_workers == 0
+    assert load({}, environ={**env, "INFER_WORKERS": "3"}).infer_workers == 3
+    assert load({"infer_workers": "2"}, environ={**env, "INFER_WORKERS": "3"}).infer_workers == 2
