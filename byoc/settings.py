@@ -103,6 +103,7 @@ class Settings:
     webrtc_public_ip: str = ""
     webrtc_ports: tuple[int, int] | None = None
     webrtc_idle_timeout_s: float = 10.0
+    webrtc_early_frames: bool = True
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
     twilio_url: str = "https://api.twilio.com"
@@ -583,6 +584,14 @@ OPTIONS: tuple[Option, ...] = (
         ("WEBRTC_IDLE_TIMEOUT",),
         _float,
         "seconds without media from a WHIP publisher before its session ends",
+    ),
+    Option(
+        "webrtc_early_frames",
+        "--webrtc-early-frames",
+        ("WEBRTC_EARLY_FRAMES",),
+        _bool,
+        "decode a WHIP video frame as soon as its last packet is in (on), or when the next "
+        "frame starts, as aiortc does (off)",
     ),
     Option(
         "twilio_account_sid",

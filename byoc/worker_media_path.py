@@ -182,6 +182,7 @@ class WorkerMediaPath:
             ring=stream.rings[0].spec,
             whip=True,
             idle_timeout_s=self.settings.webrtc_idle_timeout_s,
+            early_frames=self.settings.webrtc_early_frames,
             stats_interval_s=self.stats_interval_s,
         )
         stream.configs["ingest"] = config
