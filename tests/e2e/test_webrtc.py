@@ -444,7 +444,8 @@ async def test_the_answer_does_not_wait_for_the_workflow_warm_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Warm-up held on an event: the 201 still comes, frames wait in the input ring (newest
-    win, drops counted), viewers get 409 + Retry-After until it is live, then processed frames."""
+    win, drops counted), viewers get 409 + Retry-After and params wait until it is live, then
+    processed frames."""
     gate = tmp_path / "warmed-up"
     monkeypatch.setenv(held_infer.GATE_ENV, str(gate))
     workers = {**default_workers(), "infer": held_infer.main}
@@ -472,7 +473,19 @@ async def test_the_answer_does_not_wait_for_the_workflow_warm_up(
                 refused = await whep_view(env.http, f"{env.url}/byoc/whep/{session_id}", expect=409)
                 assert not isinstance(refused, Viewer)
                 assert refused.headers["Retry-After"]
+                # Params sent before infer holds the stream wait for it (they used to answer
+                # "infer: no such stream").
+                update = asyncio.create_task(
+                    env.http.post(
+                        f"{env.url}/byoc/session/{session_id}/params",
+                        json={"workflow": INVERT},
+                    )
+                )
+                await asyncio.sleep(0)
+                assert not update.done()
                 gate.touch()
+                async with await update as response:
+                    assert response.status == 200, await response.text()
                 viewer = await watch(env, session_id)
                 received = viewer.received
                 await wait_until(lambda: sum(c is not None for c in received.counters) >= 10, 60)
