@@ -15,7 +15,7 @@ HOST ?= 0.0.0.0
 PORT ?= 8889
 ORCH_PORT ?= 8890
 
-.PHONY: serve test test-fast test-stress system-deps lint format bench bench-ipc bench-trickle bench-infer bench-latency bench-soak check-docker clean
+.PHONY: serve test test-fast test-stress system-deps lint format bench bench-ipc bench-trickle bench-infer bench-latency bench-soak bench-webrtc check-docker clean
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -131,6 +131,9 @@ bench-latency: $(VENV)/.installed $(VENV_PYTRICKLE)/.installed
 bench-soak: $(VENV)/.installed
 	$(VENV)/bin/python -m benchmarks.soak
 
+bench-webrtc: $(VENV)/.installed
+	$(VENV)/bin/python -m benchmarks.webrtc
+
 # Every benchmark in its ~30 s smoke form (what CI runs).
 bench: $(VENV)/.installed $(VENV_PYTRICKLE)/.installed
 	$(VENV)/bin/python -m benchmarks.ipc --quick --json benchmarks/results/ipc-quick.json
@@ -138,6 +141,7 @@ bench: $(VENV)/.installed $(VENV_PYTRICKLE)/.installed
 	$(VENV)/bin/python -m benchmarks.infer --quick
 	$(VENV)/bin/python -m benchmarks.latency --quick
 	$(VENV)/bin/python -m benchmarks.soak --quick
+	$(VENV)/bin/python -m benchmarks.webrtc --quick --json benchmarks/results/webrtc-quick.json
 
 clean:
 	rm -rf $(VENV) $(VENV_COMFY) $(VENV_PYTRICKLE) $(VENV_DOCKER_TOOLS) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
