@@ -30,6 +30,8 @@ ALL_CAPABILITIES = (
     "whip-ingest",
     "whep-subscribe",
 )
+MIN_WHEP_BITRATE = 100_000
+MAX_WHEP_BITRATE = 50_000_000
 
 
 class SettingsError(ValueError):
@@ -104,6 +106,8 @@ class Settings:
     webrtc_ports: tuple[int, int] | None = None
     webrtc_idle_timeout_s: float = 10.0
     webrtc_early_frames: bool = True
+    whep_bitrate: int = 1_500_000
+    whep_keyframe_min_interval_s: float = 0.5
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
     twilio_url: str = "https://api.twilio.com"
@@ -594,6 +598,20 @@ OPTIONS: tuple[Option, ...] = (
         "frame starts, as aiortc does (off)",
     ),
     Option(
+        "whep_bitrate",
+        "--whep-bitrate",
+        ("WHEP_BITRATE",),
+        _int,
+        "bits per second of a session's WHEP video (one encode per codec shared by its viewers)",
+    ),
+    Option(
+        "whep_keyframe_min_interval_s",
+        "--whep-keyframe-min-interval",
+        ("WHEP_KEYFRAME_MIN_INTERVAL",),
+        _float,
+        "shortest time between two keyframes forced by WHEP viewers (PLI/FIR, joins), seconds",
+    ),
+    Option(
         "twilio_account_sid",
         "--twilio-account-sid",
         ("TWILIO_ACCOUNT_SID",),
@@ -717,6 +735,10 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError(f"--output-crf must be 0-51, got {s.output_crf}")
     if s.output_bitrate < 0:
         raise SettingsError(f"--output-bitrate must be >= 0, got {s.output_bitrate}")
+    if not MIN_WHEP_BITRATE <= s.whep_bitrate <= MAX_WHEP_BITRATE:
+        raise SettingsError(
+            f"--whep-bitrate must be {MIN_WHEP_BITRATE}-{MAX_WHEP_BITRATE}, got {s.whep_bitrate}"
+        )
     if s.log_level not in LOG_LEVELS:
         raise SettingsError(
             f"--log-level must be one of {', '.join(LOG_LEVELS)}, got {s.log_level!r}"
@@ -775,6 +797,7 @@ def validate(settings: Settings) -> Settings:
         "restart_backoff_max_s",
         "shutdown_timeout_s",
         "webrtc_idle_timeout_s",
+        "whep_keyframe_min_interval_s",
         "drain_timeout_s",
     ):
         if getattr(s, name) <= 0:

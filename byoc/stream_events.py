@@ -13,9 +13,12 @@ reasons (frames that were scaled or passed through, and audio, are not lost fram
 ``latency_ms`` the p50 of egress's ``end_to_end`` stage (first byte in -> published) when it has
 one, else the sum of the p50 of each distinct stage. All zero until media flows.
 
-Two fields beyond go-livepeer's status map carry the detail: ``stages`` (each stage's p50, p95,
-p99 and count, egress's figures first since it sees the whole path) and ``dropped`` (drops by
-``worker.reason``); ``resumed`` counts the times a restarted runner picked the stream up again.
+Fields beyond go-livepeer's status map carry the detail: ``stages`` (each stage's p50, p95, p99
+and count, egress's figures first since it sees the whole path), ``dropped`` (drops by
+``worker.reason``) and ``encoders`` (egress's shared WHEP encoders: ``viewers``, ``encoders``
+running, ``encoders_opened``, ``pictures``, ``frames_encoded``, ``keyframes``,
+``keyframe_requests``, ``keyframes_forced``); ``resumed`` counts the times a restarted runner
+picked the stream up again.
 """
 
 from __future__ import annotations
@@ -82,6 +85,12 @@ class StreamFigures:
         return merged
 
     @property
+    def encoders(self) -> dict[str, int]:
+        """Egress's shared WHEP encoder totals (empty without WHEP)."""
+        egress = self.by_worker.get("egress")
+        return dict(egress.encoders) if egress is not None else {}
+
+    @property
     def latency_ms(self) -> float:
         stages = self.stages
         if END_TO_END in stages:
@@ -120,6 +129,7 @@ def status_event(
                 for name, st in figures.stages.items()
             },
             "dropped": figures.dropped,
+            "encoders": figures.encoders,
             "resumed": resumed,
         },
     }

@@ -315,6 +315,8 @@ class WorkerMediaPath:
             preset=self.settings.x264_preset,
             crf=self.settings.output_crf,
             bit_rate=self.settings.output_bitrate,
+            whep_bit_rate=self.settings.whep_bitrate,
+            whep_keyframe_min_interval_s=self.settings.whep_keyframe_min_interval_s,
             stats_interval_s=self.stats_interval_s,
         )
 

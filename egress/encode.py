@@ -77,7 +77,8 @@ class VideoEncoder:
     stream's timing is its timestamps, which follow the input's (any rate, variable included;
     a declared 30 fps under 60 fps timestamps makes FFmpeg, and so a gateway re-muxing the
     output, drop or reject frames). ``crf`` sets constant quality; ``bit_rate`` (bits/s) switches to a
-    VBV-capped average bitrate instead.
+    VBV-capped average bitrate instead. ``profile``, ``level`` and ``x264_params`` go to libx264 as
+    they are (x264's own defaults when empty).
     """
 
     def __init__(
@@ -92,6 +93,9 @@ class VideoEncoder:
         threads: int = 1,
         max_keyframe_interval: float = 10.0,
         colour: Colour | None = None,
+        profile: str = "",
+        level: str = "",
+        x264_params: str = "",
         label: str = "",
     ) -> None:
         if preset not in PRESETS:
@@ -124,6 +128,9 @@ class VideoEncoder:
             "forced-idr": "1",
             "sc_threshold": "0",
         }
+        for name, value in (("profile", profile), ("level", level), ("x264-params", x264_params)):
+            if value:
+                options[name] = value
         if bit_rate is None:
             options["crf"] = str(crf)
         else:

@@ -53,7 +53,13 @@ class EgressStats:
         for name, ns in pipeline_latencies(stamps):
             self.stages.record(name, ns)
 
-    def report(self, dropped: dict[DropReason, int], *, bytes_out: int = 0) -> StreamStats:
+    def report(
+        self,
+        dropped: dict[DropReason, int],
+        *,
+        bytes_out: int = 0,
+        encoders: dict[str, int] | None = None,
+    ) -> StreamStats:
         """A ``StreamStats`` for the interval since the last report (which starts a new one)."""
         now = time.monotonic()
         elapsed = max(now - self._window_start, 1e-6)
@@ -67,6 +73,7 @@ class EgressStats:
             dropped=dropped,
             stages=self.stages.summary(),
             bytes_out=bytes_out,
+            encoders=encoders or {},
         )
         self._window_start = now
         self._window_in = self._window_out = 0

@@ -33,7 +33,7 @@ from egress.live import LiveSegmenter
 from egress.mp4 import Mp4Writer
 from egress.publish import SegmentPublisher
 from egress.stats import EgressStats
-from egress.whep.viewers import StreamViewers
+from egress.whep.viewers import StreamViewers, WhepEncoding
 from ipc.colour import Colour
 from ipc.deadline import within
 from ipc.frame import Frame, FrameFlag, Stage
@@ -131,7 +131,20 @@ class EgressStream(WorkerStream):
             if config.output_path
             else None
         )
-        self.viewers = StreamViewers(stream_id, send) if config.whep else None
+        self.viewers = (
+            StreamViewers(
+                stream_id,
+                send,
+                WhepEncoding(
+                    preset=config.preset,
+                    bit_rate=config.whep_bit_rate,
+                    keyframe_min_interval_s=config.whep_keyframe_min_interval_s,
+                    max_size=(config.ring.max_width, config.ring.max_height),
+                ),
+            )
+            if config.whep
+            else None
+        )
         self.publisher: SegmentPublisher | None = None
         self._ring: FrameRing | None = None
         self._reader: RingReader | None = None
@@ -232,6 +245,8 @@ class EgressStream(WorkerStream):
     async def _frame(self, frame: Frame) -> bool:
         """Encode and send one frame; returns whether it ended the stream."""
         self.stats.frame_read()
+        if self.viewers is not None:
+            self.viewers.pictures.size = (frame.width, frame.height)  # a first viewer's level
         if self.live is None and self.mp4 is None and not self.viewers:
             frame.release()  # WHEP only, and nobody watches: nothing to encode
             return bool(frame.flags & FrameFlag.END_OF_STREAM)
@@ -253,8 +268,8 @@ class EgressStream(WorkerStream):
             self.mp4.video(picture, pts)
             accepted = accepted and self.mp4.frames > written
         if self.viewers:
-            # Viewers encode in their own senders; they get a picture of their own.
-            self.viewers.publish(
+            # The viewers' encoders run in a thread of their own: they get a picture of their own.
+            await self.viewers.publish(
                 picture if self.live is None and self.mp4 is None else video_frame_of_copy(picture),
                 pts,
             )
@@ -316,7 +331,8 @@ class EgressStream(WorkerStream):
                 for reason, n in part.dropped().items():
                     dropped[reason] = dropped.get(reason, 0) + n
         bytes_out = self._published.bytes if self._published is not None else 0
-        return self.stats.report(dropped, bytes_out=bytes_out)
+        encoders = self.viewers.encoder_stats() if self.viewers is not None else None
+        return self.stats.report(dropped, bytes_out=bytes_out, encoders=encoders)
 
     def release(self) -> None:
         if self._reader is not None:

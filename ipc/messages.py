@@ -210,6 +210,10 @@ class EgressConfig(msgspec.Struct, tag="egress", kw_only=True):
     stats_interval_s: float = 1.0
     whep: bool = False
     """Serve WHEP viewers (``PeerOffer``) from the ring, beside or instead of the other outputs."""
+    whep_bit_rate: int = 1_500_000
+    """Bits per second of the one stream (per codec) every WHEP viewer of the stream gets."""
+    whep_keyframe_min_interval_s: float = 0.5
+    """Shortest time between two keyframes that WHEP viewers' requests (PLI/FIR, joins) force."""
 
 
 StreamConfig = IngestConfig | InferConfig | EgressConfig
@@ -299,6 +303,10 @@ class StreamStats(_Base, tag="stream_stats"):
     """Media bytes published to the stream's trickle output, total since it started here."""
     worker_index: int = 0
     """Which worker of its role sent it (0: the first)."""
+    encoders: dict[str, int] = {}
+    """Egress with WHEP viewers: the shared encoders' totals (``viewers``, ``encoders`` running,
+    ``encoders_opened``, ``pictures``, ``frames_encoded``, ``keyframes``,
+    ``keyframe_requests``, ``keyframes_forced``)."""
 
 
 class StreamAudio(_Base, tag="stream_audio"):

@@ -12,7 +12,15 @@ from byoc.routes.job_context import parse_json_object
 from byoc.runtime import RUNTIME_KEY
 from byoc.streams import StreamNotFound
 
-FIGURES = ("fps_in", "fps_out", "frames_dropped", "latency_ms", "stages", "dropped")
+FIGURES = (
+    "fps_in",
+    "fps_out",
+    "frames_dropped",
+    "latency_ms",
+    "stages",
+    "dropped",
+    "encoders",
+)
 """A live stream's figures in its status (as its status events carry them)."""
 
 

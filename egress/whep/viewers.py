@@ -2,26 +2,33 @@
 
 ``answer`` takes a viewer's offer (``PeerOffer`` from the parent) and returns a ``sendonly``
 answer with every candidate. Video codecs: H.264 first (the one OBS's WHEP source takes), VP8
-when the viewer offers only that; audio Opus. A viewer's PLI/FIR asks its encoder for a keyframe
-at most once per ``KEYFRAME_MIN_INTERVAL_S`` (OBS sends a PLI every 500 ms while it waits for
-one). A viewer whose connection fails or closes is dropped and reported (``PeerGone``).
+when the viewer offers only that; audio Opus. Video is encoded once per codec for every viewer
+(``egress.whep.source``); the H.264 answer names the one ``profile-level-id`` the shared encoder
+writes (Constrained Baseline at a level for the picture size, ``egress.whep.h264``), whatever
+the offer listed. A viewer's PLI/FIR goes to the shared encoder, which honours at most one per
+``WhepEncoding.keyframe_min_interval_s`` for all viewers together (OBS sends a PLI every 500 ms
+while it waits for one). A viewer whose connection fails or closes is dropped and reported
+(``PeerGone``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import cast
 
 import av
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
 from byoc.livepeer.webrtc.codecs import order_codecs
 from byoc.livepeer.webrtc.ice import rtc_configuration
 from byoc.livepeer.webrtc.sdp import SdpError, parse_fragment
+from egress.whep.encoders import SharedVideoEncoder, VideoCodec
+from egress.whep.feed import PacketFeed
+from egress.whep.h264 import constrained_baseline_id, level_for
 from egress.whep.source import StreamPictures, ViewerAudio
 from egress.whep.tracks import ViewerAudioTrack, ViewerVideoTrack
 from ipc.messages import (
@@ -39,28 +46,43 @@ log = logging.getLogger(__name__)
 
 VIDEO_CODECS = ("video/H264", "video/VP8")
 AUDIO_CODECS = ("audio/opus",)
-KEYFRAME_MIN_INTERVAL_S = 1.0
-
 Send = Callable[[Message], Awaitable[None]]
 
 
-def throttle_keyframes(sender: RTCRtpSender, min_interval_s: float) -> dict[str, int]:
-    """Let ``sender`` honour at most one keyframe request per ``min_interval_s``; returns its
-    counters (``keyframe_requests``, ``keyframes_forced``)."""
-    counters = {"keyframe_requests": 0, "keyframes_forced": 0}
-    original = sender._send_keyframe
-    last = [-min_interval_s]
+@dataclass(frozen=True)
+class WhepEncoding:
+    """How the stream's shared encoders run."""
 
-    def send_keyframe() -> None:
-        counters["keyframe_requests"] += 1
-        now = time.monotonic()
-        if now - last[0] >= min_interval_s:
-            last[0] = now
-            counters["keyframes_forced"] += 1
-            original()
+    preset: str = "superfast"
+    """libx264 preset (``tune=zerolatency`` always)."""
+    bit_rate: int = 1_500_000
+    """Bits per second of every codec's stream."""
+    keyframe_min_interval_s: float = 0.5
+    """Shortest time between two keyframes forced by requests (joins, PLI/FIR)."""
+    max_size: tuple[int, int] = (1920, 1080)
+    """The largest picture the stream may carry: the H.264 level when no picture came yet."""
 
-    sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
-    return counters
+
+def route_keyframe_requests(sender: RTCRtpSender, track: ViewerVideoTrack) -> None:
+    """Send ``sender``'s PLI/FIR keyframe requests to the shared encoder through ``track``:
+    aiortc's own flag only reaches an encoder of its own, which a packet track does not use."""
+    sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
+
+
+def answer_one_h264(transceiver: RTCRtpTransceiver, profile_level_id: str) -> None:
+    """Keep the first negotiated H.264 codec (with its RTX), naming ``profile_level_id``: what
+    the shared encoder writes, not what the offer listed."""
+    kept, dropped_pts = [], set()
+    seen_h264 = False
+    for codec in transceiver._codecs:
+        if codec.mimeType.lower() == "video/h264":
+            if seen_h264:
+                dropped_pts.add(codec.payloadType)
+                continue
+            seen_h264 = True
+            codec.parameters["profile-level-id"] = profile_level_id
+        kept.append(codec)
+    transceiver._codecs = [c for c in kept if c.parameters.get("apt") not in dropped_pts]
 
 
 @dataclass
@@ -71,15 +93,16 @@ class Viewer:
     pc: RTCPeerConnection
     video: ViewerVideoTrack
     audio: ViewerAudio
-    keyframes: dict[str, int]
+    feed: PacketFeed
 
 
 class StreamViewers:
     """Every WHEP viewer of one stream (see the module docstring)."""
 
-    def __init__(self, stream_id: str, send: Send) -> None:
+    def __init__(self, stream_id: str, send: Send, encoding: WhepEncoding | None = None) -> None:
         self.stream_id = stream_id
-        self.pictures = StreamPictures()
+        self.encoding = encoding or WhepEncoding()
+        self.pictures = StreamPictures(self._new_encoder, label=stream_id)
         self.viewers: dict[str, Viewer] = {}
         self._send = send
         self._closing = False
@@ -88,8 +111,31 @@ class StreamViewers:
     def __len__(self) -> int:
         return len(self.viewers)
 
-    def publish(self, picture: av.VideoFrame, source_pts: int) -> None:
-        self.pictures.publish(picture, source_pts)
+    async def publish(self, picture: av.VideoFrame, source_pts: int) -> None:
+        await self.pictures.publish(picture, source_pts)
+
+    def encoder_stats(self) -> dict[str, int]:
+        """The shared encoders' totals (``StreamPictures.encoder_stats``) and ``viewers``."""
+        return {"viewers": len(self.viewers), **self.pictures.encoder_stats()}
+
+    def h264_level(self) -> int:
+        """The level of the stream's H.264: the running encoder's, or one for the newest picture
+        (the largest the stream may carry before any)."""
+        feed = self.pictures.feeds.get("H264")
+        if feed is not None:
+            return feed.encoder.level_idc
+        width, height = self.pictures.size or self.encoding.max_size
+        return level_for(width, height, bit_rate=self.encoding.bit_rate)
+
+    def _new_encoder(self, codec: VideoCodec) -> SharedVideoEncoder:
+        return SharedVideoEncoder(
+            codec,
+            preset=self.encoding.preset,
+            bit_rate=self.encoding.bit_rate,
+            level_idc=self.h264_level(),
+            keyframe_min_interval_s=self.encoding.keyframe_min_interval_s,
+            label=self.stream_id,
+        )
 
     def audio(self, message: StreamAudio) -> None:
         for viewer in self.viewers.values():
@@ -121,33 +167,42 @@ class StreamViewers:
         if self._closing:
             return reply(404, error="the stream has ended")
         pc = RTCPeerConnection(rtc_configuration(offer.ice_servers))
-        video = ViewerVideoTrack(self.pictures)
         audio = ViewerAudio(self.pictures)
-        keyframes: dict[str, int] = {}
+        video: ViewerVideoTrack | None = None
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
             for transceiver in pc.getTransceivers():
                 if transceiver.kind == "video":
-                    order_codecs(transceiver, VIDEO_CODECS)
+                    codec = cast(VideoCodec, order_codecs(transceiver, VIDEO_CODECS)[0][6:])
+                    if codec == "H264":
+                        answer_one_h264(transceiver, constrained_baseline_id(self.h264_level()))
+                    if video is not None:
+                        raise ValueError("more than one video track")
+                    video = ViewerVideoTrack(self.pictures.attach(codec))
                     transceiver.sender.replaceTrack(video)
-                    keyframes = throttle_keyframes(transceiver.sender, KEYFRAME_MIN_INTERVAL_S)
+                    route_keyframe_requests(transceiver.sender, video)
                 else:
                     order_codecs(transceiver, AUDIO_CODECS)
                     transceiver.sender.replaceTrack(ViewerAudioTrack(audio, label=self.stream_id))
                 transceiver.direction = "sendonly"
+            if video is None:
+                raise ValueError("the offer has no video")
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # aiortc raises ValueError, KeyError, ... for bad offers
             log.info("stream %s: WHEP offer rejected: %r", self.stream_id, exc)
+            if video is not None:
+                video.stop()
+                self.pictures.detach(video.feed)
             await pc.close()
             return reply(400, error=f"the offer cannot be answered: {exc}")
-        viewer = Viewer(offer.peer_id, pc, video, audio, keyframes)
+        viewer = Viewer(offer.peer_id, pc, video, audio, video.feed)
         self.viewers[offer.peer_id] = viewer
-        self.pictures.viewers = len(self.viewers)
         pc.on("connectionstatechange", lambda: self._on_state(viewer))
         log.info(
-            "stream %s: WHEP viewer %s answered (%d viewers)",
+            "stream %s: WHEP viewer %s answered with %s (%d viewers)",
             self.stream_id,
             offer.peer_id,
+            video.feed.encoder.codec,
             len(self.viewers),
         )
         return reply(201, sdp=pc.localDescription.sdp)
@@ -210,9 +265,9 @@ class StreamViewers:
         viewer = self.viewers.pop(peer_id, None)
         if viewer is None:
             return False
-        self.pictures.viewers = len(self.viewers)
         self._add(self.counters, viewer)
         viewer.video.stop()
+        self.pictures.detach(viewer.feed)
         await viewer.pc.close()
         log.info(
             "stream %s: WHEP viewer %s gone (%s; %d frames sent, %d keyframe requests)",
@@ -220,6 +275,6 @@ class StreamViewers:
             peer_id,
             reason,
             viewer.video.sent,
-            viewer.keyframes.get("keyframe_requests", 0),
+            viewer.video.keyframe_requests,
         )
         return True

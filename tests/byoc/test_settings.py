@@ -53,6 +53,8 @@ def test_webrtc_settings_from_the_environment() -> None:
             "WEBRTC_PUBLIC_IP": "203.0.113.7",
             "WEBRTC_PORTS": "40000-40100",
             "WEBRTC_IDLE_TIMEOUT": "4.5",
+            "WHEP_BITRATE": "800000",
+            "WHEP_KEYFRAME_MIN_INTERVAL": "0.25",
             "TWILIO_ACCOUNT_SID": "AC1",
             "TWILIO_AUTH_TOKEN": "t",
         },
@@ -65,6 +67,7 @@ def test_webrtc_settings_from_the_environment() -> None:
     assert settings.webrtc_public_ip == "203.0.113.7"
     assert settings.webrtc_ports == (40000, 40100)
     assert settings.webrtc_idle_timeout_s == 4.5
+    assert (settings.whep_bitrate, settings.whep_keyframe_min_interval_s) == (800_000, 0.25)
     assert (settings.twilio_account_sid, settings.twilio_auth_token) == ("AC1", "t")
 
 
@@ -99,6 +102,8 @@ def test_webrtc_settings_from_the_environment() -> None:
         ({"ice_servers": "{}"}, "--ice-servers: invalid value"),
         ({"ice_servers": '[{"urls": "http://x"}]'}, "--ice-servers: invalid value"),
         ({"webrtc_idle_timeout_s": "0"}, "--webrtc-idle-timeout must be > 0"),
+        ({"whep_bitrate": "1000"}, "--whep-bitrate must be 100000-50000000"),
+        ({"whep_keyframe_min_interval_s": "0"}, "--whep-keyframe-min-interval must be > 0"),
         ({"log_format": "xml"}, "--log-format must be one of text, json"),
         ({"metrics_port": "70000"}, "--metrics-port must be 0 or 1-65535"),
         ({"metrics_port": "8889"}, "--metrics-port must differ"),

@@ -161,6 +161,8 @@ async def test_media_knobs_come_from_the_settings() -> None:
         segment_seconds=0.5,
         output_crf=30,
         output_bitrate=800_000,
+        whep_bitrate=600_000,
+        whep_keyframe_min_interval_s=0.75,
     )
     supervisor = Supervisor(settings, workers={})
     media = WorkerMediaPath(supervisor, settings)
@@ -176,6 +178,7 @@ async def test_media_knobs_come_from_the_settings() -> None:
             30,
             800_000,
         )
+        assert (egress.whep_bit_rate, egress.whep_keyframe_min_interval_s) == (600_000, 0.75)
     finally:
         for ring in rings:
             ring.close()
