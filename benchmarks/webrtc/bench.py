@@ -1,5 +1,5 @@
-"""One benchmark run: the bare relay and the runner (with and without the complete-frame jitter
-buffer), each with one publisher, first one viewer, then four.
+"""One benchmark run: the bare relay and the runner, each with and without the complete-frame
+jitter buffer, each with one publisher, first one viewer, then four.
 
 Per system: start it, ``POST`` the WHIP offer, attach viewer 1 as soon as the session takes
 viewers, note its first picture, let it settle, measure a window with 1 viewer, add 3 viewers,
@@ -40,9 +40,10 @@ INVERT = {
     "3": {"class_type": "SaveTensor", "inputs": {"images": ["2", 0]}},
 }
 RELAY = "relay"
+RELAY_EARLY = "relay-complete-frames"
 RUNNER_EARLY = "runner"
 RUNNER_AIORTC = "runner-aiortc-jb"
-SYSTEMS = (RELAY, RUNNER_EARLY, RUNNER_AIORTC)
+SYSTEMS = (RELAY, RELAY_EARLY, RUNNER_EARLY, RUNNER_AIORTC)
 VIEWER_COUNTS = (1, 4)
 START_TIMEOUT_S = 120.0
 LATE_GRACE_S = 1.0  # how long a window's last frames may still take to arrive
@@ -108,17 +109,29 @@ class System:
     def whep_url(self, publisher: Publisher) -> str:
         raise NotImplementedError
 
+    def base_url(self) -> str:
+        raise NotImplementedError
+
     async def pids(self, http: aiohttp.ClientSession) -> dict[str, int]:
         raise NotImplementedError
 
     async def stop(self) -> None:
         raise NotImplementedError
 
+    async def unpublish(self, http: aiohttp.ClientSession, publisher: Publisher) -> None:
+        """``DELETE`` the publisher's WHIP resource (what a WHIP client does on stop)."""
+        if publisher.location:
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with http.delete(f"{self.base_url()}{publisher.location}") as response:
+                    await response.read()
+
 
 class BareRelay(System):
-    name, inverted = RELAY, False
+    inverted = False
 
-    def __init__(self) -> None:
+    def __init__(self, *, early_frames: bool = False) -> None:
+        self.name = RELAY_EARLY if early_frames else RELAY
+        self.early_frames = early_frames
         self.process: ManagedProcess | None = None
         self.url = ""
 
@@ -126,8 +139,15 @@ class BareRelay(System):
         port = free_port()
         self.process = ManagedProcess(
             "relay",
-            [sys.executable, "-m", "benchmarks.webrtc.relay", "--port", str(port)],
-            log_path=log_dir / "relay.log",
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.webrtc.relay",
+                "--port",
+                str(port),
+                *(["--early-frames"] if self.early_frames else []),
+            ],
+            log_path=log_dir / f"{self.name}.log",
             env={**os.environ, "PYTHONPATH": str(REPO)},
             cwd=REPO,
             stdout=True,
@@ -135,6 +155,9 @@ class BareRelay(System):
         await self.process.start()
         await self.process.read_json_line(START_TIMEOUT_S)
         self.url = f"http://127.0.0.1:{port}"
+
+    def base_url(self) -> str:
+        return self.url
 
     def whip_url(self) -> str:
         return f"{self.url}/whip"
@@ -180,6 +203,10 @@ class Runner(System):
             ],
         )
 
+    def base_url(self) -> str:
+        assert self.runner is not None
+        return self.runner.url
+
     def whip_url(self) -> str:
         assert self.runner is not None
         query = f"width={SPEC.width}&height={SPEC.height}&workflow={quote(json.dumps(INVERT))}"
@@ -200,8 +227,8 @@ class Runner(System):
 
 
 def make_system(name: str, engine: str) -> System:
-    if name == RELAY:
-        return BareRelay()
+    if name in (RELAY, RELAY_EARLY):
+        return BareRelay(early_frames=name == RELAY_EARLY)
     return Runner(early_frames=name == RUNNER_EARLY, engine=engine)
 
 
@@ -306,11 +333,7 @@ async def run_system(
         for viewer in viewers:
             await viewer.close()
         if publisher is not None:
-            if system.name != RELAY and publisher.location:
-                with contextlib.suppress(aiohttp.ClientError, OSError, AssertionError):
-                    base = system.whip_url().split("/whip", 1)[0]
-                    async with http.delete(f"{base}{publisher.location}"):
-                        pass
+            await system.unpublish(http, publisher)
             await publisher.pc.close()
         await system.stop()
     return result

@@ -2,7 +2,11 @@
 track is received with aiortc's own jitter buffer and decoder and handed, through aiortc's
 ``MediaRelay``, to each viewer's sender, which encodes it with aiortc's own encoder.
 
-python -m benchmarks.webrtc.relay --port N   (127.0.0.1 only; prints ``{"ready": port}``)
+python -m benchmarks.webrtc.relay --port N [--early-frames]
+    (127.0.0.1 only; prints ``{"ready": port}``)
+
+``--early-frames`` gives the relay's receiver the runner's complete-frame jitter buffer
+(``ingest.webrtc.jitter``): the buffer's own effect, without the runner around it.
 
 Routes: ``POST /whip`` (one publisher), ``POST /whep`` (viewers; 409 until the publisher's
 track is there), ``DELETE /whip`` (closes every peer).
@@ -21,6 +25,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 
 from benchmarks.webrtc.peers import loopback_candidates, prefer_h264
+from ingest.webrtc.jitter import release_complete_frames
 
 SDP = "application/sdp"
 
@@ -28,7 +33,8 @@ SDP = "application/sdp"
 class Relay:
     """The relay's state: the publisher's video track and every peer connection."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, early_frames: bool = False) -> None:
+        self.early_frames = early_frames
         self.relay = MediaRelay()
         self.video: MediaStreamTrack | None = None
         self.peers: list[RTCPeerConnection] = []
@@ -49,6 +55,8 @@ class Relay:
         await pc.setRemoteDescription(RTCSessionDescription(await request.text(), "offer"))
         for transceiver in pc.getTransceivers():
             transceiver.direction = "recvonly"
+            if self.early_frames and transceiver.kind == "video":
+                release_complete_frames(transceiver.receiver, "relay")
         await pc.setLocalDescription(await pc.createAnswer())
         return web.Response(
             status=201,
@@ -80,8 +88,8 @@ class Relay:
             await pc.close()
 
 
-async def serve(port: int) -> None:
-    relay = Relay()
+async def serve(port: int, *, early_frames: bool) -> None:
+    relay = Relay(early_frames=early_frames)
     app = web.Application()
     app.router.add_post("/whip", relay.whip)
     app.router.add_post("/whep", relay.whep)
@@ -105,9 +113,10 @@ async def serve(port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.webrtc.relay")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--early-frames", action="store_true")
     args = parser.parse_args()
     with loopback_candidates():
-        asyncio.run(serve(args.port))
+        asyncio.run(serve(args.port, early_frames=args.early_frames))
 
 
 if __name__ == "__main__":

@@ -48,12 +48,10 @@ class CompleteFrameJitterBuffer(JitterBuffer):
 
     def _take_complete_frame(self) -> JitterFrame | None:
         """The frame at the head of the buffer if it is complete, removed from the buffer."""
+        self._skip_padding()
         origin = self._origin
         if origin is None:
             return None
-        self._skip_padding()
-        origin = self._origin
-        assert origin is not None
         first = self._packets[origin % self._capacity]
         if first is None:
             return None

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from benchmarks.webrtc.__main__ import config_from_args
-from benchmarks.webrtc.bench import RELAY, REPO, RUNNER_AIORTC, RUNNER_EARLY
+from benchmarks.webrtc.bench import RELAY, RELAY_EARLY, REPO, RUNNER_AIORTC, RUNNER_EARLY
 
 
 def test_quick_shortens_the_windows_and_systems_can_be_picked() -> None:
     config = config_from_args(["--quick", "--window", "30"])
     assert (config.window_s, config.settle_s) == (1.5, 0.5)
     assert config.systems == (RELAY, RUNNER_EARLY)
-    assert config_from_args([]).systems == (RELAY, RUNNER_EARLY, RUNNER_AIORTC)
+    assert config_from_args([]).systems == (RELAY, RELAY_EARLY, RUNNER_EARLY, RUNNER_AIORTC)
     assert config_from_args(["--systems", "relay,runner"]).systems == (RELAY, RUNNER_EARLY)
     with pytest.raises(SystemExit):
         config_from_args(["--systems", "relay,nginx"])
