@@ -18,6 +18,7 @@ import logging
 from aiortc import RTCRtpReceiver
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
+from aiortc.utils import uint16_gt
 
 log = logging.getLogger(__name__)
 
@@ -32,23 +33,30 @@ class CompleteFrameJitterBuffer(JitterBuffer):
     def __init__(self, capacity: int = VIDEO_CAPACITY) -> None:
         super().__init__(capacity=capacity, is_video=True)
         self._released_timestamp: int | None = None
+        self._newest: int | None = None  # highest sequence number seen
         self.early_frames = 0
         """Frames released on their marker bit (before the next frame began)."""
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         """Store ``packet``; return ``(pli wanted, a frame ready for the decoder or None)``."""
         pli, frame = super().add(packet)
+        # Only a marker or a late packet (reordered, retransmitted) can complete the head frame:
+        # other packets need no scan.
+        late = self._newest is not None and uint16_gt(self._newest, packet.sequence_number)
+        if not late:
+            self._newest = packet.sequence_number
         if frame is None:
-            frame = self._take_complete_frame()
-            if frame is not None:
-                self.early_frames += 1
+            self._skip_padding()
+            if packet.marker or late:
+                frame = self._take_complete_frame()
+                if frame is not None:
+                    self.early_frames += 1
         if frame is not None:
             self._released_timestamp = frame.timestamp
         return pli, frame
 
     def _take_complete_frame(self) -> JitterFrame | None:
         """The frame at the head of the buffer if it is complete, removed from the buffer."""
-        self._skip_padding()
         origin = self._origin
         if origin is None:
             return None
