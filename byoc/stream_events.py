@@ -13,12 +13,10 @@ reasons (frames that were scaled or passed through, and audio, are not lost fram
 ``latency_ms`` the p50 of egress's ``end_to_end`` stage (first byte in -> published) when it has
 one, else the sum of the p50 of each distinct stage. All zero until media flows.
 
-Fields beyond go-livepeer's status map carry the detail: ``stages`` (each stage's p50, p95, p99
-and count, egress's figures first since it sees the whole path), ``dropped`` (drops by
-``worker.reason``) and ``encoders`` (egress's shared WHEP encoders: ``viewers``, ``encoders``
-running, ``encoders_opened``, ``pictures``, ``frames_encoded``, ``keyframes``,
-``keyframe_requests``, ``keyframes_forced``); ``resumed`` counts the times a restarted runner
-picked the stream up again.
+Two fields beyond go-livepeer's status map carry the detail: ``stages`` (each stage's p50, p95,
+p99 and count, egress's figures first since it sees the whole path) and ``dropped`` (drops by
+``worker.reason``); ``resumed`` counts the times a restarted runner picked the stream up again.
+``StreamFigures.encoders`` (egress's shared WHEP encoders) is shown in the session's status only.
 """
 
 from __future__ import annotations
@@ -129,7 +127,6 @@ def status_event(
                 for name, st in figures.stages.items()
             },
             "dropped": figures.dropped,
-            "encoders": figures.encoders,
             "resumed": resumed,
         },
     }

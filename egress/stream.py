@@ -6,8 +6,10 @@ the view is released right after, so infer can reuse the slot during the encode)
 with its own pts, in the event loop: at 512x512 that is 1-3 ms, well under a frame interval.
 
 Outputs: live MPEG-TS segments published to ``publish_url`` (``LiveSegmenter`` +
-``SegmentPublisher``) and/or an MP4 file at ``output_path`` (``Mp4Writer``). The input's audio
-arrives as ``StreamAudio`` messages (``on_audio``) and is muxed by pts.
+``SegmentPublisher``), an MP4 file at ``output_path`` (``Mp4Writer``) and/or WHEP viewers
+(``StreamViewers``: one encode per codec for all of them, in a thread of the stream's own so the
+viewers' peer connections keep being served meanwhile). The input's audio arrives as
+``StreamAudio`` messages (``on_audio``) and is muxed by pts.
 
 States sent: ``processing`` at the first frame out; ``ended`` when the publish channel is gone
 (404 / ``Lp-Trickle-Closed``); ``completed`` after a frame flagged ``END_OF_STREAM`` (the MP4 is

@@ -1,6 +1,6 @@
 """Runner-API session routes: ``GET /byoc/session/{id}/status`` (with a live stream's current
-figures under ``figures``), ``DELETE /byoc/session/{id}``, ``POST /byoc/session/{id}/params``
-and ``GET /byoc-stats``."""
+figures under ``figures``, its shared WHEP encoders' totals under ``figures.encoders``),
+``DELETE /byoc/session/{id}``, ``POST /byoc/session/{id}/params`` and ``GET /byoc-stats``."""
 
 from __future__ import annotations
 
@@ -12,15 +12,7 @@ from byoc.routes.job_context import parse_json_object
 from byoc.runtime import RUNTIME_KEY
 from byoc.streams import StreamNotFound
 
-FIGURES = (
-    "fps_in",
-    "fps_out",
-    "frames_dropped",
-    "latency_ms",
-    "stages",
-    "dropped",
-    "encoders",
-)
+FIGURES = ("fps_in", "fps_out", "frames_dropped", "latency_ms", "stages", "dropped")
 """A live stream's figures in its status (as its status events carry them)."""
 
 
@@ -34,6 +26,7 @@ async def session_status(request: web.Request) -> web.Response:
     if controller is not None and controller.session is session and not controller.ended:
         event = controller.event()["event"]
         body["figures"] = {key: event[key] for key in FIGURES}
+        body["figures"]["encoders"] = controller.figures.encoders
     return web.json_response(body)
 
 

@@ -39,7 +39,7 @@ class StreamPictures:
 
     def __init__(self, new_encoder: EncoderFactory, *, label: str = "") -> None:
         self.seq = 0
-        """Pictures published while at least one codec had viewers."""
+        """Pictures encoded for viewers (published while at least one codec had viewers)."""
         self.size: tuple[int, int] | None = None
         """The newest picture's width and height."""
         self.source_pts: int | None = None
@@ -84,11 +84,11 @@ class StreamPictures:
         feeds = list(self.feeds.values())
         if not feeds or self._closed:
             return
-        self.seq += 1
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"whep-{self._label}")
         loop = asyncio.get_running_loop()
         encoded = await loop.run_in_executor(self._executor, _encode_all, feeds, picture)
+        self.seq += 1  # counted once encoded, so it never runs ahead of the encoders' counts
         for feed, packets in zip(feeds, encoded, strict=True):
             if not feed.closed:
                 feed.push(packets)

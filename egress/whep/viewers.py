@@ -27,7 +27,6 @@ from byoc.livepeer.webrtc.codecs import order_codecs
 from byoc.livepeer.webrtc.ice import rtc_configuration
 from byoc.livepeer.webrtc.sdp import SdpError, parse_fragment
 from egress.whep.encoders import SharedVideoEncoder, VideoCodec
-from egress.whep.feed import PacketFeed
 from egress.whep.h264 import constrained_baseline_id, level_for
 from egress.whep.source import StreamPictures, ViewerAudio
 from egress.whep.tracks import ViewerAudioTrack, ViewerVideoTrack
@@ -91,9 +90,9 @@ class Viewer:
 
     peer_id: str
     pc: RTCPeerConnection
-    video: ViewerVideoTrack
+    video: ViewerVideoTrack | None
+    """None for a viewer that takes audio only."""
     audio: ViewerAudio
-    feed: PacketFeed
 
 
 class StreamViewers:
@@ -150,7 +149,8 @@ class StreamViewers:
 
     @staticmethod
     def _add(out: dict[DropReason, int], viewer: Viewer) -> None:
-        out["whep_skipped"] = out.get("whep_skipped", 0) + viewer.video.skipped
+        skipped = viewer.video.skipped if viewer.video is not None else 0
+        out["whep_skipped"] = out.get("whep_skipped", 0) + skipped
         out["audio_whep_overflow"] = out.get("audio_whep_overflow", 0) + viewer.audio.dropped
 
     async def answer(self, offer: PeerOffer) -> PeerAnswer:
@@ -185,8 +185,6 @@ class StreamViewers:
                     order_codecs(transceiver, AUDIO_CODECS)
                     transceiver.sender.replaceTrack(ViewerAudioTrack(audio, label=self.stream_id))
                 transceiver.direction = "sendonly"
-            if video is None:
-                raise ValueError("the offer has no video")
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # aiortc raises ValueError, KeyError, ... for bad offers
             log.info("stream %s: WHEP offer rejected: %r", self.stream_id, exc)
@@ -195,14 +193,14 @@ class StreamViewers:
                 self.pictures.detach(video.feed)
             await pc.close()
             return reply(400, error=f"the offer cannot be answered: {exc}")
-        viewer = Viewer(offer.peer_id, pc, video, audio, video.feed)
+        viewer = Viewer(offer.peer_id, pc, video, audio)
         self.viewers[offer.peer_id] = viewer
         pc.on("connectionstatechange", lambda: self._on_state(viewer))
         log.info(
             "stream %s: WHEP viewer %s answered with %s (%d viewers)",
             self.stream_id,
             offer.peer_id,
-            video.feed.encoder.codec,
+            video.feed.encoder.codec if video is not None else "audio only",
             len(self.viewers),
         )
         return reply(201, sdp=pc.localDescription.sdp)
@@ -266,15 +264,16 @@ class StreamViewers:
         if viewer is None:
             return False
         self._add(self.counters, viewer)
-        viewer.video.stop()
-        self.pictures.detach(viewer.feed)
+        if viewer.video is not None:
+            viewer.video.stop()
+            self.pictures.detach(viewer.video.feed)
         await viewer.pc.close()
         log.info(
             "stream %s: WHEP viewer %s gone (%s; %d frames sent, %d keyframe requests)",
             self.stream_id,
             peer_id,
             reason,
-            viewer.video.sent,
-            viewer.video.keyframe_requests,
+            viewer.video.sent if viewer.video is not None else 0,
+            viewer.video.keyframe_requests if viewer.video is not None else 0,
         )
         return True

@@ -208,7 +208,9 @@ async def test_the_viewers_of_a_session_share_one_encode(env: Env) -> None:
 
         figures = await wait_until(shared, 60, interval=0.2)
         assert figures["encoders"] == 1 and figures["encoders_opened"] == 1
-        assert figures["frames_encoded"] == figures["pictures"], "one encode per picture"
+        # One encode per picture for both viewers, not one per viewer (the encode thread may be
+        # one picture ahead of the count of pictures when the figures are read).
+        assert figures["pictures"] <= figures["frames_encoded"] <= figures["pictures"] + 1
         for viewer in viewers:
             async with env.http.delete(f"{env.url}{viewer.location}") as response:
                 assert response.status == 200
