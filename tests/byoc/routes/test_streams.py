@@ -34,7 +34,6 @@ EVENT_KEYS = {
     "timestamp",
     "stages",  # detail beyond go-livepeer's status map
     "dropped",
-    "encoders",  # egress's shared WHEP encoders (empty without WHEP)
     "resumed",  # times a restarted runner picked the stream up again
 }
 
