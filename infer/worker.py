@@ -37,6 +37,9 @@ from ipc.stream_service import StreamOrder
 log = logging.getLogger(__name__)
 
 IMAGE_JOB = "comfystream-image"
+WARM_UP_PIXEL_FORMAT = "yuv420p"
+"""The pixel format of the stream rings the parent makes today; warming up another one would
+still pay most of the process's one-time costs."""
 
 
 class InferService:
@@ -64,6 +67,7 @@ class InferService:
         loop = asyncio.get_running_loop()
         self.engine = await loop.run_in_executor(self._setup_pool, self._select_engine)
         self.engine.allocation_limits = self._allocation_limits()
+        await loop.run_in_executor(self._setup_pool, self._warm_up_engine)
         self._spawn(self._schedule(), "scheduler")
         self._spawn(self._report(), "stats")
         info = self.engine.info()
@@ -84,6 +88,13 @@ class InferService:
         from infer.engine import select_engine
 
         return select_engine(self.options.engine, self.options.workspace or None)
+
+    def _warm_up_engine(self) -> None:
+        from infer.stream import InferStream  # noqa: F401 -- imported now, not in a stream's set-up
+        from infer.workflow_runner import warm_up_engine
+
+        seconds = warm_up_engine(self.engine, WARM_UP_PIXEL_FORMAT)
+        log.info("infer: engine %s warmed up in %.0f ms", self.engine.name, seconds * 1e3)
 
     async def stop(self) -> None:
         for stream_id in list(self._streams):
