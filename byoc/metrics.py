@@ -37,6 +37,7 @@ from prometheus_client.registry import Collector
 
 from byoc.sessions import LIVE_STATES, Session, SessionKind, SessionState
 from byoc.settings import ALL_CAPABILITIES
+from byoc.worker_names import worker_role_index
 from ipc.messages import StageLatency, StreamStats
 from ipc.stats import bucket_bounds
 
@@ -83,12 +84,9 @@ def capability_label(name: str) -> str:
 
 
 def worker_labels(name: str) -> tuple[str, str]:
-    """(role, index) of a worker named ``ingest`` or ``ingest-1`` / ``ingest.1``."""
-    for separator in ("-", "."):
-        role, found, index = name.rpartition(separator)
-        if found and index.isdigit():
-            return role, index
-    return name, "0"
+    """(role, index) label values of a worker named ``ingest`` or ``infer-1``."""
+    role, index = worker_role_index(name)
+    return role, str(index)
 
 
 def process_figures(pid: int) -> tuple[float, int] | None:
@@ -235,7 +233,9 @@ class RunnerMetrics:
             # Scrapes drop ended streams too; this keeps a runner nobody scrapes from piling up.
             self.forget_ended(c.id for c in runtime.streams.live())
             series = self._streams[message.stream_id] = _StreamSeries()
-        name = message.worker or worker
+        # The sending worker's name (``infer-1`` when its role has several), else its role.
+        name = worker if worker_role_index(worker)[0] == message.worker else message.worker
+        name = name or worker
         # Running totals of the worker (keys with a space never clash with a drop reason).
         self.trickle_bytes.labels("in").inc(series.delta((name, " bytes_in"), message.bytes_in))
         self.trickle_bytes.labels("out").inc(series.delta((name, " bytes_out"), message.bytes_out))

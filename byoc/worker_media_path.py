@@ -6,6 +6,10 @@ ring: audio packets (ingest -> egress) and text outputs (infer -> the stream's d
 never touches pixels. Workflow problems come back from the infer worker as a ``StreamReply`` and
 reach the HTTP caller as 400s. After a worker restart the streams' parts are sent to it again; the
 rings, owned here, outlive any worker.
+
+With several infer workers each stream is served by the one ``supervisor.placement`` assigned it
+(the least loaded when it started); its start, updates, stop and resumption after a restart go to
+that worker only, so a crash of one infer worker leaves the streams of the others untouched.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from byoc.media_path import MediaUnavailable, ParamsRejected, StreamSpec
 from byoc.settings import Settings
 from byoc.stream_params import output_size
 from byoc.supervisor import Supervisor
+from byoc.worker_names import worker_role_index
 from byoc.worker_requests import ReplyTimeout, WorkerUnavailable
 from ipc.channel import ChannelClosed
 from ipc.deadline import within
@@ -60,13 +65,16 @@ class MediaStream:
     spec: StreamSpec
     rings: list[FrameRing]
     configs: dict[str, StreamConfig]
+    """Each worker's part, by role."""
     params: dict[str, Any]
+    infer_worker: str = "infer"
+    """The name of the infer worker that serves this stream."""
     data: JsonLinesPublisher | None = None
     data_task: asyncio.Task[None] | None = None
     data_queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(256))
     data_dropped: int = 0
     started: set[str] = field(default_factory=set)
-    """The workers that were sent their part. Egress may start before infer's warm-up ended: a
+    """The roles whose worker was sent its part. Egress may start before infer's warm-up ended: a
     WHEP viewer attaching then gets its answer at once, so its ICE/DTLS handshake overlaps the
     warm-up, and the first processed frame goes out as soon as it exists."""
     whep_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -146,14 +154,20 @@ class WorkerMediaPath:
                 pacing_buffer_s=self.settings.ingest_buffer_s,
                 stats_interval_s=self.stats_interval_s,
             )
-        stream = MediaStream(spec=spec, rings=rings, configs=configs, params=params)
+        stream = MediaStream(
+            spec=spec,
+            rings=rings,
+            configs=configs,
+            params=params,
+            infer_worker=self.supervisor.placement.assign(spec.stream_id),
+        )
         self.streams[spec.stream_id] = stream
         # Parts attached meanwhile (a WHIP input, an early WHEP viewer's egress) were started by
         # whoever attached them.
         parts = [w for w in ("egress", "ingest") if w in configs]  # the consumer first
         try:
             stream.started.add("infer")
-            await self._request("infer", spec.stream_id, configs["infer"])
+            await self._request(stream.infer_worker, spec.stream_id, configs["infer"])
             for worker in parts:
                 if worker not in stream.started:
                     await self._start_part(stream, worker)
@@ -211,17 +225,15 @@ class WorkerMediaPath:
                 await self._start_part(stream, "egress")
         return True
 
-    async def _start_part(self, stream: MediaStream, worker: str) -> None:
-        """Send ``worker`` its part of ``stream`` (once; a restarted worker gets it again from
-        ``on_worker_restart``)."""
-        stream.started.add(worker)  # before the await: a second viewer must not start it again
-        stream_id = stream.spec.stream_id
+    async def _start_part(self, stream: MediaStream, role: str) -> None:
+        """Send ``role``'s worker its part of ``stream`` (once; a restarted worker gets it again
+        from ``on_worker_restart``)."""
+        stream.started.add(role)  # before the await: a second viewer must not start it again
+        start = StreamStart(stream_id=stream.spec.stream_id, config=stream.configs[role])
         try:
-            await self._send(
-                worker, StreamStart(stream_id=stream_id, config=stream.configs[worker])
-            )
+            await self._send(self._worker(stream, role), start)
         except BaseException:
-            stream.started.discard(worker)
+            stream.started.discard(role)
             raise
 
     async def _admitted(
@@ -246,7 +258,7 @@ class WorkerMediaPath:
         output_size(merged, max_side=self.settings.max_image_side)  # both or neither, in range
         request_id = secrets.token_hex(8)
         reply = await self._ask(
-            "infer",
+            stream.infer_worker,
             StreamUpdate(stream_id=stream_id, params=params, request_id=request_id),
             request_id,
         )
@@ -269,9 +281,12 @@ class WorkerMediaPath:
         stream = self.streams.pop(stream_id, None)
         if stream is None:
             return
-        for worker in stream.configs:
+        self.supervisor.placement.release(stream_id)
+        for role in stream.configs:
             with contextlib.suppress(ChannelClosed, OSError):
-                await self.supervisor.send(worker, StreamStop(stream_id=stream_id, reason=reason))
+                await self.supervisor.send(
+                    self._worker(stream, role), StreamStop(stream_id=stream_id, reason=reason)
+                )
         if stream.data_task is not None:
             stream.data_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -285,6 +300,14 @@ class WorkerMediaPath:
                 ring.close()
                 ring.unlink()
         log.info("stream %s: media path stopped (%s)", stream_id, reason)
+
+    def uses_worker(self, stream_id: str, worker: str) -> bool:
+        """Whether ``worker`` (a name such as ``infer-1``) serves a part of the stream."""
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            return False
+        role, _ = worker_role_index(worker)
+        return role in stream.configs and self._worker(stream, role) == worker
 
     def alive(self, stream_id: str) -> bool:
         stream = self.streams.get(stream_id)
@@ -309,16 +332,24 @@ class WorkerMediaPath:
         self._queue_data(message)
 
     async def on_worker_restart(self, worker: str, restarts: int) -> None:
-        """Give a restarted worker its part of every stream again (same rings)."""
+        """Give a restarted worker its part of every stream it served (same rings)."""
+        role, _ = worker_role_index(worker)
         for stream_id, stream in list(self.streams.items()):
-            config = stream.configs.get(worker)
-            if config is None or worker not in stream.started:
+            config = stream.configs.get(role)
+            if config is None or self._worker(stream, role) != worker:
+                continue
+            if role not in stream.started:
                 continue  # not started yet: the set-up still starts it
             log.info("stream %s: resuming on restarted %s worker", stream_id, worker)
             with contextlib.suppress(ChannelClosed, OSError):
                 await self.supervisor.send(worker, StreamStart(stream_id=stream_id, config=config))
 
     # -- internals ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _worker(stream: MediaStream, role: str) -> str:
+        """The name of the worker that runs ``role``'s part of ``stream``."""
+        return stream.infer_worker if role == "infer" else role
 
     def _egress_config(
         self, spec: StreamSpec | None, ring: RingSpec, *, whep: bool

@@ -39,20 +39,7 @@ def process_frames(
     ]  # one snapshot: swaps land between calls
     groups: dict[Hashable, list[int]] = {}
     for i, ((pipeline, _), active) in enumerate(zip(requests, actives, strict=True)):
-        conv = active.converter
-        key: Hashable = (
-            (
-                id(pipeline.engine),
-                active.prepared.key,
-                conv.width,
-                conv.height,
-                conv.pixel_format,
-                conv.colorspace,
-            )
-            if active.prepared.batchable
-            else ("alone", i)
-        )
-        groups.setdefault(key, []).append(i)
+        groups.setdefault(_group_key(pipeline, active, i), []).append(i)
     results: list[FrameResult | None] = [None] * len(requests)
     with torch.inference_mode():
         for members in groups.values():
@@ -62,6 +49,26 @@ def process_frames(
     for (pipeline, _), result in zip(requests, final, strict=True):
         pipeline.record(result)
     return final
+
+
+def batch_key(pipeline: BatchMember) -> Hashable:
+    """What frames must share to run in one engine call (unique for a workflow that must run
+    alone)."""
+    return _group_key(pipeline, pipeline.active, id(pipeline))
+
+
+def _group_key(pipeline: BatchMember, active: ActiveWorkflow, alone: int) -> Hashable:
+    conv = active.converter
+    if not active.prepared.batchable:
+        return ("alone", alone)
+    return (
+        id(pipeline.engine),
+        active.prepared.key,
+        conv.width,
+        conv.height,
+        conv.pixel_format,
+        conv.colorspace,
+    )
 
 
 def _run_group(

@@ -1,8 +1,11 @@
 """One stream in the infer worker: its rings, its workflow runner and its figures.
 
-The worker's scheduler asks each stream for its newest unread frame (older ones are skipped:
-latest frame wins when inference is behind), runs the frames of all ready streams as one call on
-the inference thread, and hands each result back here to be written to the stream's output ring.
+``InferStream`` is a ``WorkerStream``: ``open`` maps both rings, its ``work`` waits for input
+frames and wakes the worker's scheduler (an infer stream never ends by itself: the parent stops
+it), ``report`` and ``release`` are the figures and the rings. The scheduler asks each stream for
+its newest unread frame (older ones are skipped: latest frame wins when inference is behind), runs
+the frames of all ready streams as one call on the inference thread, and hands each result back
+here to be written to the stream's output ring.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from infer.engine.base import Engine
@@ -22,10 +26,11 @@ from infer.workflow.source import Prompt
 from infer.workflow_runner import WorkflowRunner
 from ipc.colour import Colour
 from ipc.frame import Frame, Stage
-from ipc.messages import DropReason, InferConfig, StreamData, StreamStats
+from ipc.messages import DropReason, InferConfig, StreamData, StreamPartState, StreamStats
 from ipc.ring import FrameRing, RingReader, RingWriter
 from ipc.stats import StageLatencies
 from ipc.untrusted_json import loads_untrusted
+from ipc.worker_stream import Send, WorkerStream
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +89,27 @@ def _scale_input(prompt: Prompt, width: int, height: int) -> Prompt:
     return scaled
 
 
-class InferStream:
-    """The infer worker's state for one stream."""
+class InferStream(WorkerStream):
+    """The infer worker's state for one stream (see the module docstring)."""
 
-    def __init__(self, stream_id: str, config: InferConfig, engine: Engine) -> None:
-        self.stream_id = stream_id
+    role = "infer"
+
+    def __init__(
+        self,
+        stream_id: str,
+        config: InferConfig,
+        engine: Engine,
+        send: Send,
+        *,
+        wake: Callable[[], None],
+        on_done: Callable[[InferStream], None] | None = None,
+        worker_index: int = 0,
+    ) -> None:
+        super().__init__(stream_id, send, stats_interval_s=config.stats_interval_s, on_done=on_done)
         self.config = config
+        self.worker_index = worker_index
+        """Which infer worker serves the stream (in its figures)."""
+        self._wake = wake
         self.params: dict[str, Any] = {}
         if config.workflow:
             self.params["workflow"] = loads_untrusted(config.workflow, what="workflow")
@@ -107,8 +127,10 @@ class InferStream:
         self.reader: RingReader | None = None
         self.writer: RingWriter | None = None
         self.idle = asyncio.Event()
+        """Set while the stream's previous frame is handled and no new one was announced."""
         self.idle.set()
-        self.waiter: asyncio.Task[None] | None = None
+        self.stopping = False
+        """Set when a stop began: the scheduler takes no more frames of this stream."""
         self.frames_in = 0
         self.frames_out = 0
         self.skipped = 0
@@ -146,12 +168,21 @@ class InferStream:
             stats_interval_s=self.config.stats_interval_s,
         )
 
-    def attach(self) -> None:
+    def open(self) -> None:
         """Map the stream's rings (created by the parent) and take their reader/writer roles."""
         self.in_ring = FrameRing.attach(self.config.in_ring)
         self.out_ring = FrameRing.attach(self.config.out_ring)
         self.reader = self.in_ring.reader()
         self.writer = self.out_ring.writer()
+
+    async def work(self) -> StreamPartState:
+        """Wake the scheduler when a frame is waiting and the previous one was handled."""
+        assert self.reader is not None
+        while True:
+            await self.idle.wait()
+            if await self.reader.wait_async(timeout=1.0):
+                self.idle.clear()
+                self._wake()
 
     # -- frames -----------------------------------------------------------------------------
 
@@ -170,6 +201,17 @@ class InferStream:
         if frame is not None:
             self.runner.follow_colour(Colour.from_flags(frame.flags))
         return frame
+
+    def take_newer(self, frame: Frame) -> Frame | None:
+        """``frame``, or the newest unread one when newer frames arrived since it was taken (a
+        live stream only; ``frame`` is then released and counted as skipped; None if the newer
+        frames vanished meanwhile, which a single consumer never sees)."""
+        assert self.in_ring is not None
+        if not self.config.live or self.in_ring.stats().unread == 0:
+            return frame
+        frame.release()  # one view at a time
+        self.skipped += 1
+        return self.take_latest()
 
     def needs_resize(self, frame: Frame) -> bool:
         return (frame.width, frame.height) != self.runner.size
@@ -201,7 +243,10 @@ class InferStream:
             for text in result.texts
         ]
 
-    def stats(self) -> StreamStats:
+    def frames_done(self) -> int:
+        return self.frames_out
+
+    def report(self) -> StreamStats:
         """Figures since the last call."""
         now = time.monotonic()
         elapsed = max(now - self._window_start, 1e-6)
@@ -214,6 +259,7 @@ class InferStream:
         stats = StreamStats(
             stream_id=self.stream_id,
             worker="infer",
+            worker_index=self.worker_index,
             fps_in=self._window_in / elapsed,
             fps_out=self._window_out / elapsed,
             frames_in=self.frames_in,
@@ -225,10 +271,8 @@ class InferStream:
         self._window_start, self._window_in, self._window_out = now, 0, 0
         return stats
 
-    def close(self) -> None:
+    def release(self) -> None:
         """Detach from the rings (the parent unlinks them) and forget the workflow."""
-        if self.waiter is not None:
-            self.waiter.cancel()
         for ring in (self.in_ring, self.out_ring):
             if ring is not None:
                 ring.close()

@@ -13,11 +13,13 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from infer.scheduling import RoundRobin
 from ipc.child import WorkerContext, WorkerSpec, run_worker
 from ipc.messages import (
     InferConfig,
@@ -25,14 +27,12 @@ from ipc.messages import (
     JobProgress,
     JobRequest,
     JobResult,
-    Message,
-    StreamReply,
-    StreamStart,
-    StreamStop,
-    StreamUpdate,
     WorkerError,
 )
-from ipc.stream_service import StreamOrder
+from ipc.stream_service import StreamRefused, StreamService
+
+if TYPE_CHECKING:  # the stream module imports the engine (torch): loaded when a stream starts
+    from infer.stream import InferStream
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +42,22 @@ WARM_UP_PIXEL_FORMAT = "yuv420p"
 still pay most of the process's one-time costs."""
 
 
-class InferService:
-    """The infer worker's service."""
+class InferService(StreamService["InferStream"]):
+    """The infer worker's service: one ``InferStream`` per stream (see ``ipc.stream_service``
+    for starting, replacing, updating and stopping them), a scheduler that runs their frames,
+    and one-shot image jobs."""
+
+    role = "infer"
+    config_type = InferConfig
+    background_setup = True  # a warm-up takes seconds: the control loop goes on meanwhile
+    job_kinds = frozenset({IMAGE_JOB})
 
     def __init__(self, spec: WorkerSpec) -> None:
-        self.spec = spec
+        super().__init__(spec)
         self.options = msgspec.convert(spec.options, InferOptions)  # a typo fails the start
-        self._streams: dict[str, Any] = {}  # stream id -> infer.stream.InferStream
+        if self.options.gpu:
+            # Before torch is imported (the engine loads it): this worker sees its GPU only.
+            os.environ["CUDA_VISIBLE_DEVICES"] = self.options.gpu
         self._frames_pool = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="infer-frames"
         )
@@ -56,20 +65,18 @@ class InferService:
             1, thread_name_prefix="infer-setup"
         )
         self._ready = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._order = StreamOrder()
+        self._round_robin = RoundRobin()
         self.engine: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self, ctx: WorkerContext) -> dict[str, str]:
-        self.ctx = ctx
+        await super().start(ctx)
         loop = asyncio.get_running_loop()
         self.engine = await loop.run_in_executor(self._setup_pool, self._select_engine)
         self.engine.allocation_limits = self._allocation_limits()
         await loop.run_in_executor(self._setup_pool, self._warm_up_engine)
-        self._spawn(self._schedule(), "scheduler")
-        self._spawn(self._report(), "stats")
+        self.spawn(self._schedule(), "scheduler")
         info = self.engine.info()
         return {
             "engine": str(info.get("name", self.engine.name)),
@@ -97,172 +104,119 @@ class InferService:
         log.info("infer: engine %s warmed up in %.0f ms", self.engine.name, seconds * 1e3)
 
     async def stop(self) -> None:
-        for stream_id in list(self._streams):
-            await self._stop_stream(stream_id)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await super().stop()
         self._frames_pool.shutdown(wait=True)
         self._setup_pool.shutdown(wait=True)
         if self.engine is not None:
             self.engine.close()
 
-    def active_streams(self) -> int:
-        return len(self._streams)
-
-    async def handle(self, message: Message) -> None:
-        # Starts and updates run in the background (warm-ups take seconds); the order keeps a
-        # stream's start, updates and stop in sequence, and a stop cancels a pending start.
-        if isinstance(message, StreamStart) and isinstance(message.config, InferConfig):
-            start = self._order.submit(
-                message.stream_id, self._start_stream(message, message.config), "start"
-            )
-            start.add_done_callback(lambda task: self._after_start(task, message))
-            self._track(start)
-        elif isinstance(message, StreamUpdate):
-            self._track(
-                self._order.submit(message.stream_id, self._update_stream(message), "update")
-            )
-        elif isinstance(message, StreamStop):
-            await self._order.submit(
-                message.stream_id, self._stop_stream(message.stream_id), "stop"
-            )
-        elif isinstance(message, JobRequest):
-            self._spawn(self._run_job(message), f"job-{message.job_id}")
-        else:
-            log.warning("infer: ignoring %s", type(message).__name__)
-
     # -- streams --------------------------------------------------------------------------------
 
-    async def _start_stream(self, message: StreamStart, config: InferConfig) -> None:
+    async def start_stream(self, stream_id: str, config: InferConfig) -> InferStream:
+        """Validate and warm up the stream's workflow on the set-up thread, then map its rings
+        and start it. Refused: 400 a bad workflow, 409 rings already gone, 503 out of memory,
+        500 anything else."""
         from infer.errors import WorkflowError
         from infer.stream import InferStream
 
-        stream_id = message.stream_id
-        await self._stop_stream(stream_id)  # a start for a running stream replaces it
+        assert self.ctx is not None
         loop = asyncio.get_running_loop()
         stream: InferStream | None = None
         try:
-            stream = InferStream(stream_id, config, self.engine)
+            stream = InferStream(
+                stream_id,
+                config,
+                self.engine,
+                self.ctx.send,
+                wake=self._ready.set,
+                on_done=self.forget,
+                worker_index=self.ctx.index,
+            )
             prepare = loop.run_in_executor(self._setup_pool, stream.prepare)
             try:
                 await asyncio.shield(prepare)
             except asyncio.CancelledError:
                 # Stopped while warming up: the warm-up finishes on its thread, then the
                 # stream (never attached) is dropped.
-                prepare.add_done_callback(lambda _: stream.close() if stream else None)
+                prepare.add_done_callback(lambda _: stream.release() if stream else None)
                 raise
-            stream.attach()
+            stream.start()
         except (WorkflowError, ValueError) as exc:
             log.warning("stream %s: rejected: %s", stream_id, exc)
-            await self._reply(message, 400, str(exc))
-            return
+            raise StreamRefused(400, str(exc)) from exc
         except FileNotFoundError as exc:
             # The parent unlinks the rings of a stream it stopped: nothing left to attach to.
             log.warning("stream %s: rings gone before they were attached (%s)", stream_id, exc)
             if stream is not None:
-                stream.close()
-            await self._reply(message, 409, f"stream rings gone: {exc}")
-            return
+                stream.release()
+            raise StreamRefused(409, f"stream rings gone: {exc}") from exc
         except Exception as exc:
             from infer.workflow.allocation import is_out_of_memory
 
             if is_out_of_memory(exc):
                 log.warning("stream %s: out of memory in set-up: %s", stream_id, exc)
-                await self._reply(message, 503, f"not enough memory for this workflow: {exc}")
-                return
+                raise StreamRefused(503, f"not enough memory for this workflow: {exc}") from exc
             log.exception("stream %s: failed to start", stream_id)
-            await self._reply(message, 500, f"inference set-up failed: {exc}")
-            return
-        self._streams[stream_id] = stream
-        stream.waiter = asyncio.create_task(self._wait_frames(stream), name=f"wait-{stream_id}")
+            raise StreamRefused(500, f"inference set-up failed: {exc}") from exc
         log.info("stream %s: inference ready", stream_id)
-        await self._reply(message, 200)
+        return stream
 
-    def _after_start(self, task: asyncio.Task[None], message: StreamStart) -> None:
-        if task.cancelled():  # a stop came first (or the worker is stopping)
-            self._spawn(
-                self._reply(message, 409, "stream stopped before it started"),
-                f"reply-{message.stream_id}",
-            )
-
-    async def _update_stream(self, message: StreamUpdate) -> None:
+    async def update_stream(self, stream: InferStream, params: dict[str, Any]) -> None:
+        """Warm the new parameters up on the set-up thread (400 when they are refused)."""
         from infer.errors import WorkflowError
 
-        stream = self._streams.get(message.stream_id)
-        if stream is None:
-            await self._reply(message, 404, "no such stream in the infer worker")
-            return
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._setup_pool, stream.update, dict(message.params))
+            await loop.run_in_executor(self._setup_pool, stream.update, params)
         except (WorkflowError, ValueError, TypeError) as exc:
-            await self._reply(message, 400, str(exc))
-            await self.ctx.send(
-                WorkerError(
-                    worker="infer", message=f"update rejected: {exc}", stream_id=message.stream_id
-                )
-            )
-            return
-        await self._reply(message, 200)
+            raise StreamRefused(400, str(exc)) from exc
 
-    async def _stop_stream(self, stream_id: str) -> None:
-        stream = self._streams.pop(stream_id, None)
-        if stream is None:
-            return
-        # Frames of this stream may be on the inference thread: close once it is done with them.
+    async def update_refused(self, stream: InferStream, refused: StreamRefused) -> None:
+        await self._send(
+            WorkerError(
+                worker="infer", message=f"update rejected: {refused}", stream_id=stream.stream_id
+            )
+        )
+
+    async def stop_stream(self, stream: InferStream, *, replacing: bool) -> None:
+        stream.stopping = True
+        was_running = await stream.cancel()
+        # Frames of this stream may be on the inference thread: release once it is done with them.
         await asyncio.get_running_loop().run_in_executor(self._frames_pool, lambda: None)
-        await self.ctx.send(stream.stats())  # the last interval's figures too
-        stream.close()
-        log.info("stream %s: inference stopped", stream_id)
-
-    async def _reply(
-        self, message: StreamStart | StreamUpdate, status: int, error: str = ""
-    ) -> None:
-        if message.request_id:
-            await self.ctx.send(
-                StreamReply(
-                    stream_id=message.stream_id,
-                    worker="infer",
-                    request_id=message.request_id,
-                    status=status,
-                    error=error,
-                )
-            )
-
-    async def _wait_frames(self, stream: Any) -> None:
-        """Wake the scheduler when the stream has a frame and its previous one was handled."""
-        while True:
-            await stream.idle.wait()
-            if await stream.reader.wait_async(timeout=1.0):
-                stream.idle.clear()
-                self._ready.set()
+        await stream.send_final_report(was_running)  # the last interval's figures too
+        log.info("stream %s: inference stopped", stream.stream_id)
 
     async def _schedule(self) -> None:
         from infer.ring_io import process_ring_frames
 
         while True:
             await self._ready.wait()
+            # One turn of the loop first: a stream whose last frame was just delivered and that
+            # has the next one waiting flags itself now and joins this round, instead of every
+            # stream getting a round of its own.
+            await asyncio.sleep(0)
             self._ready.clear()
             try:
                 await self._run_ready_streams(process_ring_frames)
             except Exception as exc:  # keep scheduling; the failing stream reports the error
                 log.exception("inference scheduling failed")
-                await self.ctx.send(
-                    WorkerError(worker="infer", message=f"scheduling failed: {exc}")
-                )
+                await self._send(WorkerError(worker="infer", message=f"scheduling failed: {exc}"))
 
     async def _run_ready_streams(self, process_ring_frames: Any) -> None:
-        """Take the newest frame of every ready stream and run them all in one engine call."""
+        """Take the newest frame of every ready stream and run them, round-robin, one engine
+        call per group of streams that can share one (``infer.scheduling``)."""
+        from infer.batching import batch_key
+        from infer.scheduling import groups_in_order
+
         items = []
-        for stream in list(self._streams.values()):
-            if stream.idle.is_set() or stream.reader is None:
+        for stream in list(self.streams.values()):
+            if stream.idle.is_set() or stream.reader is None or stream.stopping:
                 continue
             try:
                 frame = stream.take_latest()
             except Exception as exc:
                 stream.idle.set()
-                await self.ctx.send(
+                await self._send(
                     WorkerError(worker="infer", message=str(exc), stream_id=stream.stream_id)
                 )
                 continue
@@ -277,6 +231,35 @@ class InferService:
             items.append((stream, frame))
         if not items:
             return
+        groups = groups_in_order(self._round_robin.order(items), lambda i: batch_key(i[0].runner))
+        for position, group in enumerate(groups):
+            if position:  # it waited for the groups before it: newer frames win
+                group = [item for s, f in group if (item := await self._newest(s, f))]
+            if group:
+                await self._run_group(process_ring_frames, group)
+
+    async def _newest(self, stream: InferStream, frame: Any) -> tuple[InferStream, Any] | None:
+        """``(stream, its newest frame)``: ``frame`` unless a newer one arrived."""
+        if not self._running(stream):
+            return stream, frame  # stopped meanwhile: dropped before the engine call
+        newer = stream.take_newer(frame)
+        if newer is None:
+            stream.idle.set()
+            return None
+        if newer is not frame and stream.needs_resize(newer):
+            await self._resize(stream, newer)
+        return stream, newer
+
+    async def _run_group(self, process_ring_frames: Any, items: list[tuple[Any, Any]]) -> None:
+        """Run frames in one engine call on the inference thread and deliver their results."""
+        # No await between this check and the call: a stop that comes later waits for the call
+        # on the same thread before it unmaps the stream's rings.
+        for stream, frame in [(s, f) for s, f in items if not self._running(s)]:
+            frame.release()
+            stream.idle.set()
+        items = [(s, f) for s, f in items if self._running(s)]
+        if not items:
+            return
         loop = asyncio.get_running_loop()
         try:
             results: list[Any] = await loop.run_in_executor(
@@ -285,11 +268,15 @@ class InferService:
         except Exception as exc:  # the engine itself broke: frames pass through, counted
             log.exception("inference call failed")
             results = [None] * len(items)
-            await self.ctx.send(WorkerError(worker="infer", message=f"inference failed: {exc}"))
+            await self._send(WorkerError(worker="infer", message=f"inference failed: {exc}"))
         for (stream, frame), result in zip(items, results, strict=True):
             await self._deliver(stream, frame, result)
 
-    async def _resize(self, stream: Any, frame: Any) -> None:
+    def _running(self, stream: InferStream) -> bool:
+        """Whether the stream is neither stopping nor replaced by a newer start."""
+        return not stream.stopping and self.streams.get(stream.stream_id) is stream
+
+    async def _resize(self, stream: InferStream, frame: Any) -> None:
         from infer.errors import WorkflowError
 
         loop = asyncio.get_running_loop()
@@ -298,7 +285,7 @@ class InferService:
                 self._frames_pool, stream.runner.resize, frame.width, frame.height
             )
         except WorkflowError as exc:
-            await self.ctx.send(
+            await self._send(
                 WorkerError(
                     worker="infer",
                     message=f"workflow fails at the new size: {exc}",
@@ -306,7 +293,7 @@ class InferService:
                 )
             )
 
-    async def _deliver(self, stream: Any, frame: Any, result: Any) -> None:
+    async def _deliver(self, stream: InferStream, frame: Any, result: Any) -> None:
         from infer.run_state import FrameResult
 
         if result is None:
@@ -314,37 +301,25 @@ class InferService:
                 frame=frame.data, width=frame.width, height=frame.height, failed=True
             )
         try:
-            if stream.stream_id in self._streams and self._streams[stream.stream_id] is stream:
+            if not stream.stopping and self.streams.get(stream.stream_id) is stream:
                 for data in stream.deliver(frame, result):
-                    await self.ctx.send(data)
+                    await self._send(data)
             else:
                 frame.release()  # stopped while the frame was being processed
         except Exception as exc:
             log.exception("stream %s: could not deliver a frame", stream.stream_id)
-            await self.ctx.send(
+            await self._send(
                 WorkerError(worker="infer", message=str(exc), stream_id=stream.stream_id)
             )
         finally:
             stream.idle.set()
 
-    async def _report(self) -> None:
-        interval = 1.0
-        while True:
-            await asyncio.sleep(interval)
-            for stream in list(self._streams.values()):
-                interval = stream.config.stats_interval_s
-                await self.ctx.send(stream.stats())
-
     # -- jobs -----------------------------------------------------------------------------------
 
-    async def _run_job(self, job: JobRequest) -> None:
+    async def run_job(self, job: JobRequest) -> None:
+        """Run a ``comfystream-image`` job on the set-up thread and send its result."""
         from infer.image_job import ImageJobError, ImageJobLimits, run_image_job
 
-        if job.kind != IMAGE_JOB:
-            await self.ctx.send(
-                JobResult(job_id=job.job_id, status=400, error=f"unknown job kind {job.kind!r}")
-            )
-            return
         loop = asyncio.get_running_loop()
         side = self.options.max_image_side
         limits = ImageJobLimits(max_width=side, max_height=side)
@@ -354,7 +329,7 @@ class InferService:
                 job_id=job.job_id,
                 data={"node": node_id, "class_type": class_type, "index": index, "total": total},
             )
-            asyncio.run_coroutine_threadsafe(self.ctx.send(update), loop)
+            asyncio.run_coroutine_threadsafe(self._send(update), loop)
 
         def run() -> Any:
             return run_image_job(
@@ -367,9 +342,7 @@ class InferService:
         try:
             result = await loop.run_in_executor(self._setup_pool, run)
         except ImageJobError as exc:
-            await self.ctx.send(
-                JobResult(job_id=job.job_id, status=exc.status_code, error=str(exc))
-            )
+            await self._send(JobResult(job_id=job.job_id, status=exc.status_code, error=str(exc)))
             return
         except Exception as exc:
             from infer.workflow.allocation import is_out_of_memory
@@ -380,20 +353,16 @@ class InferService:
             else:
                 log.exception("job %s failed", job.job_id)
                 status, error = 500, f"job failed: {exc}"
-            await self.ctx.send(JobResult(job_id=job.job_id, status=status, error=error))
+            await self._send(JobResult(job_id=job.job_id, status=status, error=error))
             return
         payload = json.dumps(result.to_json()).encode()
-        await self.ctx.send(JobResult(job_id=job.job_id, status=200, payload=payload))
+        await self._send(JobResult(job_id=job.job_id, status=200, payload=payload))
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _spawn(self, coro: Any, name: str) -> None:
-        self._track(asyncio.create_task(coro, name=name))
-
-    def _track(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(_log_failure)
+    async def _send(self, message: Any) -> None:
+        assert self.ctx is not None
+        await self.ctx.send(message)
 
 
 def _forwarded(frame: Any) -> Any:
@@ -411,11 +380,6 @@ def _forwarded(frame: Any) -> Any:
         infer_start_ns=now,
         infer_end_ns=now,
     )
-
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("infer task %s failed", task.get_name(), exc_info=task.exception())
 
 
 def main(spec: WorkerSpec) -> None:

@@ -143,3 +143,27 @@ async def test_stop_leaves_no_process() -> None:
     for pid in pids:
         assert not alive(pid), pid
     assert all(info["state"] == "stopped" for info in sup.snapshot().values())
+
+
+def test_several_workers_of_a_role_get_names_indices_and_their_own_options() -> None:
+    sup = Supervisor(
+        FAST,
+        workers={
+            "ingest": workers_for_tests.exits_at_once,
+            "infer": workers_for_tests.exits_at_once,
+        },
+        worker_options={"infer": {"engine": "builtin"}, "infer-1": {"gpu": "1"}},
+        worker_counts={"infer": 2},
+    )
+    assert list(sup.workers) == ["ingest", "infer-0", "infer-1"]
+    assert sup.names("infer") == ["infer-0", "infer-1"]
+    assert [(h.role, h.index) for h in sup.workers.values()] == [
+        ("ingest", 0),
+        ("infer", 0),
+        ("infer", 1),
+    ]
+    assert sup.workers["infer-0"].options == {"engine": "builtin"}
+    assert sup.workers["infer-1"].options == {"engine": "builtin", "gpu": "1"}
+    snapshot = sup.snapshot()
+    assert (snapshot["infer-1"]["role"], snapshot["infer-1"]["index"]) == ("infer", 1)
+    assert snapshot["infer-0"]["streams"] == 0

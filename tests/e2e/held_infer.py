@@ -8,19 +8,20 @@ import asyncio
 import os
 from pathlib import Path
 
+from infer.stream import InferStream
 from infer.worker import InferService
 from ipc.child import WorkerSpec, run_worker
-from ipc.messages import InferConfig, StreamStart
+from ipc.messages import InferConfig
 
 GATE_ENV = "HELD_INFER_GATE"
 
 
 class HeldInfer(InferService):
-    async def _start_stream(self, message: StreamStart, config: InferConfig) -> None:
+    async def start_stream(self, stream_id: str, config: InferConfig) -> InferStream:
         gate = Path(os.environ[GATE_ENV])
         while not gate.exists():  # noqa: ASYNC110 -- the test's event, across processes
             await asyncio.sleep(0.05)
-        await super()._start_stream(message, config)
+        return await super().start_stream(stream_id, config)
 
 
 def main(spec: WorkerSpec) -> None:

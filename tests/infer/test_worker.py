@@ -322,3 +322,51 @@ async def test_a_stop_right_behind_a_start_leaves_no_stream_behind(
         probe = StreamUpdate(stream_id=stream_id, params={}, request_id=f"probe-{i}")
         answer = await supervisor.requests.ask("infer", probe, f"probe-{i}", 60)
         assert isinstance(answer, StreamReply) and answer.status == 404, answer
+
+
+async def test_a_group_drops_the_frames_of_streams_stopped_while_it_waited() -> None:
+    """A round's later group may wait behind an earlier one while a stream of it is stopped;
+    its frame is released and never reaches the engine (its rings are about to be unmapped).
+    In-process: the race is set up directly on the service's table, which a test with real
+    processes cannot do without racing the stop message."""
+    import socket
+
+    from infer.worker import InferService
+    from ipc.child import WorkerSpec
+
+    parent, child = socket.socketpair()
+    service = InferService(WorkerSpec(name="infer", control=child, options={"engine": "builtin"}))
+
+    class Stream:
+        def __init__(self, stream_id: str, *, stopping: bool = False) -> None:
+            self.stream_id = stream_id
+            self.stopping = stopping
+            self.idle = asyncio.Event()
+
+    class View:
+        released = False
+
+        def release(self) -> None:
+            self.released = True
+
+    def engine_call(items: Any) -> Any:
+        raise AssertionError(f"the engine was called with {items}")
+
+    try:
+        forgotten = Stream("forgotten")  # stopped and gone from the table
+        stopping = Stream("stopping", stopping=True)  # its stop waits for the engine thread
+        replaced = Stream("replaced")  # a new start took its place
+        service.streams.update(
+            {"stopping": stopping, "replaced": Stream("replaced")}  # type: ignore[dict-item]
+        )
+        views = [View(), View(), View()]
+        await service._run_group(
+            engine_call, [(forgotten, views[0]), (stopping, views[1]), (replaced, views[2])]
+        )
+        assert all(view.released for view in views)
+        assert all(s.idle.is_set() for s in (forgotten, stopping, replaced))
+    finally:
+        parent.close()
+        child.close()
+        service._frames_pool.shutdown()
+        service._setup_pool.shutdown()

@@ -1,4 +1,5 @@
-"""The per-stream service base: start, replace, stop and forget streams by id."""
+"""The per-stream service base: start, replace, update, stop and forget streams by id; replies,
+background set-up and one-shot jobs."""
 
 from __future__ import annotations
 
@@ -8,16 +9,20 @@ from typing import Any
 
 import pytest
 
-from ipc.child import WorkerSpec
+from ipc.channel import ControlChannel
+from ipc.child import WorkerContext, WorkerSpec
 from ipc.messages import (
     EgressConfig,
     IngestConfig,
+    JobRequest,
+    JobResult,
+    StreamReply,
     StreamStart,
     StreamStop,
     StreamUpdate,
 )
 from ipc.ring import RingSpec
-from ipc.stream_service import StreamOrder, StreamService
+from ipc.stream_service import StreamOrder, StreamRefused, StreamService
 
 RING = RingSpec(name="cbyoc-1-svc-in", slots=4, max_width=64, max_height=64, pixel_format="yuv420p")
 
@@ -139,3 +144,110 @@ async def test_a_stop_cancels_the_pending_start_and_runs_after_it() -> None:
     gate.set()
     await asyncio.gather(blocker, stopping)
     assert queued.cancelled() and log == ["start+", "stop", "stop"]
+
+
+class Refusing(StreamService[Recorded]):
+    """A service whose starts and updates answer with replies, set up in the background, and
+    that runs one kind of job: the shape of the infer worker."""
+
+    role = "infer"
+    config_type = IngestConfig
+    background_setup = True
+    job_kinds = frozenset({"echo"})
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        super().__init__(spec)
+        self.gate = asyncio.Event()
+        self.refused_updates: list[str] = []
+
+    async def start_stream(self, stream_id: str, config: Any) -> Recorded:
+        await self.gate.wait()  # a warm-up that takes a while
+        if config.subscribe_url.endswith("bad"):
+            raise StreamRefused(400, "bad workflow")
+        stream = Recorded(stream_id, config)
+        stream.start()
+        return stream
+
+    async def stop_stream(self, stream: Recorded, *, replacing: bool) -> None:
+        stream.events.append("stopped")
+
+    async def update_stream(self, stream: Recorded, params: dict[str, Any]) -> None:
+        if "bad" in params:
+            raise StreamRefused(400, "bad params")
+        stream.events.append(f"update {sorted(params)}")
+
+    async def update_refused(self, stream: Recorded, refused: StreamRefused) -> None:
+        self.refused_updates.append(refused.error)
+
+    async def run_job(self, job: JobRequest) -> None:
+        assert self.ctx is not None
+        await self.ctx.send(JobResult(job_id=job.job_id, status=200, payload=job.payload))
+
+
+@pytest.fixture
+async def refusing() -> Any:
+    """The service with a real control channel; yields it and the parent's end."""
+    a, b = socket.socketpair()
+    spec = WorkerSpec(name="infer", control=a)
+    service = Refusing(spec)
+    parent = await ControlChannel.from_socket(b, peer="worker")
+    await service.start(WorkerContext(spec, await ControlChannel.from_socket(a, peer="parent")))
+    yield service, parent
+    await service.stop()
+    await parent.close()
+    a.close()
+
+
+async def _next(parent: ControlChannel) -> Any:
+    async with asyncio.timeout(30):  # hang guard
+        return await parent.recv()
+
+
+async def test_a_start_with_a_request_id_is_answered_once_set_up(refusing: Any) -> None:
+    service, parent = refusing
+    start_message = StreamStart(stream_id="s", config=start("s").config, request_id="r1")
+    await service.handle(start_message)  # returns at once: the set-up goes on beside
+    assert not service.streams
+    await service.handle(JobRequest(job_id="j", kind="echo", payload=b"hi"))
+    job = await _next(parent)  # a job is not held up by a stream's set-up
+    assert isinstance(job, JobResult) and (job.status, job.payload) == (200, b"hi")
+    service.gate.set()
+    reply = await _next(parent)
+    assert isinstance(reply, StreamReply)
+    assert (reply.request_id, reply.status, reply.worker) == ("r1", 200, "infer")
+    assert service.streams["s"].events == ["start"]
+
+
+async def test_refusals_unknown_streams_and_jobs_are_answered(refusing: Any) -> None:
+    service, parent = refusing
+    service.gate.set()
+    bad = StreamStart(stream_id="b", config=start("b", "http://o/bad").config, request_id="r1")
+    await service.handle(bad)
+    reply = await _next(parent)
+    assert (reply.status, reply.error) == (400, "bad workflow") and not service.streams
+    await service.handle(StreamUpdate(stream_id="nope", params={"x": 1}, request_id="r2"))
+    reply = await _next(parent)
+    assert (reply.request_id, reply.status) == ("r2", 404)
+    await service.handle(StreamStart(stream_id="s", config=start("s").config, request_id="r3"))
+    assert (await _next(parent)).status == 200
+    await service.handle(StreamUpdate(stream_id="s", params={"bad": 1}, request_id="r4"))
+    reply = await _next(parent)
+    assert (reply.request_id, reply.status, reply.error) == ("r4", 400, "bad params")
+    assert service.refused_updates == ["bad params"]
+    await service.handle(StreamUpdate(stream_id="s", params={"w": 1}, request_id="r5"))
+    assert (await _next(parent)).status == 200
+    assert service.streams["s"].events == ["start", "update ['w']"]
+    await service.handle(JobRequest(job_id="j", kind="other", payload=b""))
+    job = await _next(parent)
+    assert isinstance(job, JobResult) and job.status == 400 and "other" in job.error
+
+
+async def test_a_stop_during_set_up_answers_the_start_with_409(refusing: Any) -> None:
+    service, parent = refusing
+    await service.handle(StreamStart(stream_id="s", config=start("s").config, request_id="r1"))
+    await service.handle(StreamStop(stream_id="s"))
+    reply = await _next(parent)
+    assert (reply.request_id, reply.status) == ("r1", 409)
+    service.gate.set()
+    await asyncio.gather(*service.order.pending())
+    assert not service.streams  # the cancelled start never took the stream
