@@ -18,7 +18,7 @@ HOST ?= 0.0.0.0
 PORT ?= 8889
 ORCH_PORT ?= 8890
 
-.PHONY: serve test test-fast test-stress system-deps lint format bench bench-ipc bench-trickle bench-infer bench-latency bench-soak bench-gpu profile check-docker clean
+.PHONY: serve test test-fast test-stress system-deps lint format bench bench-ipc bench-trickle bench-infer bench-latency bench-soak bench-webrtc bench-gpu profile check-docker clean
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -165,6 +165,9 @@ profile: $(VENV)/.installed
 bench-soak: $(VENV)/.installed
 	$(VENV)/bin/python -m benchmarks.soak
 
+bench-webrtc: $(VENV)/.installed
+	$(VENV)/bin/python -m benchmarks.webrtc
+
 # Every benchmark in its ~30 s smoke form (what CI runs).
 bench: $(VENV)/.installed $(VENV_PYTRICKLE)/.installed
 	$(VENV)/bin/python -m benchmarks.ipc --quick --json benchmarks/results/ipc-quick.json
@@ -172,6 +175,7 @@ bench: $(VENV)/.installed $(VENV_PYTRICKLE)/.installed
 	$(VENV)/bin/python -m benchmarks.infer --quick
 	$(VENV)/bin/python -m benchmarks.latency --quick
 	$(VENV)/bin/python -m benchmarks.soak --quick
+	$(VENV)/bin/python -m benchmarks.webrtc --quick --json benchmarks/results/webrtc-quick.json
 
 clean:
 	rm -rf $(VENV) $(VENV_COMFY) $(VENV_PYTRICKLE) $(VENV_GATEWAY) $(VENV_DOCKER_TOOLS) $(VENV_CUDA) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

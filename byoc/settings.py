@@ -108,6 +108,7 @@ class Settings:
     webrtc_public_ip: str = ""
     webrtc_ports: tuple[int, int] | None = None
     webrtc_idle_timeout_s: float = 10.0
+    webrtc_early_frames: bool = True
     whep_bitrate: int = 1_500_000
     whep_keyframe_min_interval_s: float = 0.5
     twilio_account_sid: str = ""
@@ -609,6 +610,14 @@ OPTIONS: tuple[Option, ...] = (
         ("WEBRTC_IDLE_TIMEOUT",),
         _float,
         "seconds without media from a WHIP publisher before its session ends",
+    ),
+    Option(
+        "webrtc_early_frames",
+        "--webrtc-early-frames",
+        ("WEBRTC_EARLY_FRAMES",),
+        _bool,
+        "decode a WHIP video frame as soon as its last packet is in (on), or when the next "
+        "frame starts, as aiortc does (off)",
     ),
     Option(
         "whep_bitrate",

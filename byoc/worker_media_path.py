@@ -72,8 +72,13 @@ class MediaStream:
     data_task: asyncio.Task[None] | None = None
     data_queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(256))
     data_dropped: int = 0
-    set_up: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set once every part was started (infer warmed up): WHEP viewers may attach."""
+    started: set[str] = field(default_factory=set)
+    """The roles whose worker was sent its part. Egress may start before infer's warm-up ended: a
+    WHEP viewer attaching then gets its answer at once, so its ICE/DTLS handshake overlaps the
+    warm-up, and the first processed frame goes out as soon as it exists."""
+    whep_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held while a WHEP viewer makes sure egress has the stream: a second viewer's offer must
+    not reach egress before the stream's start does."""
 
 
 def _workflow_text(params: dict[str, Any]) -> str:
@@ -167,15 +172,15 @@ class WorkerMediaPath:
             infer_worker=infer_worker,
         )
         self.streams[spec.stream_id] = stream
-        # Parts attached meanwhile (a WHIP input) were started by whoever attached them.
+        # Parts attached meanwhile (a WHIP input, an early WHEP viewer's egress) were started by
+        # whoever attached them.
         parts = [w for w in ("egress", "ingest") if w in configs]  # the consumer first
         try:
+            stream.started.add("infer")
             await self._request(stream.infer_worker, spec.stream_id, configs["infer"])
             for worker in parts:
-                if worker in configs:
-                    await self._send(
-                        worker, StreamStart(stream_id=spec.stream_id, config=configs[worker])
-                    )
+                if worker not in stream.started:
+                    await self._start_part(stream, worker)
             if spec.data_url:
                 stream.data = JsonLinesPublisher(
                     # Where the channel stands: seq 0 on a new stream, the next segment on one
@@ -193,7 +198,6 @@ class WorkerMediaPath:
         except BaseException:
             await self.stop(spec.stream_id, "set-up failed")
             raise
-        stream.set_up.set()
         log.info(
             "stream %s: media path started (%s; %s rings)",
             spec.stream_id,
@@ -211,26 +215,41 @@ class WorkerMediaPath:
             ring=stream.rings[0].spec,
             whip=True,
             idle_timeout_s=self.settings.webrtc_idle_timeout_s,
+            early_frames=self.settings.webrtc_early_frames,
             stats_interval_s=self.stats_interval_s,
         )
         stream.configs["ingest"] = config
-        await self._send("ingest", StreamStart(stream_id=stream_id, config=config))
+        await self._start_part(stream, "ingest")
 
     async def attach_whep(self, stream_id: str) -> bool:
-        """Make sure the stream's egress serves WHEP viewers; False while the stream is not
-        set up yet (a viewer then gets 409 and retries)."""
+        """Make sure the stream's egress serves WHEP viewers, starting it when needed (also while
+        infer still warms the workflow up: the viewer's answer and handshake need no processed
+        frame). False while the stream has no media path yet (a viewer then gets 409 and
+        retries), and for a clip's file output (no live viewers)."""
         stream = self.streams.get(stream_id)
-        if stream is None or not stream.set_up.is_set():
+        if stream is None:
             return False
-        egress = stream.configs.get("egress")
-        if isinstance(egress, EgressConfig) and egress.whep:
-            return True
-        if egress is not None:
-            return False  # a clip's MP4 output: no live viewers
-        config = self._egress_config(None, stream.rings[1].spec, whep=True)
-        stream.configs["egress"] = config
-        await self._send("egress", StreamStart(stream_id=stream_id, config=config))
+        async with stream.whep_lock:
+            egress = stream.configs.get("egress")
+            if egress is None:
+                config = self._egress_config(None, stream.rings[1].spec, whep=True)
+                stream.configs["egress"] = config
+            elif not (isinstance(egress, EgressConfig) and egress.whep):
+                return False
+            if "egress" not in stream.started:
+                await self._start_part(stream, "egress")
         return True
+
+    async def _start_part(self, stream: MediaStream, role: str) -> None:
+        """Send ``role``'s worker its part of ``stream`` (once; a restarted worker gets it again
+        from ``on_worker_restart``)."""
+        stream.started.add(role)  # before the await: a second viewer must not start it again
+        start = StreamStart(stream_id=stream.spec.stream_id, config=stream.configs[role])
+        try:
+            await self._send(self._worker(stream, role), start)
+        except BaseException:
+            stream.started.discard(role)
+            raise
 
     async def _admitted(
         self, stream_id: str, wait_s: float, alive: Callable[[], bool]
@@ -334,6 +353,8 @@ class WorkerMediaPath:
             config = stream.configs.get(role)
             if config is None or self._worker(stream, role) != worker:
                 continue
+            if role not in stream.started:
+                continue  # not started yet: the set-up still starts it
             log.info("stream %s: resuming on restarted %s worker", stream_id, worker)
             with contextlib.suppress(ChannelClosed, OSError):
                 await self.supervisor.send(worker, StreamStart(stream_id=stream_id, config=config))

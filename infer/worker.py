@@ -37,6 +37,9 @@ if TYPE_CHECKING:  # the stream module imports the engine (torch): loaded when a
 log = logging.getLogger(__name__)
 
 IMAGE_JOB = "comfystream-image"
+WARM_UP_PIXEL_FORMAT = "yuv420p"
+"""The pixel format of the stream rings the parent makes today; warming up another one would
+still pay most of the process's one-time costs."""
 
 
 class InferService(StreamService["InferStream"]):
@@ -72,6 +75,7 @@ class InferService(StreamService["InferStream"]):
         loop = asyncio.get_running_loop()
         self.engine = await loop.run_in_executor(self._setup_pool, self._select_engine)
         self.engine.allocation_limits = self._allocation_limits()
+        await loop.run_in_executor(self._setup_pool, self._warm_up_engine)
         self.spawn(self._schedule(), "scheduler")
         info = self.engine.info()
         return {
@@ -91,6 +95,13 @@ class InferService(StreamService["InferStream"]):
         from infer.engine import select_engine
 
         return select_engine(self.options.engine, self.options.workspace or None)
+
+    def _warm_up_engine(self) -> None:
+        from infer.stream import InferStream  # noqa: F401 -- imported now, not in a stream's set-up
+        from infer.workflow_runner import warm_up_engine
+
+        seconds = warm_up_engine(self.engine, WARM_UP_PIXEL_FORMAT)
+        log.info("infer: engine %s warmed up in %.0f ms", self.engine.name, seconds * 1e3)
 
     async def stop(self) -> None:
         await super().stop()

@@ -320,7 +320,10 @@ class IngestStream(WorkerStream):
         self.source: TrickleSource | ClipSource | WhipSource
         if config.whip:
             self.source = WhipSource(
-                stream_id, idle_timeout_s=config.idle_timeout_s, audio=config.audio
+                stream_id,
+                idle_timeout_s=config.idle_timeout_s,
+                audio=config.audio,
+                early_frames=config.early_frames,
             )
         elif config.source_path:
             self.source = ClipSource(stream_id, config.source_path, audio=config.audio)

@@ -164,6 +164,8 @@ class IngestConfig(msgspec.Struct, tag="ingest", kw_only=True):
     """The input is a WHIP peer: its offer comes as a ``PeerOffer`` after the start."""
     idle_timeout_s: float = 10.0
     """A WHIP peer that sends no media for this long has gone: the stream ends."""
+    early_frames: bool = True
+    """WHIP video: decode a frame once its packets are complete (not when the next one starts)."""
 
 
 class InferOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -14,6 +14,7 @@ import asyncio
 import os
 import secrets
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,7 @@ class Runner:
 
 async def start_runner(
     http: aiohttp.ClientSession,
-    orchestrator: Orchestrator,
+    orchestrator: Orchestrator | None,
     log_dir: Path,
     *,
     capacity: int,
@@ -139,8 +140,17 @@ async def start_runner(
     infer_workers: str = "auto",
     events_interval_s: float = 1.0,
     ready_timeout_s: float = 180.0,
+    capability: str = CAPABILITY,
+    extra_args: Sequence[str] = (),
 ) -> Runner:
+    """``comfystream-byoc serve`` on an ephemeral port, registered with ``orchestrator`` (none:
+    it serves its own routes only); ``extra_args`` are more ``serve`` flags."""
     port = free_port()
+    registration = (
+        ["--orch-url", orchestrator.url, "--orch-secret", orchestrator.secret]
+        if orchestrator is not None
+        else []
+    )
     process = ManagedProcess(
         "runner",
         _command(
@@ -149,12 +159,9 @@ async def start_runner(
             "127.0.0.1",
             "--port",
             str(port),
-            "--orch-url",
-            orchestrator.url,
-            "--orch-secret",
-            orchestrator.secret,
+            *registration,
             "--capability-names",
-            CAPABILITY,
+            capability,
             "--capacity",
             str(capacity),
             "--engine",
@@ -171,6 +178,7 @@ async def start_runner(
             "3",  # the runner is stopped with SIGTERM: a short drain, then a clean stop
             "--log-level",
             "INFO",
+            *extra_args,
         ),
         log_path=log_dir / "runner.log",
         env=runner_environment(device),

@@ -1,8 +1,9 @@
 """WHEP playback (draft-ietf-wish-whep): viewers of a session's processed output.
 
 - ``POST /byoc/whep/{session_id}`` (``application/sdp``): a new viewer; 201 with a ``sendonly``
-  answer and ``Location: /byoc/whep/{session_id}/{viewer_id}``. A session that is not live yet
-  answers 409 with ``Retry-After``. Any live session can be watched: one started by
+  answer and ``Location: /byoc/whep/{session_id}/{viewer_id}``. A session without a media path
+  yet answers 409 with ``Retry-After``; one whose workflow still warms up answers at once (frames
+  follow once it is live). Any live session can be watched: one started by
   go-livepeer (``/stream/start``), by ``comfystream-video`` or by a WHIP publisher. With
   ``--token`` set the viewer needs the Bearer token too (a paid stream is not public).
 - ``PATCH`` / ``DELETE /byoc/whep/{session_id}/{viewer_id}``: late candidates; this viewer
