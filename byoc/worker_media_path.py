@@ -26,7 +26,6 @@ from typing import Any
 from byoc.livepeer.trickle import JsonLinesPublisher, TricklePublisher
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_JSONL
 from byoc.media_path import MediaUnavailable, ParamsRejected, StreamSpec
-from byoc.ring_format import ring_pixel_format
 from byoc.settings import Settings
 from byoc.stream_params import output_size
 from byoc.supervisor import Supervisor
@@ -49,6 +48,7 @@ from ipc.messages import (
 )
 from ipc.pixfmt import RingPixelFormat
 from ipc.ring import FrameRing, RingSpec
+from ipc.ring_format import ring_pixel_format
 from ipc.shm import Direction
 from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
 
@@ -116,7 +116,7 @@ class WorkerMediaPath:
         self.stats_interval_s = stats_interval_s
         self.pixel_format = pixel_format
         """The rings' pixel format for every stream; None: chosen from the infer worker's
-        device (``byoc.ring_format``)."""
+        device (``ipc.ring_format``)."""
         self.streams: dict[str, MediaStream] = {}
 
     def connect_workers(self) -> None:

@@ -29,6 +29,7 @@ from ipc.messages import (
     JobResult,
     WorkerError,
 )
+from ipc.ring_format import ring_pixel_format
 from ipc.stream_service import StreamRefused, StreamService
 
 if TYPE_CHECKING:  # the stream module imports the engine (torch): loaded when a stream starts
@@ -37,9 +38,6 @@ if TYPE_CHECKING:  # the stream module imports the engine (torch): loaded when a
 log = logging.getLogger(__name__)
 
 IMAGE_JOB = "comfystream-image"
-WARM_UP_PIXEL_FORMAT = "yuv420p"
-"""The pixel format of the stream rings the parent makes today; warming up another one would
-still pay most of the process's one-time costs."""
 
 
 class InferService(StreamService["InferStream"]):
@@ -100,7 +98,9 @@ class InferService(StreamService["InferStream"]):
         from infer.stream import InferStream  # noqa: F401 -- imported now, not in a stream's set-up
         from infer.workflow_runner import warm_up_engine
 
-        seconds = warm_up_engine(self.engine, WARM_UP_PIXEL_FORMAT)
+        # The format the parent gives this worker's stream rings (it reads the same device).
+        pixel_format = ring_pixel_format(str(self.engine.device))
+        seconds = warm_up_engine(self.engine, pixel_format)
         log.info("infer: engine %s warmed up in %.0f ms", self.engine.name, seconds * 1e3)
 
     async def stop(self) -> None:

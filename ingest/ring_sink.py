@@ -8,7 +8,7 @@ Frames carry pts in 90 kHz, ``KEYFRAME``/``DISCONTINUITY``/``END_OF_STREAM`` fla
 decoder's colour description (``ipc.colour``, in the flags' upper bits, whatever the ring's
 format) and the ``INGEST_FIRST_BYTE``, ``DECODED`` and ``INGEST_WRITTEN`` stamps.
 
-An ``rgb24`` ring (inference on the CPU, ``byoc.ring_format``) is filled by FFmpeg's swscale,
+An ``rgb24`` ring (inference on the CPU, ``ipc.ring_format``) is filled by FFmpeg's swscale,
 reading the input with its own matrix and range (BT.601/BT.709/BT.2020, limited/full): one
 conversion into the converter's frame, one copy into the slot. Within 2 levels of the float
 reference on flat colours (``tests/ingest/test_ring_sink.py``).

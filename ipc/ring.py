@@ -171,7 +171,7 @@ class RingSpec(msgspec.Struct, frozen=True, kw_only=True):
     max_width: int
     max_height: int
     pixel_format: RingPixelFormat
-    """The parent's choice per stream (``byoc.ring_format``): ``rgb24`` when inference runs on the
+    """The parent's choice per stream (``ipc.ring_format``): ``rgb24`` when inference runs on the
     CPU, a 4:2:0 format when it runs on a GPU."""
 
     def __post_init__(self) -> None:

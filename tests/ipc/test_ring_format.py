@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from byoc.ring_format import ring_pixel_format
+from ipc.ring_format import ring_pixel_format
 
 
 @pytest.mark.parametrize(
