@@ -146,6 +146,18 @@ class TrickleServer:
         channel.close()
         return True
 
+    def publish_local(self, name: str, data: bytes) -> bool:
+        """Write ``data`` as the channel's next segment from inside the server process, as
+        go-livepeer's local publisher does. False when the channel does not exist (any more)."""
+        channel = self._channels.get(name)
+        if channel is None or channel.closed:
+            return False
+        segment = channel.segment_for_write(SEQ_NEXT)
+        channel.note_first_byte(segment)
+        segment.append(data)
+        segment.close()
+        return True
+
     def channel(self, name: str) -> Channel | None:
         return self._channels.get(name)
 

@@ -1,5 +1,6 @@
-"""The local orchestrator stand-in: one aiohttp server with go-livepeer's BYOC endpoints and its
-trickle server at ``/ai/trickle/``, over HTTP or HTTPS with a generated self-signed certificate.
+"""The local orchestrator stand-in: one aiohttp server with go-livepeer's BYOC endpoints, its Live
+Runner endpoints and its trickle server at ``/ai/trickle/``, over HTTP or HTTPS with a generated
+self-signed certificate.
 
 It is what the tests, the benchmarks and ``make serve`` use in place of a go-livepeer node.
 """
@@ -14,6 +15,13 @@ from aiohttp.typedefs import Handler
 
 from byoc.livepeer.standin.orchestrator.gohttp import go_error
 from byoc.livepeer.standin.orchestrator.jobs import JobProxy
+from byoc.livepeer.standin.orchestrator.live_runner_routes import LiveRunnerRoutes
+from byoc.livepeer.standin.orchestrator.live_runners import (
+    DEFAULT_HEARTBEAT_INTERVAL_S,
+    DEFAULT_HEARTBEAT_TTL_S,
+    DEFAULT_O2R_KEEPALIVE_INTERVAL_S,
+    LiveRunnerRegistry,
+)
 from byoc.livepeer.standin.orchestrator.registry import Registry
 from byoc.livepeer.standin.orchestrator.streams import StreamRelay
 from byoc.livepeer.standin.trickle_server import TrickleServer
@@ -38,7 +46,8 @@ async def _go_not_found(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 class LocalOrchestrator:
-    """A small, faithful go-livepeer orchestrator for BYOC workers (see the package docs)."""
+    """A small, faithful go-livepeer orchestrator for BYOC workers and live runners (see the
+    package docs). ``secret`` is the orchestrator secret of both (``-orchSecret``)."""
 
     def __init__(
         self,
@@ -46,9 +55,19 @@ class LocalOrchestrator:
         secret: str = "",
         keepalive_interval_s: float = 10.0,
         trickle_idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+        heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S,
+        heartbeat_ttl_s: float = DEFAULT_HEARTBEAT_TTL_S,
+        o2r_keepalive_interval_s: float = DEFAULT_O2R_KEEPALIVE_INTERVAL_S,
     ) -> None:
         self.registry = Registry(secret=secret)
         self.trickle = TrickleServer(prefix=DEFAULT_PREFIX, idle_timeout=trickle_idle_timeout_s)
+        self.live_runners = LiveRunnerRegistry(
+            self.trickle,
+            secret=secret,
+            heartbeat_interval_s=heartbeat_interval_s,
+            heartbeat_ttl_s=heartbeat_ttl_s,
+            o2r_keepalive_interval_s=o2r_keepalive_interval_s,
+        )
         self.keepalive_interval_s = keepalive_interval_s
         self.url = ""  # e.g. http://127.0.0.1:8890, set by start()
         self._http: aiohttp.ClientSession | None = None
@@ -75,6 +94,7 @@ class LocalOrchestrator:
         router.add_post("/ai/stream/start", self.streams.handle_start)
         router.add_post("/ai/stream/update", self.streams.handle_update)
         router.add_post("/ai/stream/stop", self.streams.handle_stop)
+        LiveRunnerRoutes(self.live_runners, self._http).add_routes(app)
         self.trickle.add_routes(app)
         return app
 
@@ -105,11 +125,14 @@ class LocalOrchestrator:
         self.url = f"{'https' if tls else 'http'}://{shown}:{bound_port}"
         assert self.streams is not None
         self.streams.trickle_base = self.trickle_base
+        self.live_runners.base_url = self.url
+        self.live_runners.start()
         log.info("local orchestrator listening on %s (trickle at %s)", self.url, self.trickle_base)
         return self.url
 
     async def close(self) -> None:
         """End every stream, close every channel, stop serving. Safe to call twice."""
+        await self.live_runners.close()
         if self.streams is not None:
             await self.streams.close()
         runner, self._runner = self._runner, None
@@ -119,6 +142,24 @@ class LocalOrchestrator:
             await self._http.close()
             self._http = None
         log.info("local orchestrator stopped")
+
+    async def restart(self) -> None:
+        """What an orchestrator restart does, keeping the same address: every BYOC
+        registration and stream, every live runner and session, every trickle channel
+        forgotten. Nothing is announced to workers or runners; they find out on their next
+        registration or heartbeat."""
+        self.live_runners.forget_all()
+        if self.streams is not None:
+            await self.streams.close()
+        self.registry.forget_all()
+        for name in self.trickle.channel_names():
+            self.trickle.close_channel(name)
+        log.info("local orchestrator restarted (everything forgotten)")
+
+    def release_session(self, runner_id: str, session_id: str) -> None:
+        """Release a live runner session as the orchestrator does on a client stop or a failed
+        payment: ``released`` on the runner's O2R channel, the session's channels closed."""
+        self.live_runners.release_session(runner_id, session_id)
 
     async def __aenter__(self) -> LocalOrchestrator:
         if self._runner is None:
