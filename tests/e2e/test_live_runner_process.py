@@ -46,14 +46,12 @@ async def health(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
         return {}
 
 
-async def test_frozen_runner_expires_then_registers_again(
-    orch: LocalOrchestrator, tmp_path: Path
-) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "runner.log"
+def start_runner(
+    port: int, orch_url: str, tmp_path: Path, log_path: Path
+) -> subprocess.Popen[bytes]:
+    """``comfystream-byoc serve`` as a Live Runner only (no BYOC registration)."""
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [
                 str(SCRIPT),
                 "serve",
@@ -68,7 +66,7 @@ async def test_frozen_runner_expires_then_registers_again(
                 "--control-planes",
                 "live-runner",
                 "--live-runner-orch-url",
-                orch.url,
+                orch_url,
                 "--orch-secret",
                 SECRET,
             ],
@@ -76,6 +74,15 @@ async def test_frozen_runner_expires_then_registers_again(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+async def test_frozen_runner_expires_then_registers_again(
+    orch: LocalOrchestrator, tmp_path: Path
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "runner.log"
+    proc = start_runner(port, orch.url, tmp_path, log_path)
     http = aiohttp.ClientSession()
     try:
         registry = orch.live_runners
