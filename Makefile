@@ -1,13 +1,15 @@
 # Two environments, both reproducible from the pins in requirements/:
 #   .venv/          the runner (editable) + test tools, CPU torch 2.13.0
 #   .venv-comfyui/  the same + real ComfyUI 0.0.1 (torch 2.14.1), for the real-ComfyUI tests
-# plus .venv-pytrickle/, Livepeer's reference trickle client, used only as a test peer.
+# plus .venv-pytrickle/, Livepeer's reference trickle client, and .venv-gateway/, Livepeer's
+# official Python SDK (livepeer-gateway), both used only as test peers.
 # docker/install.sh holds the same install steps for the images (cpu = .venv/, cuda =
 # .venv-comfyui/, without the test tools); `make check-docker` checks docker/ without Docker.
 PYTHON ?= python3
 VENV := .venv
 VENV_COMFY := .venv-comfyui
 VENV_PYTRICKLE := .venv-pytrickle
+VENV_GATEWAY := .venv-gateway
 VENV_DOCKER_TOOLS := .venv-docker-tools
 INSTALL_CHECK_VENV ?= build/install-check
 PIP_FLAGS := -q --disable-pip-version-check
@@ -32,6 +34,12 @@ $(VENV_COMFY)/.installed: pyproject.toml requirements/comfyui.txt requirements/c
 $(VENV_PYTRICKLE)/.installed: requirements/pytrickle.txt requirements/pytrickle-lock.txt
 	$(PYTHON) -m venv $(VENV_PYTRICKLE)
 	$(VENV_PYTRICKLE)/bin/pip install $(PIP_FLAGS) --only-binary av -r requirements/pytrickle.txt -c requirements/pytrickle-lock.txt
+	touch $@
+
+# livepeer-gateway 1.0.0 declares Python >= 3.12; the parts the tests drive run on 3.11.
+$(VENV_GATEWAY)/.installed: requirements/gateway.txt requirements/gateway-lock.txt
+	$(PYTHON) -m venv $(VENV_GATEWAY)
+	$(VENV_GATEWAY)/bin/pip install $(PIP_FLAGS) --ignore-requires-python --only-binary av -r requirements/gateway.txt -c requirements/gateway-lock.txt
 	touch $@
 
 $(VENV_DOCKER_TOOLS)/.installed: requirements/docker-tools.txt
@@ -83,7 +91,7 @@ system-deps:
 	fi
 
 # File order (pytest-randomly is off by default, see pyproject.toml).
-test: system-deps $(VENV)/.installed $(VENV_COMFY)/.installed $(VENV_PYTRICKLE)/.installed
+test: system-deps $(VENV)/.installed $(VENV_COMFY)/.installed $(VENV_PYTRICKLE)/.installed $(VENV_GATEWAY)/.installed
 	$(VENV)/bin/python -m pytest -m "not comfyui" $(PYTEST_ARGS)
 	$(VENV_COMFY)/bin/python -m pytest -m comfyui $(PYTEST_ARGS)
 
@@ -140,4 +148,4 @@ bench: $(VENV)/.installed $(VENV_PYTRICKLE)/.installed
 	$(VENV)/bin/python -m benchmarks.soak --quick
 
 clean:
-	rm -rf $(VENV) $(VENV_COMFY) $(VENV_PYTRICKLE) $(VENV_DOCKER_TOOLS) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_COMFY) $(VENV_PYTRICKLE) $(VENV_GATEWAY) $(VENV_DOCKER_TOOLS) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
