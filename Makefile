@@ -11,13 +11,14 @@ VENV_COMFY := .venv-comfyui
 VENV_PYTRICKLE := .venv-pytrickle
 VENV_GATEWAY := .venv-gateway
 VENV_DOCKER_TOOLS := .venv-docker-tools
+VENV_CUDA := .venv-cuda
 INSTALL_CHECK_VENV ?= build/install-check
 PIP_FLAGS := -q --disable-pip-version-check
 HOST ?= 0.0.0.0
 PORT ?= 8889
 ORCH_PORT ?= 8890
 
-.PHONY: serve test test-fast test-stress system-deps lint format bench bench-ipc bench-trickle bench-infer bench-latency bench-soak check-docker clean
+.PHONY: serve test test-fast test-stress system-deps lint format bench bench-ipc bench-trickle bench-infer bench-latency bench-soak bench-gpu profile check-docker clean
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -136,6 +137,24 @@ bench-infer: $(VENV)/.installed
 bench-latency: $(VENV)/.installed $(VENV_PYTRICKLE)/.installed
 	$(VENV)/bin/python -m benchmarks.latency
 
+# The GPU run in one command: refuses at once without a CUDA device (before any download),
+# else builds .venv-cuda (the project with PyPI's CUDA build of torch, requirements/cuda.txt; pip's
+# own config is ignored so that no CPU wheel index is used), then runs the 1/4/8-stream latency
+# benchmark with the infer worker on cuda and the gpu-marked tests, and writes
+# benchmarks/results/gpu/report.md. Not run in CI (no GPU there).
+$(VENV_CUDA)/.installed: pyproject.toml requirements/constraints.txt requirements/cuda.txt
+	$(PYTHON) -m venv $(VENV_CUDA)
+	grep -v '^torch==' requirements/constraints.txt > $(VENV_CUDA)/constraints.txt
+	PIP_CONFIG_FILE=/dev/null $(VENV_CUDA)/bin/pip install $(PIP_FLAGS) -r requirements/cuda.txt
+	PIP_CONFIG_FILE=/dev/null $(VENV_CUDA)/bin/pip install $(PIP_FLAGS) -c $(VENV_CUDA)/constraints.txt -e '.[test]'
+	touch $@
+
+bench-gpu:
+	$(PYTHON) -m benchmarks.cuda_check
+	$(MAKE) $(VENV_CUDA)/.installed $(VENV_PYTRICKLE)/.installed
+	$(VENV_CUDA)/bin/python -m benchmarks.cuda_check --python $(VENV_CUDA)/bin/python
+	$(VENV_CUDA)/bin/python -m benchmarks.gpu
+
 bench-soak: $(VENV)/.installed
 	$(VENV)/bin/python -m benchmarks.soak
 
@@ -148,4 +167,4 @@ bench: $(VENV)/.installed $(VENV_PYTRICKLE)/.installed
 	$(VENV)/bin/python -m benchmarks.soak --quick
 
 clean:
-	rm -rf $(VENV) $(VENV_COMFY) $(VENV_PYTRICKLE) $(VENV_GATEWAY) $(VENV_DOCKER_TOOLS) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_COMFY) $(VENV_PYTRICKLE) $(VENV_GATEWAY) $(VENV_DOCKER_TOOLS) $(VENV_CUDA) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -78,6 +78,11 @@ class MediaPath(Protocol):
 
     def alive(self, stream_id: str) -> bool: ...
 
+    def uses_worker(self, stream_id: str, worker: str) -> bool:
+        """Whether the worker named ``worker`` serves a part of the stream (its restart then
+        concerns the stream)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -101,6 +106,9 @@ class NoMediaPath:
 
     def alive(self, stream_id: str) -> bool:
         return True
+
+    def uses_worker(self, stream_id: str, worker: str) -> bool:
+        return False
 
     async def close(self) -> None:
         self.started.clear()

@@ -37,6 +37,7 @@ from prometheus_client.registry import Collector
 
 from byoc.sessions import LIVE_STATES, Session, SessionKind, SessionState
 from byoc.settings import ALL_CAPABILITIES
+from byoc.worker_names import worker_role_index
 from ipc.messages import StageLatency, StreamStats
 from ipc.stats import bucket_bounds
 
@@ -83,12 +84,9 @@ def capability_label(name: str) -> str:
 
 
 def worker_labels(name: str) -> tuple[str, str]:
-    """(role, index) of a worker named ``ingest`` or ``ingest-1`` / ``ingest.1``."""
-    for separator in ("-", "."):
-        role, found, index = name.rpartition(separator)
-        if found and index.isdigit():
-            return role, index
-    return name, "0"
+    """(role, index) label values of a worker named ``ingest`` or ``infer-1``."""
+    role, index = worker_role_index(name)
+    return role, str(index)
 
 
 def process_figures(pid: int) -> tuple[float, int] | None:

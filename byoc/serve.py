@@ -27,6 +27,7 @@ from aiohttp import web
 from byoc import capabilities as caps
 from byoc.app import create_app
 from byoc.clips import ClipStore
+from byoc.devices import infer_worker_count, infer_worker_gpus, usable_cores, visible_gpus
 from byoc.drain import Drain, wait_until_idle
 from byoc.ice_servers import IceServers
 from byoc.jobs import WorkerJobs
@@ -45,6 +46,7 @@ from byoc.state_store import StateStore
 from byoc.streams import StreamManager
 from byoc.supervisor import Supervisor, WorkerEntry
 from byoc.webrtc import end_peers_on_worker_restart
+from byoc.worker_names import worker_name
 from ipc import shm
 from ipc.deadline import shared_deadline, within
 from ipc.messages import StreamState, StreamStats, WorkerError
@@ -67,6 +69,19 @@ def webrtc_worker_options(settings: Settings) -> dict[str, dict[str, Any]]:
     }
 
 
+def infer_worker_plan(settings: Settings) -> tuple[int, dict[str, dict[str, Any]]]:
+    """How many infer workers to start, and each one's GPU option (by worker name) on a GPU
+    host."""
+    gpus = visible_gpus()
+    count = infer_worker_count(settings.infer_workers, gpus, usable_cores())
+    options = {
+        worker_name("infer", index, count): {"gpu": gpu}
+        for index, gpu in enumerate(infer_worker_gpus(count, gpus))
+        if gpu
+    }
+    return count, options
+
+
 class Runner:
     """The parent's parts: workers, HTTP API, session sweep and orchestrator registration."""
 
@@ -82,10 +97,13 @@ class Runner:
         By default the real worker processes run it (``WorkerMediaPath``); with a custom
         ``workers`` map and neither given, streams run their control plane only."""
         self.settings = settings
+        infer_count, infer_gpus = infer_worker_plan(settings)
         self.supervisor = Supervisor(
             settings,
             workers=workers,
+            worker_counts={"infer": infer_count} if workers is None or "infer" in workers else {},
             worker_options={
+                **infer_gpus,
                 "infer": {
                     "engine": settings.engine,
                     "workspace": str(settings.workspace),

@@ -27,6 +27,7 @@ CONTROL_PLANES = ("byoc", "live-runner")
 LIVE_RUNNER_PRICE_UNITS = ("hour", "720p", "fixed")
 LIVE_RUNNER_PREFIX = "/live-runner"
 """Where the Live Runner app API is served (the default ``runner_url``'s path)."""
+MAX_INFER_WORKERS = 64
 ALL_CAPABILITIES = (
     "text-reversal",
     "comfystream-image",
@@ -53,6 +54,8 @@ class Settings:
     metrics_port: int = 0
     capacity: int = 4
     engine: str = "auto"
+    infer_workers: int = 0
+    """Infer worker processes; 0: ``auto`` (one per GPU, on a CPU-only host half the cores)."""
     max_jobs: int = 32
     max_body_bytes: int = 10 * 1024 * 1024
     max_image_side: int = 4096
@@ -198,6 +201,17 @@ def _int(text: str) -> int:
     return int(text.strip(), 10)
 
 
+def _worker_count(text: str) -> int:
+    """``auto`` (0) or a positive count."""
+    value = text.strip().lower()
+    if value == "auto":
+        return 0
+    count = _int(value)
+    if count < 1:
+        raise ValueError("must be auto or at least 1")
+    return count
+
+
 def _float(text: str) -> float:
     return float(text.strip())
 
@@ -291,6 +305,14 @@ OPTIONS: tuple[Option, ...] = (
         ("COMFY_ENGINE",),
         str,
         "inference engine: auto (ComfyUI if importable), builtin, comfyui",
+    ),
+    Option(
+        "infer_workers",
+        "--infer-workers",
+        ("INFER_WORKERS",),
+        _worker_count,
+        "infer worker processes: auto (one per GPU; without a GPU, half the CPU cores, at "
+        "least 1) or a count",
     ),
     Option("max_jobs", "--max-jobs", ("MAX_JOBS",), _int, "one-shot jobs in flight before 503"),
     Option(
@@ -777,6 +799,10 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError("--orchestrator-port must differ from --port")
     if s.capacity < 1:
         raise SettingsError(f"--capacity must be at least 1, got {s.capacity}")
+    if not 0 <= s.infer_workers <= MAX_INFER_WORKERS:
+        raise SettingsError(
+            f"--infer-workers must be auto or 1-{MAX_INFER_WORKERS}, got {s.infer_workers}"
+        )
     if s.max_jobs < 1:
         raise SettingsError(f"--max-jobs must be at least 1, got {s.max_jobs}")
     if s.max_body_bytes < 1024:

@@ -517,8 +517,10 @@ class StreamManager:
             controller.on_error(message)
 
     def on_worker_restart(self, worker: str, restarts: int) -> None:
+        """Count a restart in the streams the restarted worker served."""
         for controller in self.live():
-            controller.on_worker_restart(worker)
+            if self.media.uses_worker(controller.id, worker):
+                controller.on_worker_restart(worker)
 
     # --- housekeeping ----------------------------------------------------------------------
 

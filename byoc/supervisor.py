@@ -5,6 +5,10 @@ worker that exits, fails to report ready in time, or stops heartbeating (a hung 
 killed and restarted with exponential backoff; repeated restarts mark it as crash-looping, which
 ``/health`` reports. The parent keeps serving throughout.
 
+A role may have several workers (``--infer-workers``): each is its own slot, named by
+``byoc.worker_names`` (``infer-0``, ``infer-1``), spawned with its index, watched and restarted on
+its own, so one crashing never touches its siblings.
+
 Messages from workers are dispatched by type, one handler per type (``route``). Requests to
 workers and their replies go through ``requests`` (``byoc.worker_requests``), which the supervisor
 fails at once when the asked worker's process ends.
@@ -27,7 +31,9 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from byoc.infer_placement import InferPlacement
 from byoc.settings import Settings
+from byoc.worker_names import worker_name
 from byoc.worker_requests import WorkerRequests
 from ipc.channel import ChannelClosed, ControlChannel
 from ipc.child import WorkerSpec
@@ -79,6 +85,10 @@ class WorkerHandle:
     name: str
     entry: WorkerEntry
     options: dict[str, Any] = field(default_factory=dict)
+    role: str = ""
+    """What the worker does (``name`` without its index); empty: the name is the role."""
+    index: int = 0
+    """Which worker of its role this is (0: the first)."""
     state: WorkerState = WorkerState.STARTING
     process: BaseProcess | None = None
     channel: ControlChannel | None = None
@@ -99,8 +109,13 @@ class WorkerHandle:
         recent = [t for t in self.restart_times if now - t <= CRASH_LOOP_WINDOW_S]
         return len(recent) >= CRASH_LOOP_RESTARTS
 
+    def __post_init__(self) -> None:
+        self.role = self.role or self.name
+
     def snapshot(self, now: float) -> dict[str, Any]:
         return {
+            "role": self.role,
+            "index": self.index,
             "state": self.state.value,
             "pid": self.pid,
             "restarts": self.restarts,
@@ -118,22 +133,36 @@ class Supervisor:
         settings: Settings,
         workers: Mapping[str, WorkerEntry] | None = None,
         worker_options: Mapping[str, dict[str, Any]] | None = None,
+        worker_counts: Mapping[str, int] | None = None,
     ) -> None:
+        """``workers`` maps each role to its entry point; ``worker_counts`` says how many workers
+        a role has (default 1); ``worker_options`` are keyed by role (every worker of it) or by
+        worker name (that one worker, merged over its role's)."""
         self.settings = settings
         entries = dict(workers) if workers is not None else default_workers()
-        for name in entries:
-            worker_role(name)  # a worker is named by its role; a typo fails here
+        counts = dict(worker_counts or {})
+        for role in (*entries, *counts):
+            worker_role(role)  # a worker is named by its role; a typo fails here
         options = worker_options or {}
-        self.workers: dict[str, WorkerHandle] = {
-            name: WorkerHandle(name, entry, dict(options.get(name, {})))
-            for name, entry in entries.items()
-        }
+        self.workers: dict[str, WorkerHandle] = {}
+        for role, entry in entries.items():
+            count = counts.get(role, 1)
+            if count < 1:
+                raise ValueError(f"{role}: at least one worker, got {count}")
+            for index in range(count):
+                name = worker_name(role, index, count)
+                merged = {
+                    **options.get(role, {}),
+                    **(options.get(name, {}) if name != role else {}),
+                }
+                self.workers[name] = WorkerHandle(name, entry, merged, role=role, index=index)
         self._context = multiprocessing.get_context("spawn")
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._routes: dict[type, MessageHandler] = {}
         self._restart_handlers: list[RestartHandler] = []
         self.requests = WorkerRequests(self)
+        self.placement = InferPlacement(self)
         self.route((StreamReply, PeerAnswer), self._stream_reply)
         self.route(JobProgress, self._job_message)
         self.route(JobResult, self._job_message)
@@ -193,6 +222,11 @@ class Supervisor:
                 return False
             await asyncio.sleep(0.05)
         return True
+
+    def names(self, role: str) -> list[str]:
+        """The names of every worker of ``role``, by index."""
+        handles = [h for h in self.workers.values() if h.role == role]
+        return [h.name for h in sorted(handles, key=lambda h: h.index)]
 
     def is_ready(self, worker: str) -> bool:
         return self.workers[worker].state is WorkerState.READY
@@ -263,7 +297,9 @@ class Supervisor:
         """Spawn the worker, serve its channel until it dies or hangs; return why it ended."""
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         spec = WorkerSpec(
-            name=worker_role(handle.name),
+            name=worker_role(handle.role),
+            index=handle.index,
+            label=handle.name,
             control=child_sock,
             heartbeat_interval_s=self.settings.heartbeat_interval_s,
             log_level=self.settings.log_level,

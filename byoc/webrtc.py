@@ -26,6 +26,7 @@ from byoc.sessions import CapacityError, Session, SessionState, new_session_id
 from byoc.stream_params import check_params
 from byoc.streams import StreamController
 from byoc.worker_media_path import WorkerMediaPath
+from byoc.worker_names import worker_role_index
 from ipc.messages import IceServer, PeerRole
 
 log = logging.getLogger(__name__)
@@ -235,7 +236,7 @@ def end_peers_on_worker_restart(runtime: Runtime) -> None:
         return
 
     async def on_restart(worker: str, restarts: int) -> None:
-        role = {"ingest": "whip", "egress": "whep"}.get(worker)
+        role = {"ingest": "whip", "egress": "whep"}.get(worker_role_index(worker)[0])
         lost = [p for p in list(peers.peers.values()) if p.role == role]
         for resource in lost:
             peers.peers.pop(resource.peer_id, None)

@@ -6,6 +6,10 @@ ring: audio packets (ingest -> egress) and text outputs (infer -> the stream's d
 never touches pixels. Workflow problems come back from the infer worker as a ``StreamReply`` and
 reach the HTTP caller as 400s. After a worker restart the streams' parts are sent to it again; the
 rings, owned here, outlive any worker.
+
+With several infer workers each stream is served by the one ``supervisor.placement`` assigned it
+(the least loaded when it started); its start, updates, stop and resumption after a restart go to
+that worker only, so a crash of one infer worker leaves the streams of the others untouched.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from byoc.media_path import MediaUnavailable, ParamsRejected, StreamSpec
 from byoc.settings import Settings
 from byoc.stream_params import output_size
 from byoc.supervisor import Supervisor
+from byoc.worker_names import worker_role_index
 from byoc.worker_requests import ReplyTimeout, WorkerUnavailable
 from ipc.channel import ChannelClosed
 from ipc.deadline import within
@@ -60,7 +65,10 @@ class MediaStream:
     spec: StreamSpec
     rings: list[FrameRing]
     configs: dict[str, StreamConfig]
+    """Each worker's part, by role."""
     params: dict[str, Any]
+    infer_worker: str = "infer"
+    """The name of the infer worker that serves this stream."""
     data: JsonLinesPublisher | None = None
     data_task: asyncio.Task[None] | None = None
     data_queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(256))
@@ -141,12 +149,18 @@ class WorkerMediaPath:
                 pacing_buffer_s=self.settings.ingest_buffer_s,
                 stats_interval_s=self.stats_interval_s,
             )
-        stream = MediaStream(spec=spec, rings=rings, configs=configs, params=params)
+        stream = MediaStream(
+            spec=spec,
+            rings=rings,
+            configs=configs,
+            params=params,
+            infer_worker=self.supervisor.placement.assign(spec.stream_id),
+        )
         self.streams[spec.stream_id] = stream
         # Parts attached meanwhile (a WHIP input) were started by whoever attached them.
         parts = [w for w in ("egress", "ingest") if w in configs]  # the consumer first
         try:
-            await self._request("infer", spec.stream_id, configs["infer"])
+            await self._request(stream.infer_worker, spec.stream_id, configs["infer"])
             for worker in parts:
                 if worker in configs:
                     await self._send(
@@ -225,7 +239,7 @@ class WorkerMediaPath:
         output_size(merged, max_side=self.settings.max_image_side)  # both or neither, in range
         request_id = secrets.token_hex(8)
         reply = await self._ask(
-            "infer",
+            stream.infer_worker,
             StreamUpdate(stream_id=stream_id, params=params, request_id=request_id),
             request_id,
         )
@@ -248,9 +262,12 @@ class WorkerMediaPath:
         stream = self.streams.pop(stream_id, None)
         if stream is None:
             return
-        for worker in stream.configs:
+        self.supervisor.placement.release(stream_id)
+        for role in stream.configs:
             with contextlib.suppress(ChannelClosed, OSError):
-                await self.supervisor.send(worker, StreamStop(stream_id=stream_id, reason=reason))
+                await self.supervisor.send(
+                    self._worker(stream, role), StreamStop(stream_id=stream_id, reason=reason)
+                )
         if stream.data_task is not None:
             stream.data_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -264,6 +281,14 @@ class WorkerMediaPath:
                 ring.close()
                 ring.unlink()
         log.info("stream %s: media path stopped (%s)", stream_id, reason)
+
+    def uses_worker(self, stream_id: str, worker: str) -> bool:
+        """Whether ``worker`` (a name such as ``infer-1``) serves a part of the stream."""
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            return False
+        role, _ = worker_role_index(worker)
+        return role in stream.configs and self._worker(stream, role) == worker
 
     def alive(self, stream_id: str) -> bool:
         stream = self.streams.get(stream_id)
@@ -288,16 +313,22 @@ class WorkerMediaPath:
         self._queue_data(message)
 
     async def on_worker_restart(self, worker: str, restarts: int) -> None:
-        """Give a restarted worker its part of every stream again (same rings)."""
+        """Give a restarted worker its part of every stream it served (same rings)."""
+        role, _ = worker_role_index(worker)
         for stream_id, stream in list(self.streams.items()):
-            config = stream.configs.get(worker)
-            if config is None:
+            config = stream.configs.get(role)
+            if config is None or self._worker(stream, role) != worker:
                 continue
             log.info("stream %s: resuming on restarted %s worker", stream_id, worker)
             with contextlib.suppress(ChannelClosed, OSError):
                 await self.supervisor.send(worker, StreamStart(stream_id=stream_id, config=config))
 
     # -- internals ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _worker(stream: MediaStream, role: str) -> str:
+        """The name of the worker that runs ``role``'s part of ``stream``."""
+        return stream.infer_worker if role == "infer" else role
 
     def _egress_config(
         self, spec: StreamSpec | None, ring: RingSpec, *, whep: bool

@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import os
 import time
 from typing import Any
 
@@ -45,6 +46,9 @@ class InferService:
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         self.options = msgspec.convert(spec.options, InferOptions)  # a typo fails the start
+        if self.options.gpu:
+            # Before torch is imported (the engine loads it): this worker sees its GPU only.
+            os.environ["CUDA_VISIBLE_DEVICES"] = self.options.gpu
         self._streams: dict[str, Any] = {}  # stream id -> infer.stream.InferStream
         self._frames_pool = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="infer-frames"

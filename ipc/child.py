@@ -54,6 +54,13 @@ class WorkerSpec:
     """Role-specific options, validated by the worker into its own typed options."""
     index: int = 0
     """Which worker of its role this is (0: the first)."""
+    label: str = ""
+    """The worker's name in the parent (``infer-1`` when its role has several workers), for
+    its process title and log lines; empty: the role."""
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name
 
 
 class WorkerContext:
@@ -101,9 +108,9 @@ ServiceFactory = Callable[[WorkerSpec], WorkerService]
 
 def run_worker(spec: WorkerSpec, factory: ServiceFactory) -> None:
     """Run a worker process to completion; returns when the parent asks it to stop or is gone."""
-    _set_process_title(f"{PROCESS_TITLE_PREFIX}: {spec.name}")
+    _set_process_title(f"{PROCESS_TITLE_PREFIX}: {spec.display_name}")
     _die_with_parent()
-    logs.configure(spec.log_level, spec.log_format, spec.name)
+    logs.configure(spec.log_level, spec.log_format, spec.display_name)
     # Ctrl-C reaches the whole process group; the parent decides how workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     code = 0

@@ -172,6 +172,9 @@ class InferOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Largest width or height of an image job's input."""
     max_workflow_memory_mb: int = 4096
     """Largest image (width x height x batch, float32) one workflow node may ask for."""
+    gpu: str = ""
+    """The CUDA device this worker owns (a ``CUDA_VISIBLE_DEVICES`` entry); empty: the
+    default device. Several infer workers on a multi-GPU host get one GPU each."""
 
 
 class InferConfig(msgspec.Struct, tag="infer", kw_only=True):

@@ -37,6 +37,9 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("stress" if os.environ.get(STRESS_VARIABLE) == "1" else "default")
+# Runners the tests start as commands get one infer worker on any machine (``auto`` would pick
+# from the core count); tests of several infer workers pass their count.
+os.environ.setdefault("INFER_WORKERS", "1")
 
 # Every process this run starts inherits the marker. setproctitle would overwrite the environment
 # block that /proc/<pid>/environ shows in order to fit a long title; SPT_NOENV keeps it intact

@@ -1,6 +1,6 @@
 """``python -m benchmarks.latency``: frame latency of the runner against pytrickle's runner.
 
-python -m benchmarks.latency [--streams 1,2,4] [--duration 30] [--quick]
+python -m benchmarks.latency [--streams 1,2,4,6,8] [--duration 30] [--quick]
     [--device cpu|cuda] [--json PATH] [--plot PATH] [--no-baseline]
 """
 
@@ -11,6 +11,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from benchmarks.cuda_check import REFUSAL_EXIT, NoCudaError, require_cuda
 from benchmarks.latency.bench import REPO, BenchConfig, run
 
 QUICK_DURATION_S = 3.0
@@ -35,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
         "same run.",
     )
     parser.add_argument(
-        "--streams", type=_stream_counts, default=[1, 2, 4], help="stream counts (default 1,2,4)"
+        "--streams",
+        type=_stream_counts,
+        default=[1, 2, 4, 6, 8],
+        help="stream counts (default 1,2,4,6,8)",
     )
     parser.add_argument(
         "--duration", type=float, default=30.0, help="seconds of video per phase (default 30)"
@@ -108,6 +112,12 @@ def config_from_args(argv: list[str] | None = None) -> BenchConfig:
 
 def main(argv: list[str] | None = None) -> int:
     config = config_from_args(argv)
+    if config.device == "cuda":
+        try:  # refuse before starting anything, not after the runner came up on the CPU
+            require_cuda(sys.executable)
+        except NoCudaError as exc:
+            print(f"latency benchmark: {exc}", file=sys.stderr)
+            return REFUSAL_EXIT
     try:
         asyncio.run(run(config))
     except KeyboardInterrupt:

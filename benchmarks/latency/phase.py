@@ -32,6 +32,7 @@ from benchmarks.latency.processes import ManagedProcess
 from benchmarks.latency.progress import Progress
 from benchmarks.latency.sink import OutputSink
 from benchmarks.latency.source import SourceRecord
+from benchmarks.media.clip import COUNTER_MODULO
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,6 +64,8 @@ class PhaseSettings:
     tail_s: float = 0.5  # uncounted frames after the measured ones (see ``source``)
     extra_pids: dict[str, int] = field(default_factory=dict)  # also measured, e.g. the stand-in
     ready_timeout_s: float = 90.0
+    clip_path: Path | None = None  # a saved ``LoopingClip`` the source replays (no encoding)
+    counter_period: int = COUNTER_MODULO  # frames after which the clip's counter repeats
 
 
 @dataclass
@@ -137,7 +140,11 @@ async def run_phase(
             raise RuntimeError(f"stream start failed: {errors[0]}")
         for urls in started:
             sink = OutputSink(
-                urls.stream_id, urls.subscribe_url, fps=settings.fps, inverted=system.inverted
+                urls.stream_id,
+                urls.subscribe_url,
+                fps=settings.fps,
+                inverted=system.inverted,
+                counter_period=settings.counter_period,
             )
             sink.start()
             sinks.append(sink)
@@ -175,6 +182,7 @@ async def run_phase(
                 "fps": settings.fps,
                 "duration_s": settings.duration_s,
                 "tail_s": settings.tail_s,
+                "clip_path": str(settings.clip_path) if settings.clip_path else None,
                 "streams": [
                     {
                         "stream_id": urls.stream_id,

@@ -37,7 +37,6 @@ from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
 
 log = logging.getLogger(__name__)
 
-WORKER = "infer"
 KIND = "comfystream-image"
 SSE_LINE_LIMIT = 60 * 1024  # go-livepeer's relay drops the stream at a line of 64 KiB
 SSE_DONE = b"data: [DONE]\n\n"
@@ -57,7 +56,9 @@ async def run(
     want_sse = "text/event-stream" in accept
     session = runtime.sessions.add_job(capability)
     try:
-        job = await runtime.worker_jobs.submit(WORKER, KIND, body, want_progress=want_sse)
+        # The least-loaded infer worker (a ready one when any is).
+        worker = runtime.supervisor.placement.for_job()
+        job = await runtime.worker_jobs.submit(worker, KIND, body, want_progress=want_sse)
     except WorkerUnavailable as exc:
         session.transition(SessionState.FAILED, error=str(exc))
         runtime.metrics.admission_refused("worker_unavailable")

@@ -42,6 +42,7 @@ FAST = {
     "restart_backoff_max_s": 0.5,
     "shutdown_timeout_s": 5.0,
     "state_dir": None,  # in memory; tests of the state store pass a directory
+    "infer_workers": 1,  # the same on every machine; tests of several pass their count
 }
 
 

@@ -17,6 +17,7 @@ def test_defaults_match_the_documented_ones(tmp_path: Path) -> None:
     assert settings.log_level == "INFO"
     assert settings.engine == "auto"
     assert settings.max_jobs == 32
+    assert settings.infer_workers == 0  # auto
     assert settings.max_body_bytes == 10 * 1024 * 1024
     assert settings.workspace == tmp_path.resolve()
 
@@ -103,6 +104,9 @@ def test_webrtc_settings_from_the_environment() -> None:
         ({"metrics_port": "70000"}, "--metrics-port must be 0 or 1-65535"),
         ({"metrics_port": "8889"}, "--metrics-port must differ"),
         ({"metrics_host": "127.0.0.1"}, "--metrics-host needs --metrics-port"),
+        ({"infer_workers": "0"}, "--infer-workers: invalid value"),
+        ({"infer_workers": "65"}, "--infer-workers must be auto or 1-64"),
+        ({"infer_workers": "many"}, "--infer-workers: invalid value"),
     ],
 )
 def test_bad_values_raise_one_clear_error(flags: dict[str, str], message: str) -> None:
@@ -155,3 +159,10 @@ def test_trickle_verify_tls_is_off_by_default_and_set_by_flag_or_environment() -
     assert load({}, environ={}).trickle_verify_tls is False
     assert load({}, environ={"TRICKLE_VERIFY_TLS": "1"}).trickle_verify_tls is True
     assert load({"trickle_verify_tls": "true"}, environ={}).trickle_verify_tls is True
+
+
+def test_infer_workers_is_auto_or_a_count(tmp_path: Path) -> None:
+    env = {"WORKSPACE": str(tmp_path)}
+    assert load({"infer_workers": "auto"}, environ=env).infer_workers == 0
+    assert load({}, environ={**env, "INFER_WORKERS": "3"}).infer_workers == 3
+    assert load({"infer_workers": "2"}, environ={**env, "INFER_WORKERS": "3"}).infer_workers == 2

@@ -63,6 +63,9 @@ class FakeWorkerMediaPath:
     def alive(self, stream_id: str) -> bool:
         return stream_id not in self.dead
 
+    def uses_worker(self, stream_id: str, worker: str) -> bool:
+        return True
+
     async def close(self) -> None:
         self.calls.append(("close", ""))
 
@@ -89,6 +92,9 @@ class ScriptedMediaPath:
         self.stopped.append(stream_id)
 
     def alive(self, stream_id: str) -> bool:
+        return True
+
+    def uses_worker(self, stream_id: str, worker: str) -> bool:
         return True
 
     async def close(self) -> None:
