@@ -2,6 +2,7 @@
 
 python -m benchmarks.latency [--streams 1,2,4,6,8] [--duration 30] [--quick]
     [--device cpu|cuda] [--json PATH] [--plot PATH] [--no-baseline]
+    [--control-plane byoc|live-runner]
 """
 
 from __future__ import annotations
@@ -82,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="glass-to-glass p99 (ms) a stream count must keep to count as handled, beside the "
         "drop rate (default 100)",
     )
+    parser.add_argument(
+        "--control-plane",
+        choices=("byoc", "live-runner"),
+        default="byoc",
+        help="how our runner's streams start: byoc (/ai/stream/start) or live-runner (app "
+        "sessions through the orchestrator's session proxy); default byoc",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     return parser
@@ -107,6 +115,7 @@ def config_from_args(argv: list[str] | None = None) -> BenchConfig:
         latency_budget_ms=args.latency_budget,
         keep_logs=args.keep_logs,
         progress=not args.no_progress,
+        control_plane=args.control_plane,
     )
 
 

@@ -66,6 +66,8 @@ class BenchConfig:
     pytrickle_python: Path = field(default_factory=lambda: baseline_side.default_python(REPO))
     keep_logs: bool = False
     progress: bool = True
+    control_plane: str = "byoc"
+    """How our runner's streams start: byoc (/ai/stream/start) or live-runner (app sessions)."""
 
 
 def _preencode_clip(config: BenchConfig, path: Path) -> LoopingClip:
@@ -151,6 +153,7 @@ async def run(config: BenchConfig) -> dict[str, Any]:
                         device=config.device,
                         engine=config.engine,
                         workspace=workspace,
+                        control_plane=config.control_plane,
                     )
                 )
                 baseline_task = None
@@ -185,7 +188,7 @@ async def run(config: BenchConfig) -> dict[str, Any]:
                     )
                 progress.update("encoding the source clip", force=True)
                 clip = await asyncio.to_thread(_preencode_clip, config, log_dir / "clip.msgpack")
-                systems = _systems(http, runner, baseline)
+                systems = _systems(http, runner, baseline, config.control_plane)
                 for n in config.streams:
                     for system in systems:
                         settings = PhaseSettings(
@@ -241,6 +244,7 @@ def _systems(
     http: aiohttp.ClientSession,
     runner: runner_side.Runner,
     baseline: baseline_side.Baseline | None,
+    control_plane: str = "byoc",
 ) -> list[System]:
     async def our_pids(_streams: int) -> dict[str, int]:
         return await runner.pids(http)
@@ -254,6 +258,7 @@ def _systems(
             inverted=True,
             announces_ready=True,
             pids=our_pids,
+            control_plane=control_plane,
         )
     ]
     if baseline is not None:

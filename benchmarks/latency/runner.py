@@ -138,8 +138,14 @@ async def start_runner(
     workspace: Path,
     events_interval_s: float = 1.0,
     ready_timeout_s: float = 180.0,
+    control_plane: str = "byoc",
 ) -> Runner:
     port = free_port()
+    registration = (
+        ["--control-planes", "live-runner", "--live-runner-orch-url", orchestrator.url]
+        if control_plane == "live-runner"
+        else ["--control-planes", "byoc", "--orch-url", orchestrator.url]
+    )
     process = ManagedProcess(
         "runner",
         _command(
@@ -148,8 +154,7 @@ async def start_runner(
             "127.0.0.1",
             "--port",
             str(port),
-            "--orch-url",
-            orchestrator.url,
+            *registration,
             "--orch-secret",
             orchestrator.secret,
             "--capability-names",
