@@ -43,6 +43,7 @@ CONTROL_PLANE = "live-runner"
 RUNNER_ID_KEY = "live_runner.runner_id"
 IDLE_CHECK_MAX_S = 5.0
 STOP_CALLBACK_TIMEOUT_S = 3.0
+RELEASED_IDS_KEPT = 4096
 
 
 def new_runner_id() -> str:
@@ -114,6 +115,7 @@ class LiveRunnerControlPlane:
         )
         self.released = 0
         self.idle_released = 0
+        self._released_ids: dict[str, None] = {}  # insertion-ordered, oldest dropped first
         self._readers: dict[str, O2RReader] = {}
         self._frames_seen: dict[str, int] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -210,7 +212,8 @@ class LiveRunnerControlPlane:
         """Reconcile with the orchestrator's authoritative ``session_ids``."""
         listed = set(reply.session_ids)
         for session_id in reply.session_ids:
-            if session_id not in self.active:
+            # One we released ourselves may be listed until the orchestrator has let it go.
+            if session_id not in self.active and session_id not in self._released_ids:
                 self.reserve(session_id, orch.url)
         for held in self.active.of(orch.url):
             # One reserved after this heartbeat was sent may simply not be listed yet.
@@ -261,6 +264,9 @@ class LiveRunnerControlPlane:
         held = self.active.release(session_id)
         if held is None:
             return False
+        self._released_ids[session_id] = None
+        while len(self._released_ids) > RELEASED_IDS_KEPT:
+            del self._released_ids[next(iter(self._released_ids))]
         self.released += 1
         self._frames_seen.pop(session_id, None)
         log.info("live runner session %s: released (%s)", session_id, reason)
