@@ -100,7 +100,8 @@ def _add_orchestrator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--secret",
         default=_env_default("ORCH_SECRET", ""),
-        help="secret runners must send to register (empty: anyone) [env ORCH_SECRET]",
+        help="secret runners must send to register: BYOC (empty: anyone) and Live Runner "
+        "(empty: registration disabled, as in go-livepeer) [env ORCH_SECRET]",
     )
     parser.add_argument(
         "--tls",

@@ -18,6 +18,7 @@ Errors are Go's plain text. Not served: ``/apps/{id}/session/{sid}/payment`` (on
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -66,6 +67,18 @@ class LiveRunnerRoutes:
     def __init__(self, registry: LiveRunnerRegistry, http: aiohttp.ClientSession) -> None:
         self.registry = registry
         self.http = http
+        self._proxied: dict[asyncio.Task[Any], web.Request] = {}
+
+    def drop_proxied_connections(self) -> int:
+        """Cut every proxied request in flight, client side and runner side (what a dying
+        orchestrator process does to them). Returns how many."""
+        cut = list(self._proxied.items())
+        for task, request in cut:
+            if request.transport is not None:
+                request.transport.abort()
+            task.cancel()
+        self._proxied.clear()
+        return len(cut)
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router
@@ -82,6 +95,8 @@ class LiveRunnerRoutes:
         r.add_route(
             "*", "/apps/{runner_id}/session/{session_id}/app/{app_path:.*}", self.handle_proxy
         )
+        r.add_route("*", "/apps/{runner_id}/session/{session_id}/app", _subtree_redirect)
+        r.add_route("*", "/apps/{runner_id}/app", _subtree_redirect)
         r.add_route("*", "/apps/{runner_id}/app/{app_path:.*}", self.handle_single_shot)
         r.add_route("*", "/run/{proxy_id}", self.handle_runner_proxy)
         r.add_route("*", "/run/{proxy_id}/{app_path:.*}", self.handle_runner_proxy)
@@ -125,13 +140,16 @@ class LiveRunnerRoutes:
         runner_id = request.match_info["runner_id"]
         try:
             self.registry.ready_runner(runner_id)  # PaymentInfo's checks come first
-            session_id, _ = self.registry.reserve_session(runner_id)
+            session_id, runner = self.registry.reserve_session(runner_id)
+            control_url = f"{self.registry.base_url}/apps/{runner_id}/session/{session_id}"
+            app_url = control_url + "/app"
+            if runner.request.proxy:
+                # A runner registered with proxy:true is reached through a random proxy URL.
+                proxy = self.registry.create_proxy(runner_id, session_id, runner.request.runner_url)
+                app_url = proxy["url"]
         except LiveRunnerError as exc:
             return _refusal(exc)
-        control_url = f"{self.registry.base_url}/apps/{runner_id}/session/{session_id}"
-        return _json(
-            {"session_id": session_id, "app_url": control_url + "/app", "control_url": control_url}
-        )
+        return _json({"session_id": session_id, "app_url": app_url, "control_url": control_url})
 
     async def handle_client_stop(self, request: web.Request) -> web.Response:
         try:
@@ -203,7 +221,13 @@ class LiveRunnerRoutes:
             ),
         }
         target = session_proxy.proxy_target(endpoint, app_path, request.query_string)
-        return await session_proxy.forward(request, self.http, target, headers)
+        task = asyncio.current_task()
+        assert task is not None
+        self._proxied[task] = request
+        try:
+            return await session_proxy.forward(request, self.http, target, headers)
+        finally:
+            self._proxied.pop(task, None)
 
     # ---- session-control callbacks (runner side) -------------------------------------------------
 
@@ -280,6 +304,18 @@ class LiveRunnerRoutes:
             return _json(self.registry.create_proxy(runner_id, session_id, runner_url))
         except LiveRunnerError as exc:
             return _refusal(exc)
+
+
+async def _subtree_redirect(request: web.Request) -> web.Response:
+    """Go's ServeMux: a subtree's root named without its slash is redirected (301) to it."""
+    location = request.path + "/"
+    if request.query_string:
+        location += "?" + request.query_string
+    return web.Response(
+        status=301,
+        headers={"Location": location, "Content-Type": "text/html; charset=utf-8"},
+        text=f'<a href="{location}">Moved Permanently</a>.\n\n',
+    )
 
 
 def _channel_list(body: Any) -> list[Any]:

@@ -50,6 +50,7 @@ O2R_QUEUE_SIZE = 32
 O2R_KEEPALIVE = b'{"keep":"alive"}'
 MODE_PERSISTENT = "persistent"
 MODE_SINGLE_SHOT = "single-shot"
+MAX_METADATA_BYTES = 1024
 _ID_RANDOM_BYTES = 5
 _PROXY_ID_RANDOM_BYTES = 16
 _CHANNEL_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -105,6 +106,8 @@ class HeartbeatRequest:
     status: str = ""
     label: str = ""
     version: str = ""
+    metadata: str = ""
+    proxy: bool = False
     gpu: dict[str, Any] | None = None
     price_info: dict[str, Any] = field(default_factory=dict)
     session_ids: list[str] = field(default_factory=list)
@@ -166,7 +169,7 @@ def normalize_heartbeat(runner_id: str, body: dict[str, Any]) -> HeartbeatReques
     Raises ``LiveRunnerError(400, ...)`` with go-livepeer's messages.
     """
     strings: dict[str, str] = {}
-    for key in ("runner_id", "label", "runner_url", "version", "status", "mode", "app"):
+    for key in ("runner_id", "label", "runner_url", "version", "status", "mode", "app", "metadata"):
         value = body.get(key)
         if value is not None and not isinstance(value, str):
             raise LiveRunnerError(400, _go_type_error(value, key, "string"))
@@ -183,6 +186,9 @@ def normalize_heartbeat(runner_id: str, body: dict[str, Any]) -> HeartbeatReques
     if not isinstance(price_info, dict):
         raise LiveRunnerError(400, _go_type_error(price_info, "price_info", "LiveRunnerPriceInfo"))
     gpu = _decode_gpu(body.get("gpu"))
+    proxy = body.get("proxy")
+    if proxy is not None and not isinstance(proxy, bool):
+        raise LiveRunnerError(400, _go_type_error(proxy, "proxy", "bool"))
 
     url = urlsplit(strings["runner_url"])
     if url.scheme not in ("http", "https") or not url.netloc:
@@ -200,6 +206,11 @@ def normalize_heartbeat(runner_id: str, body: dict[str, Any]) -> HeartbeatReques
         raise LiveRunnerError(400, f'mode must be "{MODE_PERSISTENT}" or "{MODE_SINGLE_SHOT}"')
     if capacity < 0:
         raise LiveRunnerError(400, "capacity must be >= 0")
+    metadata = strings["metadata"]
+    if len(metadata.encode("utf-8", "surrogatepass")) > MAX_METADATA_BYTES:
+        raise LiveRunnerError(400, f"metadata must be at most {MAX_METADATA_BYTES} bytes")
+    if "\ufffd" in metadata or any(0xD800 <= ord(c) <= 0xDFFF for c in metadata):
+        raise LiveRunnerError(400, "metadata must be valid UTF-8")
     return HeartbeatRequest(
         runner_id=runner_id,
         runner_url=strings["runner_url"],
@@ -209,6 +220,8 @@ def normalize_heartbeat(runner_id: str, body: dict[str, Any]) -> HeartbeatReques
         status=status,
         label=strings["label"],
         version=strings["version"],
+        metadata=metadata,
+        proxy=bool(proxy),
         gpu=gpu,
         price_info=price_info,
         session_ids=list(session_ids),
@@ -512,6 +525,8 @@ class LiveRunnerRegistry:
             entry["app"] = req.app
             if req.version:
                 entry["version"] = req.version
+            if req.metadata:
+                entry["metadata"] = req.metadata
             entry["mode"] = req.mode
             entry["capacity"] = req.capacity
             entry["capacity_used"] = len(runner.sessions)

@@ -74,6 +74,7 @@ class LocalOrchestrator:
         self._runner: web.AppRunner | None = None
         self.jobs: JobProxy | None = None
         self.streams: StreamRelay | None = None
+        self.live_runner_routes: LiveRunnerRoutes | None = None
 
     @property
     def trickle_base(self) -> str:
@@ -94,7 +95,8 @@ class LocalOrchestrator:
         router.add_post("/ai/stream/start", self.streams.handle_start)
         router.add_post("/ai/stream/update", self.streams.handle_update)
         router.add_post("/ai/stream/stop", self.streams.handle_stop)
-        LiveRunnerRoutes(self.live_runners, self._http).add_routes(app)
+        self.live_runner_routes = LiveRunnerRoutes(self.live_runners, self._http)
+        self.live_runner_routes.add_routes(app)
         self.trickle.add_routes(app)
         return app
 
@@ -132,6 +134,8 @@ class LocalOrchestrator:
 
     async def close(self) -> None:
         """End every stream, close every channel, stop serving. Safe to call twice."""
+        if self.live_runner_routes is not None:
+            self.live_runner_routes.drop_proxied_connections()
         await self.live_runners.close()
         if self.streams is not None:
             await self.streams.close()
@@ -146,8 +150,10 @@ class LocalOrchestrator:
     async def restart(self) -> None:
         """What an orchestrator restart does, keeping the same address: every BYOC
         registration and stream, every live runner and session, every trickle channel
-        forgotten. Nothing is announced to workers or runners; they find out on their next
-        registration or heartbeat."""
+        forgotten, every proxied request cut. Nothing is announced to workers or runners; they
+        find out on their next registration or heartbeat."""
+        if self.live_runner_routes is not None:
+            self.live_runner_routes.drop_proxied_connections()
         self.live_runners.forget_all()
         if self.streams is not None:
             await self.streams.close()

@@ -8,13 +8,15 @@
   whatever the client sent;
 - bodies streamed both ways as they come (an SSE answer reaches the client event by event),
   compressed bodies passed as they are;
-- an upstream failure before the answer: 502 with the error text.
-
-WebSocket upgrades are not proxied here (go-livepeer's proxy does pass them).
+- an upstream failure before the answer: 502 with the error text;
+- a WebSocket upgrade is passed through: the runner's handshake answer decides, then messages
+  flow both ways until either side closes (Go copies the upgraded bytes; here whole messages).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import posixpath
 from collections.abc import AsyncIterator, Mapping
@@ -56,6 +58,9 @@ _DROPPED_REQUEST = HOP_BY_HOP | {
     "content-length",  # aiohttp frames the streamed body itself
 }
 _DROPPED_RESPONSE = HOP_BY_HOP | {"content-length"}
+_WEBSOCKET_HANDSHAKE = frozenset(
+    ("sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions")
+)
 
 
 def proxy_target(runner_url: str, app_path: str, query: str) -> str:
@@ -100,6 +105,11 @@ async def _body(request: web.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
+def is_websocket_upgrade(request: web.Request) -> bool:
+    connection = {t.strip().lower() for t in request.headers.get("Connection", "").split(",")}
+    return "upgrade" in connection and request.headers.get("Upgrade", "").lower() == "websocket"
+
+
 async def forward(
     request: web.Request,
     http: aiohttp.ClientSession,
@@ -107,6 +117,8 @@ async def forward(
     session_headers: Mapping[str, str],
 ) -> web.StreamResponse:
     """Proxy ``request`` to ``target_url`` and stream the answer back."""
+    if is_websocket_upgrade(request):
+        return await forward_websocket(request, http, target_url, session_headers)
     headers = outbound_headers(request.headers, session_headers)
     data = _body(request) if request.body_exists else None
     try:
@@ -137,3 +149,63 @@ async def forward(
             return response
         await response.write_eof()
         return response
+
+
+async def forward_websocket(
+    request: web.Request,
+    http: aiohttp.ClientSession,
+    target_url: str,
+    session_headers: Mapping[str, str],
+) -> web.StreamResponse:
+    """Open the same WebSocket on the runner, then relay messages both ways until one closes."""
+    headers = {
+        name: value
+        for name, value in outbound_headers(request.headers, session_headers).items()
+        if name.lower() not in _WEBSOCKET_HANDSHAKE and name.lower() != "sec-websocket-protocol"
+    }
+    offered = request.headers.get("Sec-WebSocket-Protocol", "")
+    protocols = [p.strip() for p in offered.split(",") if p.strip()]
+    try:
+        upstream = await http.ws_connect(
+            target_url, headers=headers, protocols=protocols, autoping=False
+        )
+    except aiohttp.WSServerHandshakeError as exc:
+        # The runner answered without upgrading: its status goes back (its body does not).
+        return go_error(exc.status, exc.message)
+    except (aiohttp.ClientError, OSError) as exc:
+        log.warning("live runner websocket to %s failed: %r", target_url, exc)
+        return go_error(502, str(exc) or type(exc).__name__)
+    async with upstream:
+        client = web.WebSocketResponse(
+            protocols=[upstream.protocol] if upstream.protocol else (), autoping=False
+        )
+        await client.prepare(request)
+        to_runner = asyncio.create_task(_pump(client, upstream))
+        to_client = asyncio.create_task(_pump(upstream, client))
+        try:
+            await asyncio.wait({to_runner, to_client}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (to_runner, to_client):
+                task.cancel()
+            await asyncio.gather(to_runner, to_client, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await client.close()
+        return client
+
+
+async def _pump(
+    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+) -> None:
+    async for message in source:
+        if message.type == aiohttp.WSMsgType.TEXT:
+            await sink.send_str(message.data)
+        elif message.type == aiohttp.WSMsgType.BINARY:
+            await sink.send_bytes(message.data)
+        elif message.type == aiohttp.WSMsgType.PING:
+            await sink.ping(message.data)
+        elif message.type == aiohttp.WSMsgType.PONG:
+            await sink.pong(message.data)
+        else:
+            break
+    await sink.close(code=source.close_code or aiohttp.WSCloseCode.OK)

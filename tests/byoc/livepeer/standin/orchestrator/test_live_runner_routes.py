@@ -33,7 +33,9 @@ class FakeRunner:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/base/events", self.events)
+        app.router.add_get("/base/ws", self.websocket)
         app.router.add_route("*", "/base/{tail:.*}", self.echo)
+        app.router.add_route("*", "/base", self.echo)
         return app
 
     async def echo(self, request: web.Request) -> web.Response:
@@ -48,6 +50,17 @@ class FakeRunner:
             }
         )
         return web.json_response({"len": len(body)}, status=201, headers={"X-From": "runner"})
+
+    async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(protocols=("chat",))
+        await ws.prepare(request)
+        await ws.send_str(request.headers["Livepeer-Session-Id"])
+        async for message in ws:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                await ws.send_str("echo " + message.data)
+            elif message.type == aiohttp.WSMsgType.BINARY:
+                await ws.send_bytes(message.data[::-1])
+        return ws
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -70,6 +83,7 @@ async def runner() -> AsyncIterator[FakeRunner]:
     try:
         yield fake
     finally:
+        fake.sse_gate.set()  # an SSE handler still waiting would hold cleanup for a minute
         await app_runner.cleanup()
 
 
@@ -104,7 +118,9 @@ async def reserve(http: aiohttp.ClientSession, orch: LocalOrchestrator, rid: str
 async def test_discovery_lists_the_runner_by_orchestrator_url_only(
     http: aiohttp.ClientSession, orch: LocalOrchestrator, runner: FakeRunner
 ) -> None:
-    rid = await registered(http, orch, runner, gpu={"name": "H100", "vram_mb": 81559})
+    rid = await registered(
+        http, orch, runner, gpu={"name": "H100", "vram_mb": 81559}, metadata="comfy", version="1"
+    )
     async with http.get(orch.url + "/discovery") as r:
         (entry,) = await r.json()
     assert entry["address"] == orch.url
@@ -113,6 +129,8 @@ async def test_discovery_lists_the_runner_by_orchestrator_url_only(
         "url": f"{orch.url}/apps/{rid}/session",
         "gpu": {"name": "H100", "vram_mb": 81559},
         "app": "comfystream",
+        "version": "1",
+        "metadata": "comfy",
         "mode": "persistent",
         "capacity": 2,
         "capacity_used": 0,
@@ -336,3 +354,90 @@ async def test_single_shot_reserves_proxies_one_request_and_releases(
     persistent = await registered(http, orch, runner)
     async with http.post(f"{orch.url}/apps/{persistent}/app/job") as r:
         assert (r.status, await r.text()) == (400, "runner is not single-shot\n")
+
+
+async def test_a_proxy_runner_is_reached_through_a_random_proxy_url(
+    http: aiohttp.ClientSession, orch: LocalOrchestrator, runner: FakeRunner
+) -> None:
+    rid = await registered(http, orch, runner, proxy=True)
+    session = await reserve(http, orch, rid)
+    assert session["app_url"].startswith(f"{orch.url}/run/")
+    assert session["control_url"] == f"{orch.url}/apps/{rid}/session/{session['session_id']}"
+    async with http.post(session["app_url"] + "/start", data=b"x") as r:
+        assert r.status == 201
+    assert runner.seen[-1]["path"] == "/base/start"
+    assert runner.seen[-1]["headers"]["Livepeer-Session-Id"] == session["session_id"]
+    async with http.post(session["control_url"] + "/stop") as r:
+        assert r.status == 204
+    async with http.post(session["app_url"] + "/start") as r:
+        assert (r.status, await r.text()) == (404, "live runner proxy not found\n")
+
+
+async def test_the_app_url_without_its_slash_is_redirected_as_go_does(
+    http: aiohttp.ClientSession, orch: LocalOrchestrator, runner: FakeRunner
+) -> None:
+    rid = await registered(http, orch, runner)
+    session = await reserve(http, orch, rid)
+    async with http.get(session["app_url"] + "?a=1", allow_redirects=False) as r:
+        assert r.status == 301
+        assert r.headers["Location"] == session["app_url"].split(orch.url)[1] + "/?a=1"
+    async with http.get(session["app_url"] + "?a=1") as r:
+        assert r.status == 201
+    assert (runner.seen[-1]["path"], runner.seen[-1]["query"]) == ("/base", "a=1")
+
+
+async def test_a_restart_cuts_proxied_requests_in_flight(
+    http: aiohttp.ClientSession, orch: LocalOrchestrator, runner: FakeRunner
+) -> None:
+    rid = await registered(http, orch, runner)
+    session = await reserve(http, orch, rid)
+    async with http.get(session["app_url"] + "/events") as r:
+        assert await asyncio.wait_for(r.content.readuntil(b"\n\n"), 30) == b"data: first\n\n"
+        await orch.restart()
+        with pytest.raises(aiohttp.ClientError):
+            await asyncio.wait_for(r.content.read(), 30)
+    async with http.get(session["app_url"] + "/events") as r:
+        assert r.status == 404
+
+
+async def test_websockets_pass_through_with_the_session_headers(
+    http: aiohttp.ClientSession, orch: LocalOrchestrator, runner: FakeRunner
+) -> None:
+    rid = await registered(http, orch, runner)
+    session = await reserve(http, orch, rid)
+    async with http.ws_connect(session["app_url"] + "/ws", protocols=("chat",)) as ws:
+        assert ws.protocol == "chat"
+        first = await asyncio.wait_for(ws.receive_str(), 30)
+        assert first == session["session_id"]
+        await ws.send_str("hi")
+        assert await asyncio.wait_for(ws.receive_str(), 30) == "echo hi"
+        await ws.send_bytes(b"abc")
+        assert await asyncio.wait_for(ws.receive_bytes(), 30) == b"cba"
+    async with http.get(
+        session["app_url"] + "/nowhere-ws",
+        headers={
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+    ) as r:
+        assert r.status == 201  # the runner answered without upgrading: its status comes back
+
+
+async def test_closing_the_orchestrator_cuts_a_proxied_stream_at_once(
+    http: aiohttp.ClientSession, runner: FakeRunner
+) -> None:
+    orch = LocalOrchestrator(secret=SECRET)
+    await orch.start()
+    try:
+        rid = await registered(http, orch, runner)
+        session = await reserve(http, orch, rid)
+        async with http.get(session["app_url"] + "/events") as r:
+            await asyncio.wait_for(r.content.readuntil(b"\n\n"), 30)
+            # close() must not wait for the runner's never-ending answer (aiohttp's 60 s grace).
+            await asyncio.wait_for(orch.close(), 30)
+            with pytest.raises(aiohttp.ClientError):
+                await asyncio.wait_for(r.content.read(), 30)
+    finally:
+        await orch.close()

@@ -141,6 +141,8 @@ async def test_registration_without_an_orchestrator_secret_is_404(
         ({"status": "Ready"}, "status must be lowercase and trimmed"),
         ({"mode": "batch"}, 'mode must be "persistent" or "single-shot"'),
         ({"capacity": -1}, "capacity must be >= 0"),
+        ({"metadata": "x" * 1025}, "metadata must be at most 1024 bytes"),
+        ({"metadata": "bad \ufffd"}, "metadata must be valid UTF-8"),
     ],
 )
 async def test_bad_bodies_are_400_even_with_a_wrong_secret(
@@ -250,6 +252,7 @@ async def test_unregister_needs_the_heartbeat_secret(
     async with http.post(url, headers={"Authorization": first["heartbeat_secret"]}) as r:
         assert r.status == 204
     assert rid not in orch.live_runners.runners
+    assert orch.trickle.channel(first["o2r"]["channel_name"]) is None
     async with http.post(url, headers={"Authorization": first["heartbeat_secret"]}) as r:
         assert (r.status, await r.text()) == (404, "runner not found\n")
 
