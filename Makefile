@@ -17,6 +17,8 @@ PIP_FLAGS := -q --disable-pip-version-check
 HOST ?= 0.0.0.0
 PORT ?= 8889
 ORCH_PORT ?= 8890
+# The stand-in's -orchSecret under `make serve` (Live Runner registration needs one).
+ORCH_SECRET ?= local-dev-secret
 
 .PHONY: serve test test-fast test-stress system-deps lint format bench bench-ipc bench-trickle bench-infer bench-latency bench-soak bench-webrtc bench-gpu profile check-docker clean
 
@@ -65,7 +67,7 @@ check-docker: $(VENV)/.installed $(VENV_DOCKER_TOOLS)/.installed
 
 # The runner on $(PORT) with the local orchestrator stand-in beside it on $(ORCH_PORT).
 serve: $(VENV)/.installed
-	$(VENV)/bin/comfystream-byoc serve --host $(HOST) --port $(PORT) --with-orchestrator --orchestrator-port $(ORCH_PORT)
+	$(VENV)/bin/comfystream-byoc serve --host $(HOST) --port $(PORT) --with-orchestrator --orchestrator-port $(ORCH_PORT) --orch-secret $(ORCH_SECRET)
 
 # System programs the suite expects (ffmpeg; today the tests encode through PyAV's bundled
 # FFmpeg libraries, the binary is there for the tools and tests that call it). Installed with

@@ -2,7 +2,7 @@
 
 python -m benchmarks.latency [--streams 1,2,4,6,8] [--duration 30] [--quick]
     [--device cpu|cuda] [--infer-workers auto|N] [--json PATH] [--plot PATH] [--no-baseline]
-    [--profile DIR]
+    [--profile DIR] [--control-plane byoc|live-runner]
 """
 
 from __future__ import annotations
@@ -96,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="py-spy the runner's processes in each of our phases: flame graphs (svg), "
         "collapsed stacks and top frames under DIR (needs py-spy and ptrace rights)",
     )
+    parser.add_argument(
+        "--control-plane",
+        choices=("byoc", "live-runner"),
+        default="byoc",
+        help="how our runner's streams start: byoc (/ai/stream/start) or live-runner (app "
+        "sessions through the orchestrator's session proxy); default byoc",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     return parser
@@ -123,6 +130,7 @@ def config_from_args(argv: list[str] | None = None) -> BenchConfig:
         keep_logs=args.keep_logs,
         profile_dir=args.profile,
         progress=not args.no_progress,
+        control_plane=args.control_plane,
     )
 
 

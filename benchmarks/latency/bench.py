@@ -68,6 +68,8 @@ class BenchConfig:
     keep_logs: bool = False
     profile_dir: Path | None = None  # py-spy flame graphs of our runner's processes per phase
     progress: bool = True
+    control_plane: str = "byoc"
+    """How our runner's streams start: byoc (/ai/stream/start) or live-runner (app sessions)."""
 
 
 def _preencode_clip(config: BenchConfig, path: Path) -> LoopingClip:
@@ -154,6 +156,7 @@ async def run(config: BenchConfig) -> dict[str, Any]:
                         engine=config.engine,
                         infer_workers=config.infer_workers,
                         workspace=workspace,
+                        control_plane=config.control_plane,
                     )
                 )
                 baseline_task = None
@@ -188,7 +191,7 @@ async def run(config: BenchConfig) -> dict[str, Any]:
                     )
                 progress.update("encoding the source clip", force=True)
                 clip = await asyncio.to_thread(_preencode_clip, config, log_dir / "clip.msgpack")
-                systems = _systems(http, runner, baseline)
+                systems = _systems(http, runner, baseline, config.control_plane)
                 for n in config.streams:
                     for system in systems:
                         settings = PhaseSettings(
@@ -245,6 +248,7 @@ def _systems(
     http: aiohttp.ClientSession,
     runner: runner_side.Runner,
     baseline: baseline_side.Baseline | None,
+    control_plane: str = "byoc",
 ) -> list[System]:
     async def our_pids(_streams: int) -> dict[str, int]:
         return await runner.pids(http)
@@ -258,6 +262,7 @@ def _systems(
             inverted=True,
             announces_ready=True,
             pids=our_pids,
+            control_plane=control_plane,
         )
     ]
     if baseline is not None:

@@ -28,6 +28,7 @@ from benchmarks.latency.cpu import CpuWindow
 from benchmarks.latency.events import EventsReader
 from benchmarks.latency.figures import binned_median
 from benchmarks.latency.gateway import StreamUrls, start_stream_when_registered, stop_stream
+from benchmarks.latency.live_runner_client import start_live_runner_stream, stop_live_runner_stream
 from benchmarks.latency.processes import ManagedProcess
 from benchmarks.latency.profiler import PhaseProfiler
 from benchmarks.latency.progress import Progress
@@ -49,6 +50,7 @@ class System:
     inverted: bool  # the output pictures are inverted
     announces_ready: bool  # sends a ready/processing status event once set up
     pids: Callable[[int], Awaitable[dict[str, int]]]  # processes serving N streams
+    control_plane: str = "byoc"  # how streams are started: byoc or live-runner
 
 
 @dataclass
@@ -132,7 +134,9 @@ async def run_phase(
         progress.update(f"[{title}] starting streams", force=True)
         outcomes = await asyncio.gather(
             *(
-                start_stream_when_registered(
+                start_live_runner_stream(http, orchestrator_url, system.params)
+                if system.control_plane == "live-runner"
+                else start_stream_when_registered(
                     http, orchestrator_url, system.capability(k), stream_id, system.params
                 )
                 for k, stream_id in enumerate(ids)
@@ -230,7 +234,12 @@ async def run_phase(
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
         await asyncio.gather(
-            *(stop_stream(http, orchestrator_url, u.capability, u.stream_id) for u in started),
+            *(
+                stop_live_runner_stream(http, u)
+                if system.control_plane == "live-runner"
+                else stop_stream(http, orchestrator_url, u.capability, u.stream_id)
+                for u in started
+            ),
             return_exceptions=True,
         )
         await asyncio.gather(*(s.close() for s in sinks), *(r.close() for r in readers))

@@ -142,14 +142,17 @@ async def start_runner(
     ready_timeout_s: float = 180.0,
     capability: str = CAPABILITY,
     extra_args: Sequence[str] = (),
+    control_plane: str = "byoc",
 ) -> Runner:
     """``comfystream-byoc serve`` on an ephemeral port, registered with ``orchestrator`` (none:
     it serves its own routes only); ``extra_args`` are more ``serve`` flags."""
     port = free_port()
     registration = (
-        ["--orch-url", orchestrator.url, "--orch-secret", orchestrator.secret]
-        if orchestrator is not None
-        else []
+        []
+        if orchestrator is None
+        else ["--control-planes", "live-runner", "--live-runner-orch-url", orchestrator.url]
+        if control_plane == "live-runner"
+        else ["--control-planes", "byoc", "--orch-url", orchestrator.url]
     )
     process = ManagedProcess(
         "runner",
@@ -160,6 +163,7 @@ async def start_runner(
             "--port",
             str(port),
             *registration,
+            *(["--orch-secret", orchestrator.secret] if orchestrator is not None else []),
             "--capability-names",
             capability,
             "--capacity",
