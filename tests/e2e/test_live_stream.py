@@ -25,6 +25,17 @@ from tests.e2e.conftest import (
 FRAMES = 90  # 3 s at 30 fps
 
 
+def audio_end_s(reader: OutputReader) -> float | None:
+    """Where the output's audio timeline ends, in seconds of the clip's timeline (mapped through
+    the first readable picture's pts); ``None`` before a picture and audio came out."""
+    pictures = [f for f in reader.frames if f.counter is not None]
+    if not pictures or not reader.audio:
+        return None
+    video_shift = pictures[0].pts - SPEC.pts(pictures[0].counter)
+    last = reader.audio[-1]
+    return (last.pts - video_shift) / 90_000 + last.samples / last.sample_rate
+
+
 async def test_invert_stream_frame_by_frame_with_audio_in_sync(env: Env) -> None:
     urls = await start_stream(env, "live1", {"workflow": INVERT})
     assert urls is not None
@@ -35,6 +46,13 @@ async def test_invert_stream_frame_by_frame_with_audio_in_sync(env: Env) -> None
         source.start(FRAMES)
         sent = (await source.wait()).sent
         await reader.wait_for(lambda r: FRAMES - 1 in r.counters(), timeout=60)
+        # The clip's last audio can leave a moment after its last picture (a loaded machine
+        # spreads them over two output segments): wait for the audio timeline to reach the clip's
+        # end, so a lost tail fails at the guard rather than racing the reader's close.
+        clip_end = SPEC.pts(FRAMES) / 90_000
+        await reader.wait_for(
+            lambda r: (end := audio_end_s(r)) is not None and end > clip_end - FRAME_S, timeout=60
+        )
         # Figures reach the events periodically: wait for one, stamped from now on, that
         # accounts for every frame that did not come out (a wrong count fails at the guard).
         missing = len(sent) - len(set(reader.counters()))
@@ -75,10 +93,8 @@ async def test_invert_stream_frame_by_frame_with_audio_in_sync(env: Env) -> None
     rate = reader.audio[0].sample_rate
     assert sum(a.samples for a in reader.audio) / rate > 0.6 * FRAMES / SPEC.fps
     video_shift = frames[0].pts - SPEC.pts(counters[0])  # output vs clip timeline
-    last = reader.audio[-1]
-    audio_end = (last.pts - video_shift) / 90_000 + last.samples / rate
-    clip_end = SPEC.pts(FRAMES) / 90_000
-    assert abs(audio_end - clip_end) < FRAME_S, (audio_end, clip_end)
+    audio_end = audio_end_s(reader)
+    assert audio_end is not None and abs(audio_end - clip_end) < FRAME_S, (audio_end, clip_end)
     samples = np.concatenate([a.frame.to_ndarray()[0] for a in reader.audio[1:]])
     first_time = (reader.audio[1].pts - video_shift) / 90_000
     assert tone_phase_error(samples, SPEC, first_time) < 0.001
