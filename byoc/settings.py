@@ -463,9 +463,7 @@ OPTIONS: tuple[Option, ...] = (
         "--output-bitrate",
         ("OUTPUT_BITRATE",),
         _int,
-        "target bits per second of the trickle and MP4 output video (VBV-capped average,"
-        " budgeted by the frames' own timestamps, any frame rate); 0: constant quality"
-        " (--output-crf)",
+        "target bits per second of the output video; 0: constant quality (--output-crf)",
     ),
     Option(
         "trickle_verify_tls",

@@ -27,8 +27,6 @@ TS_TIME_BASE = Fraction(1, TS_CLOCK)
 OPUS_RATE = 48_000
 OPUS_FRAME = 960  # 20 ms
 PRESETS = X264_PRESETS
-NOMINAL_FRAME_RATE = 30
-"""The rate x264's bitrate control starts from when no frame rate is declared."""
 
 
 def to_ts_clock(pts: int, time_base: Fraction) -> int:
@@ -79,10 +77,8 @@ class VideoEncoder:
     stream's timing is its timestamps, which follow the input's (any rate, variable included;
     a declared 30 fps under 60 fps timestamps makes FFmpeg, and so a gateway re-muxing the
     output, drop or reject frames). ``crf`` sets constant quality; ``bit_rate`` (bits/s) switches to a
-    VBV-capped average bitrate instead; without ``frame_rate`` x264 then runs in its
-    variable-frame-rate mode (``force-cfr=0``), budgeting each picture by its pts delta, and the
-    stream's VUI declares 90 kHz ticks with no fixed rate. ``profile``, ``level`` and
-    ``x264_params`` go to libx264 as they are (x264's own defaults when empty).
+    VBV-capped average bitrate instead. ``profile``, ``level`` and ``x264_params`` go to libx264 as
+    they are (x264's own defaults when empty).
     """
 
     def __init__(
@@ -123,7 +119,7 @@ class VideoEncoder:
         ctx.time_base = TS_TIME_BASE
         if frame_rate is not None:
             ctx.framerate = Fraction(frame_rate)
-        ctx.gop_size = max(1, round(max_keyframe_interval * (frame_rate or NOMINAL_FRAME_RATE)))
+        ctx.gop_size = max(1, round(max_keyframe_interval * (frame_rate or 30)))
         ctx.max_b_frames = 0
         ctx.thread_count = threads
         options = {
@@ -141,15 +137,6 @@ class VideoEncoder:
             ctx.bit_rate = bit_rate
             options["maxrate"] = str(bit_rate)
             options["bufsize"] = str(bit_rate)
-            if frame_rate is None:
-                # x264's rate control spends bit_rate / frame rate per picture and, with no rate,
-                # takes the 90 kHz time base's: a few bits a picture. force-cfr=0 undoes
-                # zerolatency's constant-rate input, so x264 budgets each picture by its own
-                # pts delta and the VUI keeps 90 kHz ticks without a fixed frame rate; the
-                # nominal rate only seeds the first pictures' budget.
-                ctx.framerate = Fraction(NOMINAL_FRAME_RATE)
-                params = [x264_params] if x264_params else []
-                options["x264-params"] = ":".join([*params, "force-cfr=0"])
         ctx.options = options
         ctx.open()
         self._ctx = ctx
