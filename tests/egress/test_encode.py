@@ -70,14 +70,6 @@ def test_opus_encoder_follows_a_gap_in_the_input() -> None:
     assert sorted(set(steps) - {max(steps)}) == [960]
 
 
-KNOWN_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="--output-bitrate: with no declared frame rate libx264 takes the 90 kHz time base"
-    " for the frame rate and spends bit_rate/90000 bits a picture (grey pictures). force-cfr=0"
-    " fixes the budget but makes x264 hold every picture one frame (it needs the next pts), which"
-    " drops frames of a live stream; declaring a rate writes fixed-rate timing into the stream.",
-)
-
 BIT_RATE = 1_000_000
 SIDE = 512
 
@@ -107,7 +99,6 @@ def _bits_per_second(packets: list[av.Packet], seconds: Fraction) -> float:
     return sum(p.size for p in packets) * 8 / float(seconds)
 
 
-@KNOWN_BUG
 @pytest.mark.parametrize("fps", [30, 60])
 def test_bit_rate_mode_hits_the_target_at_the_inputs_frame_rate(fps: int) -> None:
     seconds = 4
@@ -121,7 +112,6 @@ def test_bit_rate_mode_hits_the_target_at_the_inputs_frame_rate(fps: int) -> Non
     assert min(psnrs[fps:]) > 30, min(psnrs[fps:])  # past the first second's ramp-up
 
 
-@KNOWN_BUG
 def test_bit_rate_mode_keeps_variable_frame_rate_timestamps() -> None:
     # 60 fps, then 30, then 20 ms/40 ms alternating: the timing is the timestamps alone.
     times = [Fraction(i, 60) for i in range(120)]
@@ -132,7 +122,7 @@ def test_bit_rate_mode_keeps_variable_frame_rate_timestamps() -> None:
     rate = _bits_per_second(packets, times[-1] + Fraction(1, 30))
     assert 0.3 * BIT_RATE < rate < 3 * BIT_RATE, rate
     assert min(psnrs[60:]) > 30, min(psnrs[60:])
-    # The stream declares 90 kHz ticks with no fixed frame rate (x264's VFR VUI).
+    # The SPS declares 90 kHz timing as before, never the nominal 30 fps of the budget.
     decoder = av.CodecContext.create("h264", "r")
     decoder.decode(packets[0])  # type: ignore[attr-defined]
     assert decoder.framerate == Fraction(90_000)

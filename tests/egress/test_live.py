@@ -118,9 +118,6 @@ def test_output_is_tagged_with_the_pictures_colour(
         assert stream.average_rate is None or stream.average_rate != Fraction(30)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the VideoEncoder bit_rate bug: see tests/egress/test_encode.py"
-)
 def test_output_bitrate_is_met_at_the_inputs_frame_rate_with_its_timestamps() -> None:
     # --output-bitrate: 1 Mbit/s at 512x512 from 60 fps timestamps. x264 once read the 90 kHz
     # time base as the frame rate and spent ~10 kbit/s on grey pictures.
