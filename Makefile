@@ -11,13 +11,16 @@ VENV_COMFY := .venv-comfyui
 VENV_PYTRICKLE := .venv-pytrickle
 VENV_GATEWAY := .venv-gateway
 VENV_DOCKER_TOOLS := .venv-docker-tools
+VENV_CUDA := .venv-cuda
 INSTALL_CHECK_VENV ?= build/install-check
 PIP_FLAGS := -q --disable-pip-version-check
 HOST ?= 0.0.0.0
 PORT ?= 8889
 ORCH_PORT ?= 8890
+# The stand-in's -orchSecret under `make serve` (Live Runner registration needs one).
+ORCH_SECRET ?= local-dev-secret
 
-.PHONY: serve test test-fast test-stress system-deps lint format bench bench-ipc bench-trickle bench-infer bench-latency bench-soak check-docker clean
+.PHONY: serve test test-fast test-stress system-deps lint format bench bench-ipc bench-trickle bench-infer bench-latency bench-soak bench-webrtc bench-gpu profile check-docker clean
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -64,7 +67,7 @@ check-docker: $(VENV)/.installed $(VENV_DOCKER_TOOLS)/.installed
 
 # The runner on $(PORT) with the local orchestrator stand-in beside it on $(ORCH_PORT).
 serve: $(VENV)/.installed
-	$(VENV)/bin/comfystream-byoc serve --host $(HOST) --port $(PORT) --with-orchestrator --orchestrator-port $(ORCH_PORT)
+	$(VENV)/bin/comfystream-byoc serve --host $(HOST) --port $(PORT) --with-orchestrator --orchestrator-port $(ORCH_PORT) --orch-secret $(ORCH_SECRET)
 
 # System programs the suite expects (ffmpeg; today the tests encode through PyAV's bundled
 # FFmpeg libraries, the binary is there for the tools and tests that call it). Installed with
@@ -136,8 +139,36 @@ bench-infer: $(VENV)/.installed
 bench-latency: $(VENV)/.installed $(VENV_PYTRICKLE)/.installed
 	$(VENV)/bin/python -m benchmarks.latency
 
+# The GPU run in one command: refuses at once without a CUDA device (before any download),
+# else builds .venv-cuda (the project with PyPI's CUDA build of torch, requirements/cuda.txt; pip's
+# own config is ignored so that no CPU wheel index is used), then runs the 1/4/8-stream latency
+# benchmark with the infer worker on cuda and the gpu-marked tests, and writes
+# benchmarks/results/gpu/report.md. Not run in CI (no GPU there).
+$(VENV_CUDA)/.installed: pyproject.toml requirements/constraints.txt requirements/cuda.txt
+	$(PYTHON) -m venv $(VENV_CUDA)
+	grep -v '^torch==' requirements/constraints.txt > $(VENV_CUDA)/constraints.txt
+	PIP_CONFIG_FILE=/dev/null $(VENV_CUDA)/bin/pip install $(PIP_FLAGS) -r requirements/cuda.txt
+	PIP_CONFIG_FILE=/dev/null $(VENV_CUDA)/bin/pip install $(PIP_FLAGS) -c $(VENV_CUDA)/constraints.txt -e '.[test]'
+	touch $@
+
+bench-gpu:
+	$(PYTHON) -m benchmarks.cuda_check
+	$(MAKE) $(VENV_CUDA)/.installed $(VENV_PYTRICKLE)/.installed
+	$(VENV_CUDA)/bin/python -m benchmarks.cuda_check --python $(VENV_CUDA)/bin/python
+	$(VENV_CUDA)/bin/python -m benchmarks.gpu
+
+# py-spy flame graphs of the runner's parent and workers at 4 streams (py-spy is in the test
+# extra; it needs ptrace rights over the runner: root, or kernel.yama.ptrace_scope=0).
+PROFILE_DIR ?= benchmarks/results/profiles
+profile: $(VENV)/.installed
+	$(VENV)/bin/python -m benchmarks.latency --streams 4 --duration 20 --no-baseline \
+	  --profile $(PROFILE_DIR) --json $(PROFILE_DIR)/latency.json
+
 bench-soak: $(VENV)/.installed
 	$(VENV)/bin/python -m benchmarks.soak
+
+bench-webrtc: $(VENV)/.installed
+	$(VENV)/bin/python -m benchmarks.webrtc
 
 # Every benchmark in its ~30 s smoke form (what CI runs).
 bench: $(VENV)/.installed $(VENV_PYTRICKLE)/.installed
@@ -146,6 +177,7 @@ bench: $(VENV)/.installed $(VENV_PYTRICKLE)/.installed
 	$(VENV)/bin/python -m benchmarks.infer --quick
 	$(VENV)/bin/python -m benchmarks.latency --quick
 	$(VENV)/bin/python -m benchmarks.soak --quick
+	$(VENV)/bin/python -m benchmarks.webrtc --quick --json benchmarks/results/webrtc-quick.json
 
 clean:
-	rm -rf $(VENV) $(VENV_COMFY) $(VENV_PYTRICKLE) $(VENV_GATEWAY) $(VENV_DOCKER_TOOLS) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_COMFY) $(VENV_PYTRICKLE) $(VENV_GATEWAY) $(VENV_DOCKER_TOOLS) $(VENV_CUDA) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

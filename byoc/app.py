@@ -7,6 +7,7 @@ from aiohttp import web
 from byoc import drain
 from byoc.auth import auth_middleware
 from byoc.errors import MAX_BODY_BYTES_KEY, error_middleware
+from byoc.live_runner import app_api as live_runner_api
 from byoc.routes import health, jobs, metrics, page, sessions, streams, video, whep, whip
 from byoc.runtime import RUNTIME_KEY, Runtime
 from byoc.settings import Settings
@@ -41,7 +42,11 @@ def create_app(runtime: Runtime) -> web.Application:
     app[health.REGISTRATION_KEY] = lambda: (
         runtime.registration.snapshot() if runtime.registration is not None else {}
     )
+    app[health.LIVE_RUNNER_KEY] = lambda: (
+        runtime.live_runner.snapshot() if runtime.live_runner is not None else {}
+    )
     health.add_routes(app)
+    live_runner_api.add_routes(app, runtime.live_runner)
     jobs.add_routes(app)
     streams.add_routes(app)
     sessions.add_routes(app)

@@ -19,6 +19,9 @@ from byoc.errors import json_error
 # the browser page must load before its user can type the token (it holds no session data).
 PUBLIC_PATHS = frozenset({"/health", "/", "/workflows"})
 PUBLIC_PREFIXES = ("/web/",)
+# The Live Runner app API is called by clients through the orchestrator's session proxy, which
+# sends no Bearer token: those requests are authorised by their session id and token instead.
+SESSION_AUTHORISED_PREFIXES = ("/live-runner/",)
 # Routes an orchestrator never calls: a refused request there (a scraper without the token) is
 # not a sign that the orchestrator holds an old token, so it does not trigger re-registration.
 NOT_ORCHESTRATOR_PATHS = frozenset({"/metrics"})
@@ -43,6 +46,7 @@ def auth_middleware(
         if (
             request.path in PUBLIC_PATHS
             or request.path.startswith(PUBLIC_PREFIXES)
+            or request.path.startswith(SESSION_AUTHORISED_PREFIXES)
             or request.method == "OPTIONS"
         ):
             return await handler(request)  # a CORS preflight never carries credentials

@@ -29,7 +29,9 @@ from byoc.errors import json_error
 log = logging.getLogger(__name__)
 
 DRAIN_PATH = "/admin/drain"
-STILL_OPEN_WHILE_DRAINING = frozenset({"/stream/params", "/stream/stop", DRAIN_PATH})
+STILL_OPEN_WHILE_DRAINING = frozenset(
+    {"/stream/params", "/stream/stop", "/live-runner/update", "/live-runner/stop", DRAIN_PATH}
+)
 """POST routes that act on running sessions (or on the drain itself), not admit new ones."""
 IDLE_POLL_S = 0.2
 

@@ -399,6 +399,52 @@ def _runner_metrics(runtime: Runtime) -> Iterator[Metric]:
                     [orchestrator.url, value.value], 1.0 if orchestrator.state is value else 0.0
                 )
     yield from (sessions, capacity, registration)
+    yield from _live_runner_metrics(runtime)
+
+
+def _live_runner_metrics(runtime: Runtime) -> Iterator[Metric]:
+    """Heartbeat state per orchestrator, sessions held and the capacity advertised."""
+    control_plane = runtime.live_runner
+    if control_plane is None:
+        return
+    from byoc.live_runner.heartbeat import HeartbeatState
+
+    state = GaugeMetricFamily(
+        "byoc_live_runner_heartbeat_state",
+        "1 for the Live Runner heartbeat state with each orchestrator, 0 for the others",
+        labels=["orchestrator", "state"],
+    )
+    heartbeats = CounterMetricFamily(
+        "byoc_live_runner_heartbeats",
+        "Live Runner heartbeats answered 200, by orchestrator",
+        labels=["orchestrator"],
+    )
+    registrations = CounterMetricFamily(
+        "byoc_live_runner_registrations",
+        "Live Runner registrations (first heartbeats, and again after the orchestrator forgot us)",
+        labels=["orchestrator"],
+    )
+    for orchestrator in control_plane.heartbeats.orchestrators:
+        for value in HeartbeatState:
+            state.add_metric(
+                [orchestrator.url, value.value], 1.0 if orchestrator.state is value else 0.0
+            )
+        heartbeats.add_metric([orchestrator.url], orchestrator.heartbeats)
+        registrations.add_metric([orchestrator.url], orchestrator.registrations)
+    held = GaugeMetricFamily(
+        "byoc_live_runner_sessions", "Live Runner sessions reserved for this runner"
+    )
+    held.add_metric([], len(control_plane.active))
+    advertised = GaugeMetricFamily(
+        "byoc_live_runner_capacity", "Capacity sent in the Live Runner heartbeats"
+    )
+    advertised.add_metric([], control_plane.capacity.heartbeat_capacity())
+    released = CounterMetricFamily(
+        "byoc_live_runner_idle_releases",
+        "Live Runner sessions the runner released after --live-runner-idle-timeout",
+    )
+    released.add_metric([], control_plane.idle_released)
+    yield from (state, heartbeats, registrations, held, advertised, released)
 
 
 _LIVE_ORDER = tuple(s for s in SessionState if s in LIVE_STATES)

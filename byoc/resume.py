@@ -62,6 +62,7 @@ def record(session: Session) -> dict[str, Any]:
         "result": session.result,
         "error": session.error,
         "external_id": session.external_id,
+        "control_plane": session.control_plane,
         "restarts": session.restarts,
         "resumed": session.resumed,
         "stream": session.stream,
@@ -85,6 +86,7 @@ def from_record(doc: dict[str, Any]) -> Session:
     session.result = doc.get("result")
     session.error = doc.get("error")
     session.external_id = bool(doc.get("external_id"))
+    session.control_plane = str(doc.get("control_plane") or "byoc")
     session.restarts = int(doc.get("restarts") or 0)
     session.resumed = int(doc.get("resumed") or 0)
     stream = doc.get("stream")

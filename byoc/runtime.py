@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -19,6 +20,9 @@ from byoc.settings import Settings
 from byoc.streams import StreamManager
 from byoc.supervisor import Supervisor
 
+if TYPE_CHECKING:
+    from byoc.live_runner.control_plane import LiveRunnerControlPlane
+
 
 @dataclass
 class Runtime:
@@ -33,6 +37,8 @@ class Runtime:
     # Called when a request was refused for a wrong token: the orchestrator evicts us for it.
     token_rejected: list[Callable[[], None]] = field(default_factory=list)
     registration: RegistrationService | None = None
+    live_runner: LiveRunnerControlPlane | None = None
+    """The Live Runner control plane, when it runs."""
     clips: ClipStore = field(default_factory=ClipStore)
     """Input and output files of runner-API video sessions (closed with the runner)."""
     peers: PeerSignalling | None = None

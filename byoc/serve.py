@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import secrets
 import signal
 from collections.abc import Mapping
 from typing import Any
@@ -29,6 +31,7 @@ from byoc.devices import infer_worker_count, infer_worker_gpus, usable_cores, vi
 from byoc.drain import Drain, wait_until_idle
 from byoc.ice_servers import IceServers
 from byoc.jobs import WorkerJobs
+from byoc.live_runner.control_plane import LiveRunnerControlPlane
 from byoc.livepeer.registration import Capability
 from byoc.media_path import MediaFactory, MediaPath, NoMediaPath, StreamSpec
 from byoc.peers import PeerSignalling
@@ -143,6 +146,16 @@ class Runner:
             clips=ClipStore(state_dir / "clips" if state_dir is not None else None),
             drain=self.drain,
         )
+        self.live_runner: LiveRunnerControlPlane | None = None
+        if settings.live_runner_enabled:
+            self.live_runner = LiveRunnerControlPlane(
+                settings,
+                sessions,
+                streams,
+                draining=lambda: self.drain.draining,
+                state_store=self.state_store,
+            )
+            self.runtime.live_runner = self.live_runner
         end_peers_on_worker_restart(self.runtime)
         self.runtime.metrics.watch(self.runtime)
         self.registration: RegistrationService | None = None
@@ -156,6 +169,8 @@ class Runner:
         """A worker's figures feed the stream's status events and the metrics."""
         self.runtime.streams.on_stream_stats(worker, message)
         self.runtime.metrics.on_stream_stats(worker, message)
+        if self.live_runner is not None:
+            self.live_runner.on_stream_stats(message)
 
     async def start(self) -> None:
         """Open the state, listen, start the workers, resume the streams a killed runner left,
@@ -202,7 +217,9 @@ class Runner:
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="session-sweep")
         self.registration = RegistrationService(
             settings,
-            build_capabilities(settings, settings.public_url_at(port)),
+            build_capabilities(settings, settings.public_url_at(port))
+            if settings.byoc_enabled
+            else [],
             self.runtime.busy,
             in_use=self._in_use,
         )
@@ -210,11 +227,14 @@ class Runner:
         self.runtime.token_rejected.append(self.registration.evicted)
         self.runtime.registration = self.registration
         self.registration.start()
+        if self.live_runner is not None:
+            await self.live_runner.start(settings.live_runner_url_at(port))
 
     def _in_use(self, capability: Capability) -> int:
         """Streams (for a stream capability) or jobs in flight: capacity not free now."""
         if capability.name in caps.STREAM_CAPABILITIES:
-            return self.runtime.sessions.live_count()
+            # Live Runner reservations without a stream yet hold slots too.
+            return self.runtime.sessions.live_count() + self.runtime.sessions.held_outside()
         return self.runtime.job_slots.in_flight
 
     async def _open_state(self) -> list[tuple[Session, StreamSpec]]:
@@ -290,6 +310,11 @@ class Runner:
                     await asyncio.wait_for(self.registration.stop(), within(timeout))
                 except asyncio.TimeoutError:
                     log.warning("unregistering took longer than the shutdown deadline")
+            if self.live_runner is not None:
+                try:
+                    await asyncio.wait_for(self.live_runner.stop(), within(timeout))
+                except asyncio.TimeoutError:
+                    log.warning("Live Runner unregistering took longer than the shutdown deadline")
             if self._sweeper is not None:
                 self._sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -358,10 +383,15 @@ async def serve(
         if settings.with_orchestrator:
             from byoc.livepeer.standin.orchestrator import LocalOrchestrator
 
+            if not settings.orch_secret and not settings.live_runner_secret:
+                # Live Runner registration needs a secret (go-livepeer refuses it without one).
+                settings = dataclasses.replace(settings, orch_secret=secrets.token_hex(16))
             orchestrator = LocalOrchestrator(secret=settings.orch_secret)
             await orchestrator.start(settings.host, settings.orchestrator_port)
-            if not settings.orch_urls:
+            if not settings.orch_urls and "byoc" in settings.control_planes:
                 settings = settings.replace(orch_urls=(orchestrator.url,))
+            if not settings.live_runner_orch_urls and "live-runner" in settings.control_planes:
+                settings = settings.replace(live_runner_orch_urls=(orchestrator.url,))
         runner = Runner(settings, workers=workers, media=media, media_factory=media_factory)
         await runner.start()
         if started is not None:

@@ -99,6 +99,7 @@ class Session:
     result: Any = None
     error: str | None = None
     external_id: bool = False  # the id came from the orchestrator (a stream), not from us
+    control_plane: str = "byoc"  # which control plane started it: byoc or live-runner
     restarts: int = 0
     resumed: int = 0  # times the stream was resumed by a restarted runner
     stream: dict[str, Any] | None = None  # a stream's channels and media, kept to resume it
@@ -161,6 +162,7 @@ class Session:
             "error": self.error,
             "history": [{"status": state, "at": _iso(at)} for state, at in self.transitions],
             "resumed": self.resumed,
+            "control_plane": self.control_plane,
         }
 
     def stats(self) -> dict[str, Any]:
@@ -171,6 +173,7 @@ class Session:
             "status": self.state.value,
             "has_result": self.result is not None,
             "has_error": self.error is not None,
+            "control_plane": self.control_plane,
         }
 
 
@@ -203,6 +206,8 @@ class SessionTable:
         self.observers: list[SessionObserver] = []
         self.created: list[Callable[[Session], None]] = []
         """Called with every new session (e.g. metrics count jobs by how they end)."""
+        self.held_outside: Callable[[], int] = lambda: 0
+        """Slots held by reservations that have no live stream yet (Live Runner sessions)."""
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -222,15 +227,24 @@ class SessionTable:
         return sum(1 for s in self._sessions.values() if s.live)
 
     def admit_stream(
-        self, capability: str, session_id: str | None = None, *, replacing: bool = False
+        self,
+        capability: str,
+        session_id: str | None = None,
+        *,
+        replacing: bool = False,
+        reserved: bool = False,
+        control_plane: str = "byoc",
     ) -> Session:
         """Create a stream session in ``starting``, or raise ``CapacityError``.
 
         ``session_id`` is the orchestrator's stream id when it gave one. With ``replacing``, a
-        live session under the same id does not count (the caller ends it right after).
+        live session under the same id does not count (the caller ends it right after). With
+        ``reserved``, the stream takes the slot its reservation already holds.
         """
         existing = self._sessions.get(session_id) if session_id else None
-        in_use = self.live_streams()
+        in_use = self.live_streams() + self.held_outside()
+        if reserved:
+            in_use -= 1
         if (
             replacing
             and existing is not None
@@ -247,6 +261,7 @@ class SessionTable:
             capability=capability,
             kind=SessionKind.STREAM,
             external_id=session_id is not None,
+            control_plane=control_plane,
         )
         self._insert(session)
         return session

@@ -23,6 +23,10 @@ from ipc.messages import ENGINE_NAMES, X264_PRESETS, X264Preset
 from ipc.pixfmt import MAX_DIMENSION
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+CONTROL_PLANES = ("byoc", "live-runner")
+LIVE_RUNNER_PRICE_UNITS = ("hour", "720p", "fixed")
+LIVE_RUNNER_PREFIX = "/live-runner"
+"""Where the Live Runner app API is served (the default ``runner_url``'s path)."""
 MAX_INFER_WORKERS = 64
 ALL_CAPABILITIES = (
     "text-reversal",
@@ -75,6 +79,17 @@ class Settings:
     register_retry_max_s: float = 30.0
     register_rejected_retry_s: float = 60.0
     job_timeout_s: float = 120.0
+    # control planes: BYOC (capability registration) and go-livepeer's Live Runner (heartbeats)
+    control_planes: tuple[str, ...] = ("byoc", "live-runner")
+    live_runner_orch_urls: tuple[str, ...] = ()
+    live_runner_secret: str = ""
+    """Secret for the first heartbeat (empty: ``orch_secret``)."""
+    live_runner_url: str = ""
+    """The URL orchestrators proxy app sessions to (empty: ``public_url`` + ``/live-runner``)."""
+    live_runner_app: str = "comfystream"
+    live_runner_price: float = 0.0
+    live_runner_price_unit: str = "hour"
+    live_runner_idle_timeout_s: float = 120.0
     # go-livepeer orchestrators serve self-signed certificates, hence off by default
     trickle_verify_tls: bool = False
     # latency and memory of the media path
@@ -108,6 +123,7 @@ class Settings:
     webrtc_public_ip: str = ""
     webrtc_ports: tuple[int, int] | None = None
     webrtc_idle_timeout_s: float = 10.0
+    webrtc_early_frames: bool = True
     whep_bitrate: int = 1_500_000
     whep_keyframe_min_interval_s: float = 0.5
     twilio_account_sid: str = ""
@@ -128,6 +144,27 @@ class Settings:
         if self.capability_url:
             return self.capability_url.rstrip("/")
         return self.local_url_at(port)
+
+    def live_runner_url_at(self, port: int) -> str:
+        """The ``runner_url`` sent in heartbeats: where the orchestrator proxies app requests."""
+        if self.live_runner_url:
+            return self.live_runner_url.rstrip("/")
+        return self.public_url_at(port) + LIVE_RUNNER_PREFIX
+
+    @property
+    def byoc_enabled(self) -> bool:
+        """BYOC registration runs: chosen in ``--control-planes`` and an orchestrator named."""
+        return "byoc" in self.control_planes and bool(self.orch_urls)
+
+    @property
+    def live_runner_enabled(self) -> bool:
+        """Live Runner heartbeats run: chosen in ``--control-planes`` and an orchestrator named."""
+        return "live-runner" in self.control_planes and bool(self.live_runner_orch_urls)
+
+    @property
+    def live_runner_first_secret(self) -> str:
+        """The secret of a first heartbeat: ``--live-runner-secret``, else ``--orch-secret``."""
+        return self.live_runner_secret or self.orch_secret
 
     def local_url_at(self, port: int) -> str:
         """``http://host:port`` of this runner, a wildcard listen address shown as loopback."""
@@ -338,6 +375,67 @@ OPTIONS: tuple[Option, ...] = (
         ("ORCH_SECRET",),
         str,
         "orchestrator secret sent when registering",
+    ),
+    Option(
+        "control_planes",
+        "--control-planes",
+        ("CONTROL_PLANES",),
+        _csv,
+        "control planes to serve, comma separated: byoc, live-runner (each runs only when its "
+        "orchestrator URL is set)",
+    ),
+    Option(
+        "live_runner_orch_urls",
+        "--live-runner-orch-url",
+        ("LIVE_RUNNER_ORCH_URL",),
+        _csv,
+        "orchestrator URL(s) to send Live Runner heartbeats to, comma separated",
+    ),
+    Option(
+        "live_runner_secret",
+        "--live-runner-secret",
+        ("LIVE_RUNNER_SECRET",),
+        str,
+        "secret of the first Live Runner heartbeat (default: ORCH_SECRET)",
+    ),
+    Option(
+        "live_runner_url",
+        "--live-runner-url",
+        ("LIVE_RUNNER_URL",),
+        str,
+        "URL the orchestrator proxies Live Runner app sessions to (default: "
+        "CAPABILITY_URL or http://HOST:PORT, plus /live-runner)",
+    ),
+    Option(
+        "live_runner_app",
+        "--live-runner-app",
+        ("LIVE_RUNNER_APP",),
+        str,
+        "app name announced in Live Runner heartbeats",
+    ),
+    Option(
+        "live_runner_price",
+        "--live-runner-price",
+        ("LIVE_RUNNER_PRICE",),
+        _float,
+        "Live Runner price in USD per --live-runner-price-unit (0: free; on-chain orchestrators "
+        "need one)",
+    ),
+    Option(
+        "live_runner_price_unit",
+        "--live-runner-price-unit",
+        ("LIVE_RUNNER_PRICE_UNIT",),
+        _lower,
+        "unit of --live-runner-price: hour, 720p (per hour of 1280x720 at 30 fps) or fixed "
+        "(per session)",
+    ),
+    Option(
+        "live_runner_idle_timeout_s",
+        "--live-runner-idle-timeout",
+        ("LIVE_RUNNER_IDLE_TIMEOUT",),
+        _float,
+        "seconds a Live Runner session may pass without a request or media before the runner "
+        "stops and releases it",
     ),
     Option(
         "capability_url",
@@ -613,6 +711,14 @@ OPTIONS: tuple[Option, ...] = (
         "seconds without media from a WHIP publisher before its session ends",
     ),
     Option(
+        "webrtc_early_frames",
+        "--webrtc-early-frames",
+        ("WEBRTC_EARLY_FRAMES",),
+        _bool,
+        "decode a WHIP video frame as soon as its last packet is in (on), or when the next "
+        "frame starts, as aiortc does (off)",
+    ),
+    Option(
         "whep_bitrate",
         "--whep-bitrate",
         ("WHEP_BITRATE",),
@@ -794,7 +900,29 @@ def validate(settings: Settings) -> Settings:
         raise SettingsError(f"--price-per-unit must be >= 0, got {s.price_per_unit}")
     if s.price_scaling < 1:
         raise SettingsError(f"--price-scaling must be >= 1, got {s.price_scaling}")
-    for url in (*s.orch_urls, *([s.capability_url] if s.capability_url else [])):
+    unknown_planes = [p for p in s.control_planes if p not in CONTROL_PLANES]
+    if unknown_planes or not s.control_planes:
+        raise SettingsError(
+            f"--control-planes: one or more of {', '.join(CONTROL_PLANES)}, got "
+            f"{','.join(s.control_planes) or '(none)'}"
+        )
+    if s.live_runner_price < 0:
+        raise SettingsError(f"--live-runner-price must be >= 0, got {s.live_runner_price}")
+    if s.live_runner_price_unit not in LIVE_RUNNER_PRICE_UNITS:
+        raise SettingsError(
+            f"--live-runner-price-unit must be one of {', '.join(LIVE_RUNNER_PRICE_UNITS)}, "
+            f"got {s.live_runner_price_unit!r}"
+        )
+    if not s.live_runner_app.strip():
+        raise SettingsError("--live-runner-app must not be empty")
+    if s.live_runner_enabled and not s.live_runner_first_secret:
+        raise SettingsError("Live Runner heartbeats need --live-runner-secret or --orch-secret")
+    for url in (
+        *s.orch_urls,
+        *s.live_runner_orch_urls,
+        *([s.capability_url] if s.capability_url else []),
+        *([s.live_runner_url] if s.live_runner_url else []),
+    ):
         if not url.startswith(("http://", "https://")):
             raise SettingsError(f"URL must start with http:// or https://, got {url!r}")
     for name in (
@@ -818,6 +946,7 @@ def validate(settings: Settings) -> Settings:
         "webrtc_idle_timeout_s",
         "whep_keyframe_min_interval_s",
         "drain_timeout_s",
+        "live_runner_idle_timeout_s",
     ):
         if getattr(s, name) <= 0:
             flag = next(o.flag for o in OPTIONS if o.name == name)

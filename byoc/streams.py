@@ -390,9 +390,19 @@ class StreamManager:
     def live(self) -> list[StreamController]:
         return list(self.controllers.values())
 
-    async def start(self, spec: StreamSpec, *, wait_s: float | None = None) -> StartOutcome:
+    async def start(
+        self,
+        spec: StreamSpec,
+        *,
+        wait_s: float | None = None,
+        control_plane: str = "byoc",
+        reserved: bool = False,
+    ) -> StartOutcome:
         """Admit and start a stream; answers within ``stream_start_timeout_s`` (or ``wait_s``:
         0 answers once admitted, e.g. for a WHIP offer that must not wait for a warm-up).
+
+        ``control_plane`` names who started it (shown in its status); ``reserved``: it takes
+        the capacity slot its Live Runner reservation holds.
 
         Raises ``CapacityError`` when full (running streams untouched). A start for an id that
         is live replaces that stream: the old one is ended before the new one starts.
@@ -400,7 +410,9 @@ class StreamManager:
         lock = self._start_lock(spec.stream_id)
         try:
             async with lock:
-                setup, controller, session = await self._admit_and_start(spec)
+                setup, controller, session = await self._admit_and_start(
+                    spec, control_plane, reserved
+                )
         finally:
             if not lock.locked() and spec.stream_id not in self.controllers:
                 self._start_locks.pop(spec.stream_id, None)
@@ -426,12 +438,18 @@ class StreamManager:
         return StartOutcome(session)
 
     async def _admit_and_start(
-        self, spec: StreamSpec
+        self, spec: StreamSpec, control_plane: str, reserved: bool
     ) -> tuple[asyncio.Task[None], StreamController, Session]:
         old = self.controllers.get(spec.stream_id)
         existing = self.sessions.get(spec.stream_id)
         replacing = old is not None or (existing is not None and existing.live)
-        session = self.sessions.admit_stream(spec.capability, spec.stream_id, replacing=replacing)
+        session = self.sessions.admit_stream(
+            spec.capability,
+            spec.stream_id,
+            replacing=replacing,
+            reserved=reserved and not replacing,
+            control_plane=control_plane,
+        )
         session.params = dict(spec.params)
         controller = StreamController(self, session, spec)
         if old is not None:

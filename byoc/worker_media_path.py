@@ -46,16 +46,15 @@ from ipc.messages import (
     StreamStop,
     StreamUpdate,
 )
+from ipc.pixfmt import RingPixelFormat
 from ipc.ring import FrameRing, RingSpec
+from ipc.ring_format import ring_pixel_format
 from ipc.shm import Direction
 from ipc.untrusted_json import UntrustedJsonError, loads_untrusted
 
 log = logging.getLogger(__name__)
 
-RING_PIXEL_FORMAT = "yuv420p"
 DATA_CLOSE_TIMEOUT_S = 5.0
-"""Decoders produce it and encoders take it, so only infer converts (on the GPU when there is
-one)."""
 
 
 @dataclass
@@ -73,8 +72,13 @@ class MediaStream:
     data_task: asyncio.Task[None] | None = None
     data_queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(256))
     data_dropped: int = 0
-    set_up: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set once every part was started (infer warmed up): WHEP viewers may attach."""
+    started: set[str] = field(default_factory=set)
+    """The roles whose worker was sent its part. Egress may start before infer's warm-up ended: a
+    WHEP viewer attaching then gets its answer at once, so its ICE/DTLS handshake overlaps the
+    warm-up, and the first processed frame goes out as soon as it exists."""
+    whep_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held while a WHEP viewer makes sure egress has the stream: a second viewer's offer must
+    not reach egress before the stream's start does."""
 
 
 def _workflow_text(params: dict[str, Any]) -> str:
@@ -99,6 +103,7 @@ class WorkerMediaPath:
         reply_timeout_s: float = 60.0,
         worker_wait_s: float = 30.0,
         stats_interval_s: float = 1.0,
+        pixel_format: RingPixelFormat | None = None,
     ) -> None:
         self.supervisor = supervisor
         self.settings = settings
@@ -109,6 +114,9 @@ class WorkerMediaPath:
         self.reply_timeout_s = reply_timeout_s
         self.worker_wait_s = worker_wait_s
         self.stats_interval_s = stats_interval_s
+        self.pixel_format = pixel_format
+        """The rings' pixel format for every stream; None: chosen from the infer worker's
+        device (``ipc.ring_format``)."""
         self.streams: dict[str, MediaStream] = {}
 
     def connect_workers(self) -> None:
@@ -125,7 +133,14 @@ class WorkerMediaPath:
         width, height = output_size(params, max_side=self.settings.max_image_side)
         if not (spec.subscribe_url or spec.source_path or spec.publish_url or spec.output_path):
             log.info("stream %s: no media channels, control plane only", spec.stream_id)
-        rings = self._create_rings(spec.stream_id, width, height)
+        # The stream's infer worker first: its device decides the rings' pixel format.
+        infer_worker = self.supervisor.placement.assign(spec.stream_id)
+        try:
+            pixel_format = await self._ring_format(infer_worker)
+            rings = self._create_rings(spec.stream_id, width, height, pixel_format)
+        except BaseException:
+            self.supervisor.placement.release(spec.stream_id)
+            raise
         configs: dict[str, StreamConfig] = {
             "infer": InferConfig(
                 in_ring=rings[0].spec,
@@ -154,18 +169,18 @@ class WorkerMediaPath:
             rings=rings,
             configs=configs,
             params=params,
-            infer_worker=self.supervisor.placement.assign(spec.stream_id),
+            infer_worker=infer_worker,
         )
         self.streams[spec.stream_id] = stream
-        # Parts attached meanwhile (a WHIP input) were started by whoever attached them.
+        # Parts attached meanwhile (a WHIP input, an early WHEP viewer's egress) were started by
+        # whoever attached them.
         parts = [w for w in ("egress", "ingest") if w in configs]  # the consumer first
         try:
+            stream.started.add("infer")
             await self._request(stream.infer_worker, spec.stream_id, configs["infer"])
             for worker in parts:
-                if worker in configs:
-                    await self._send(
-                        worker, StreamStart(stream_id=spec.stream_id, config=configs[worker])
-                    )
+                if worker not in stream.started:
+                    await self._start_part(stream, worker)
             if spec.data_url:
                 stream.data = JsonLinesPublisher(
                     # Where the channel stands: seq 0 on a new stream, the next segment on one
@@ -183,8 +198,12 @@ class WorkerMediaPath:
         except BaseException:
             await self.stop(spec.stream_id, "set-up failed")
             raise
-        stream.set_up.set()
-        log.info("stream %s: media path started (%s)", spec.stream_id, ", ".join(sorted(configs)))
+        log.info(
+            "stream %s: media path started (%s; %s rings)",
+            spec.stream_id,
+            ", ".join(sorted(configs)),
+            pixel_format,
+        )
 
     async def attach_whip(
         self, stream_id: str, *, wait_s: float = 10.0, alive: Callable[[], bool] = lambda: True
@@ -196,26 +215,41 @@ class WorkerMediaPath:
             ring=stream.rings[0].spec,
             whip=True,
             idle_timeout_s=self.settings.webrtc_idle_timeout_s,
+            early_frames=self.settings.webrtc_early_frames,
             stats_interval_s=self.stats_interval_s,
         )
         stream.configs["ingest"] = config
-        await self._send("ingest", StreamStart(stream_id=stream_id, config=config))
+        await self._start_part(stream, "ingest")
 
     async def attach_whep(self, stream_id: str) -> bool:
-        """Make sure the stream's egress serves WHEP viewers; False while the stream is not
-        set up yet (a viewer then gets 409 and retries)."""
+        """Make sure the stream's egress serves WHEP viewers, starting it when needed (also while
+        infer still warms the workflow up: the viewer's answer and handshake need no processed
+        frame). False while the stream has no media path yet (a viewer then gets 409 and
+        retries), and for a clip's file output (no live viewers)."""
         stream = self.streams.get(stream_id)
-        if stream is None or not stream.set_up.is_set():
+        if stream is None:
             return False
-        egress = stream.configs.get("egress")
-        if isinstance(egress, EgressConfig) and egress.whep:
-            return True
-        if egress is not None:
-            return False  # a clip's MP4 output: no live viewers
-        config = self._egress_config(None, stream.rings[1].spec, whep=True)
-        stream.configs["egress"] = config
-        await self._send("egress", StreamStart(stream_id=stream_id, config=config))
+        async with stream.whep_lock:
+            egress = stream.configs.get("egress")
+            if egress is None:
+                config = self._egress_config(None, stream.rings[1].spec, whep=True)
+                stream.configs["egress"] = config
+            elif not (isinstance(egress, EgressConfig) and egress.whep):
+                return False
+            if "egress" not in stream.started:
+                await self._start_part(stream, "egress")
         return True
+
+    async def _start_part(self, stream: MediaStream, role: str) -> None:
+        """Send ``role``'s worker its part of ``stream`` (once; a restarted worker gets it again
+        from ``on_worker_restart``)."""
+        stream.started.add(role)  # before the await: a second viewer must not start it again
+        start = StreamStart(stream_id=stream.spec.stream_id, config=stream.configs[role])
+        try:
+            await self._send(self._worker(stream, role), start)
+        except BaseException:
+            stream.started.discard(role)
+            raise
 
     async def _admitted(
         self, stream_id: str, wait_s: float, alive: Callable[[], bool]
@@ -319,6 +353,8 @@ class WorkerMediaPath:
             config = stream.configs.get(role)
             if config is None or self._worker(stream, role) != worker:
                 continue
+            if role not in stream.started:
+                continue  # not started yet: the set-up still starts it
             log.info("stream %s: resuming on restarted %s worker", stream_id, worker)
             with contextlib.suppress(ChannelClosed, OSError):
                 await self.supervisor.send(worker, StreamStart(stream_id=stream_id, config=config))
@@ -350,7 +386,20 @@ class WorkerMediaPath:
             stats_interval_s=self.stats_interval_s,
         )
 
-    def _create_rings(self, stream_id: str, width: int, height: int) -> list[FrameRing]:
+    async def _ring_format(self, infer_worker: str) -> RingPixelFormat:
+        """The pixel format of a new stream's rings: from the device ``infer_worker`` (the one
+        serving the stream) reported when it started, waiting for it to be ready as the stream's
+        start does anyway."""
+        if self.pixel_format is not None:
+            return self.pixel_format
+        if not await self.supervisor.wait_worker_ready(infer_worker, self.worker_wait_s):
+            raise MediaUnavailable(f"the {infer_worker} worker is not ready, try again shortly")
+        device = self.supervisor.workers[infer_worker].detail.get("device", "")
+        return ring_pixel_format(device)
+
+    def _create_rings(
+        self, stream_id: str, width: int, height: int, pixel_format: RingPixelFormat
+    ) -> list[FrameRing]:
         max_w, max_h = max(self.max_width, width), max(self.max_height, height)
         rings: list[FrameRing] = []
         try:
@@ -361,7 +410,7 @@ class WorkerMediaPath:
                     slots=self.ring_slots,
                     max_width=max_w,
                     max_height=max_h,
-                    pixel_format=RING_PIXEL_FORMAT,
+                    pixel_format=pixel_format,
                 )
                 rings.append(FrameRing.create(spec))
         except BaseException:

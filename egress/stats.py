@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from ipc.messages import DropReason, StreamStats, WorkerRole
-from ipc.stats import StageLatencies, pipeline_latencies
+from ipc.stats import StageLatencies
 
 WORKER: WorkerRole = "egress"
 
@@ -50,8 +50,7 @@ class EgressStats:
         """One frame left (its ``PUBLISHED`` stamp set): record every stage it went through."""
         self.frames_out += 1
         self._window_out += 1
-        for name, ns in pipeline_latencies(stamps):
-            self.stages.record(name, ns)
+        self.stages.record_pipeline(stamps)
 
     def report(
         self,

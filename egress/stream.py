@@ -1,8 +1,9 @@
 """One egress stream: processed frames from the output ring, encoded and sent out.
 
 ``EgressStream`` maps the ring the parent created and takes the reader role. Each frame is read
-as a zero-copy view, copied once into an ``av.VideoFrame`` (PyAV encodes only its own frames;
-the view is released right after, so infer can reuse the slot during the encode) and encoded
+as a zero-copy view, copied once into an ``av.VideoFrame`` (an ``rgb24`` ring's frame is
+converted to ``yuv420p`` by swscale instead, the same single pass; PyAV encodes only its own
+frames; the view is released right after, so infer can reuse the slot during the encode) and encoded
 with its own pts, in the event loop: at 512x512 that is 1-3 ms, well under a frame interval.
 
 Outputs: live MPEG-TS segments published to ``publish_url`` (``LiveSegmenter`` +
@@ -27,9 +28,10 @@ from collections.abc import Callable
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from byoc.livepeer.trickle import ChannelClosedError
-from egress.colour import colour_of, tag_colour
+from egress.colour import colour_of, swscale_target, tag_colour
 from egress.encode import to_ts_clock
 from egress.live import LiveSegmenter
 from egress.mp4 import Mp4Writer
@@ -61,16 +63,22 @@ IDLE_POLL_S = 0.1
 CLOSE_TIMEOUT_S = 5.0
 
 
-def video_frame_of(frame: Frame) -> av.VideoFrame:
-    """One copy of a ring frame into an ``av.VideoFrame``, plane by plane (3-4x faster than
-    ``VideoFrame.from_ndarray``). 4:2:0 frames of odd size are trimmed to even: the encoder
-    needs even sizes. The frame is tagged with the colour description the ring frame carries,
+def video_frame_of(frame: Frame, reformatter: VideoReformatter | None = None) -> av.VideoFrame:
+    """A ``yuv420p`` (or ``nv12``) ``av.VideoFrame`` of a ring frame, what the encoders take.
+
+    4:2:0 frames are copied once, plane by plane (3-4x faster than
+    ``VideoFrame.from_ndarray``); ``rgb24`` frames (inference on the CPU) are converted straight
+    from the slot by FFmpeg's swscale (``reformatter``: one per stream keeps its context), written
+    with the output's matrix and range. Frames of odd size are trimmed to even: the encoder needs
+    even sizes. The picture is tagged with the colour description the ring frame carries,
     resolved for its size (BT.709 for HD, BT.601 below, when the input said nothing)."""
     fmt = frame.pixel_format
-    width, height = frame.width, frame.height
+    width, height = frame.width - frame.width % 2, frame.height - frame.height % 2
     planes = frame.planes
-    if fmt != PixelFormat.RGB24 and (width % 2 or height % 2):
-        width, height = width - width % 2, height - height % 2
+    colour = Colour.from_flags(frame.flags).resolved(height)
+    if fmt == PixelFormat.RGB24:
+        return yuv420p_of_rgb(planes[0][:height, :width], colour, reformatter)
+    if (width, height) != (frame.width, frame.height):
         chroma = (p[: height // 2, : width // 2] for p in planes[1:])
         planes = (planes[0][:height, :width], *chroma)
     out = av.VideoFrame(width, height, fmt.ffmpeg_name)
@@ -78,7 +86,21 @@ def video_frame_of(frame: Frame) -> av.VideoFrame:
         rows = source.reshape(source.shape[0], -1)
         target = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
         np.copyto(target[: rows.shape[0], : rows.shape[1]], rows, casting="no")
-    tag_colour(out, Colour.from_flags(frame.flags).resolved(height))
+    tag_colour(out, colour)
+    return out
+
+
+def yuv420p_of_rgb(
+    rgb: np.ndarray, colour: Colour, reformatter: VideoReformatter | None = None
+) -> av.VideoFrame:
+    """``rgb`` (``(h, w, 3)`` uint8, even sides, rows of any stride: a slot view) converted to a
+    new ``yuv420p`` picture with ``colour``'s matrix and range, and tagged with it. The array is
+    only read during the call."""
+    source = av.VideoFrame.from_numpy_buffer(rgb, format="rgb24")
+    out = (reformatter or VideoReformatter()).reformat(
+        source, format="yuv420p", threads=1, **swscale_target(colour)
+    )
+    tag_colour(out, colour)
     return out
 
 
@@ -152,6 +174,7 @@ class EgressStream(WorkerStream):
         self._reader: RingReader | None = None
         self._audio_arrived = asyncio.Event()
         self._ring_dropped = 0
+        self._reformatter = VideoReformatter()
         self._published: SegmentPublisher | None = None  # kept for its byte count once closed
 
     def open(self) -> None:
@@ -253,7 +276,7 @@ class EgressStream(WorkerStream):
             frame.release()  # WHEP only, and nobody watches: nothing to encode
             return bool(frame.flags & FrameFlag.END_OF_STREAM)
         try:
-            picture = video_frame_of(frame)
+            picture = video_frame_of(frame, self._reformatter)
         finally:
             frame.release()
         stamps = frame.stamps

@@ -9,21 +9,19 @@ what was written. ``StreamAudio`` goes to its stream.
 
 from __future__ import annotations
 
-import asyncio
-
 from byoc.livepeer.webrtc import ice
 from egress.stream import EgressStream
+from egress.whep.viewers import StreamViewers
 from ipc.child import WorkerContext, WorkerSpec, run_worker
 from ipc.messages import (
     EgressConfig,
     Message,
     PeerAnswer,
     PeerCandidates,
-    PeerClose,
     PeerOffer,
     StreamAudio,
 )
-from ipc.stream_service import StreamService
+from ipc.stream_service import PEER_MESSAGES, PeerMessage, StreamService
 
 
 class EgressService(StreamService[EgressStream]):
@@ -31,10 +29,6 @@ class EgressService(StreamService[EgressStream]):
 
     role = "egress"
     config_type = EgressConfig
-
-    def __init__(self, spec: WorkerSpec) -> None:
-        super().__init__(spec)
-        self._signalling: set[asyncio.Task[None]] = set()
 
     async def start(self, ctx: WorkerContext) -> dict[str, str]:
         ice.install(ice.IceNetwork.from_options(ctx.spec.options.get("webrtc", {})))
@@ -53,33 +47,24 @@ class EgressService(StreamService[EgressStream]):
             if stream is not None:
                 stream.on_audio(message)
             return
-        if isinstance(message, (PeerOffer, PeerCandidates, PeerClose)):
+        if isinstance(message, PEER_MESSAGES):
             # Gathering candidates takes a while: other messages go on meanwhile.
-            task = asyncio.create_task(self._signal(message), name="whep-signal")
-            self._signalling.add(task)
-            task.add_done_callback(self._signalling.discard)
+            self.spawn(self._signal(message), "whep-signal")
             return
         await super().handle_other(message)
 
-    async def _signal(self, message: PeerOffer | PeerCandidates | PeerClose) -> None:
-        assert self.ctx is not None
+    async def _signal(self, message: PeerMessage) -> None:
         stream = self.streams.get(message.stream_id)
         viewers = stream.viewers if stream is not None else None
-        if viewers is None:
-            reply = PeerAnswer(
-                stream_id=message.stream_id,
-                peer_id=message.peer_id,
-                request_id=message.request_id,
-                status=404,
-                error="no WHEP output for this stream",
-            )
-        elif isinstance(message, PeerOffer):
-            reply = await viewers.answer(message)
-        elif isinstance(message, PeerCandidates):
-            reply = await viewers.add_candidates(message)
-        else:
-            reply = await viewers.close_viewer(message)
-        await self.ctx.send(reply)
+        await self.answer_peer(message, viewers, "no WHEP output for this stream", _whep)
+
+
+async def _whep(viewers: StreamViewers, message: PeerMessage) -> PeerAnswer:
+    if isinstance(message, PeerOffer):
+        return await viewers.answer(message)
+    if isinstance(message, PeerCandidates):
+        return await viewers.add_candidates(message)
+    return await viewers.close_viewer(message)
 
 
 def main(spec: WorkerSpec) -> None:

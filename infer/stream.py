@@ -20,6 +20,7 @@ from typing import Any
 from infer.engine.base import Engine
 from infer.ring_io import write_result
 from infer.run_state import FrameResult
+from infer.uint8_path import Uint8Inverter, invert_chain_length
 from infer.workflow import PASSTHROUGH_WORKFLOW, workflow_from_params
 from infer.workflow.rewrite import frame_input_ids, frame_output_ids
 from infer.workflow.source import Prompt
@@ -122,6 +123,9 @@ class InferStream(WorkerStream):
         )
         self.passthrough = False
         """The workflow changes nothing: frames are forwarded without the engine (bit-exact)."""
+        self.invert: Uint8Inverter | None = None
+        """Set when the workflow only inverts ``rgb24`` frames on the built-in engine: it runs
+        on the uint8 pixels (``infer.uint8_path``), bit-exact too."""
         self.in_ring: FrameRing | None = None
         self.out_ring: FrameRing | None = None
         self.reader: RingReader | None = None
@@ -145,7 +149,7 @@ class InferStream(WorkerStream):
         """Validate and warm up the stream's workflow (raises ``WorkflowError``)."""
         prompt = stream_workflow(self.params, self.config.width, self.config.height)
         self.runner.start(prompt)
-        self.passthrough = is_passthrough(prompt)
+        self._choose_path(prompt)
 
     def update(self, params: dict[str, Any]) -> None:
         """Apply new parameters: a new workflow and/or a new output size, warmed up aside."""
@@ -156,7 +160,7 @@ class InferStream(WorkerStream):
             raise ValueError("width and height must be given together")
         prompt = stream_workflow(merged, width, height)
         self.runner.update(prompt)
-        self.passthrough = is_passthrough(prompt)
+        self._choose_path(prompt)
         self.params = merged
         self.config = InferConfig(
             in_ring=self.config.in_ring,
@@ -167,6 +171,19 @@ class InferStream(WorkerStream):
             live=self.config.live,
             stats_interval_s=self.config.stats_interval_s,
         )
+
+    def _choose_path(self, prompt: Prompt) -> None:
+        """Whether frames skip the engine: a passthrough, or an inversion on uint8 pixels."""
+        self.passthrough = is_passthrough(prompt)
+        uint8 = (
+            self.runner.engine.name == "builtin"
+            and self.config.in_ring.pixel_format == "rgb24"
+            and self.config.out_ring.pixel_format == "rgb24"
+        )
+        inverts = invert_chain_length(prompt) if uint8 else None
+        if inverts is not None and inverts % 2 == 0:
+            self.passthrough = True
+        self.invert = Uint8Inverter() if inverts is not None and inverts % 2 else None
 
     def open(self) -> None:
         """Map the stream's rings (created by the parent) and take their reader/writer roles."""

@@ -29,6 +29,7 @@ from ipc.messages import (
     JobResult,
     WorkerError,
 )
+from ipc.ring_format import ring_pixel_format
 from ipc.stream_service import StreamRefused, StreamService
 
 if TYPE_CHECKING:  # the stream module imports the engine (torch): loaded when a stream starts
@@ -72,6 +73,7 @@ class InferService(StreamService["InferStream"]):
         loop = asyncio.get_running_loop()
         self.engine = await loop.run_in_executor(self._setup_pool, self._select_engine)
         self.engine.allocation_limits = self._allocation_limits()
+        await loop.run_in_executor(self._setup_pool, self._warm_up_engine)
         self.spawn(self._schedule(), "scheduler")
         info = self.engine.info()
         return {
@@ -91,6 +93,15 @@ class InferService(StreamService["InferStream"]):
         from infer.engine import select_engine
 
         return select_engine(self.options.engine, self.options.workspace or None)
+
+    def _warm_up_engine(self) -> None:
+        from infer.stream import InferStream  # noqa: F401 -- imported now, not in a stream's set-up
+        from infer.workflow_runner import warm_up_engine
+
+        # The format the parent gives this worker's stream rings (it reads the same device).
+        pixel_format = ring_pixel_format(str(self.engine.device))
+        seconds = warm_up_engine(self.engine, pixel_format)
+        log.info("infer: engine %s warmed up in %.0f ms", self.engine.name, seconds * 1e3)
 
     async def stop(self) -> None:
         await super().stop()
@@ -214,6 +225,9 @@ class InferService(StreamService["InferStream"]):
                 continue
             if stream.passthrough:
                 await self._deliver(stream, frame, _forwarded(frame))
+                continue
+            if stream.invert is not None:
+                await self._deliver(stream, frame, stream.invert(frame))
                 continue
             if stream.needs_resize(frame):
                 await self._resize(stream, frame)

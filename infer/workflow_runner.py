@@ -30,8 +30,6 @@ from ipc.colour import Colour
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WARMUP_FRAMES = 3
-
 
 @dataclass
 class RunnerStats:
@@ -61,7 +59,7 @@ class WorkflowRunner:
         height: int,
         pixel_format: str = "rgb24",
         *,
-        warmup_frames: int = DEFAULT_WARMUP_FRAMES,
+        warmup_frames: int | None = None,
         colour: Colour | None = None,
     ) -> None:
         self.engine = engine
@@ -69,7 +67,10 @@ class WorkflowRunner:
         self.pixel_format = pixel_format
         self.colour = colour or Colour()
         """The input's colour description (unspecified until a frame tells)."""
-        self.warmup_frames = max(1, warmup_frames)
+        self.warmup_frames = max(
+            1, engine.warmup_frames if warmup_frames is None else warmup_frames
+        )
+        """Dummy frames per warm-up (the engine's number unless given)."""
         self.stats = RunnerStats()
         self._size = (width, height)
         self._active: ActiveWorkflow | None = None
@@ -255,3 +256,31 @@ class WorkflowRunner:
             (time.perf_counter() - started) * 1e3,
         )
         return size
+
+
+ENGINE_WARMUP_SIZE = 256
+"""Side of the frame that ``warm_up_engine`` runs: large enough that torch's parallel kernels
+start their thread pool."""
+ENGINE_WARMUP_WORKFLOW = {
+    "1": {"class_type": "LoadTensor", "inputs": {}},
+    "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+    "3": {"class_type": "SaveTensor", "inputs": {"images": ["2", 0]}},
+}
+
+
+def warm_up_engine(engine: Engine, pixel_format: str) -> float:
+    """Run a small invert workflow once on ``engine`` so that the process's one-time costs
+    (torch's first kernels and thread pool, lazy imports) are paid when the worker starts, not
+    in the first stream's warm-up (which delays its first output frame). Returns the seconds it
+    took; a failure is logged and ignored (every stream still warms its own workflow up)."""
+    started = time.perf_counter()
+    try:
+        size = ENGINE_WARMUP_SIZE
+        runner = WorkflowRunner(engine, "engine-warm-up", size, size, pixel_format)
+        runner.start(ENGINE_WARMUP_WORKFLOW)
+        blank = np.zeros(runner.active.converter.nbytes, dtype=np.uint8)
+        runner.process([blank])
+        runner.close()
+    except Exception as exc:
+        log.warning("engine %s: warm-up at start failed (ignored): %s", engine.name, exc)
+    return time.perf_counter() - started

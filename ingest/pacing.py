@@ -12,7 +12,12 @@ between paced input and a burst is the newest packet held: when nothing held is 
 released at once and the newest arrival sets the clock. Otherwise (a burst: packets that
 arrived seconds ahead of their time) each packet waits for its due time. A late packet moves the
 anchor to its own arrival; a discontinuity re-anchors too. Paced input therefore passes straight
-through, whatever the network's jitter. When the buffered packets span more than ``max_buffer_s`` (input
+through, whatever the network's jitter. A clock moved later by a late packet (a decode or network
+hiccup) would otherwise hold every later packet by that much for good, since on-time packets then
+look early and never arrive to an empty buffer: while video packets keep arriving at their own
+cadence (over the last ``PACED_WINDOW_S`` each arrived at the same offset from its timestamp,
+within the jitter: not a burst), the clock drifts back towards their arrivals, at most
+``CATCH_UP_RATE`` faster than real time. When the buffered packets span more than ``max_buffer_s`` (input
 truly faster than real time), the head is released at once (a catch-up, counted) and newest-frame
 wins further down the pipeline, as before. ``max_buffer_s = 0`` turns pacing off.
 """
@@ -34,6 +39,10 @@ DEFAULT_BUFFER_S = 2.5
 """A little more than one 2 s segment, the usual gateway segment."""
 JITTER_S = 0.05
 """A packet this close to its due time is not held: network jitter, not a burst."""
+PACED_WINDOW_S = 0.5
+"""Stream time over which arrivals are compared with their timestamps to tell paced input."""
+CATCH_UP_RATE = 0.1
+"""How much faster than real time a clock left behind by a hiccup drifts back (10 %)."""
 
 
 @dataclass
@@ -44,6 +53,7 @@ class PacingStats:
     waited: int = 0  # packets released after a wait (they arrived early: a burst)
     wait_s: float = 0.0  # sum of the waits
     catch_ups: int = 0  # packets released early because the buffer was over its bound
+    clock_drift_s: float = 0.0  # how far the clock drifted back towards paced arrivals
     max_buffered_s: float = 0.0
 
 
@@ -67,6 +77,7 @@ class PacketPacer:
         self._items: deque[tuple[EsPacket | Marker, bool]] = deque()
         self._newest_ts: int | None = None
         self._anchor: float | None = None
+        self._arrivals: deque[tuple[float, int]] = deque()  # (arrival - ts, ts) of video
         self._changed = asyncio.Event()
         self._closed = False
 
@@ -83,7 +94,33 @@ class PacketPacer:
             if ts is not None and (self._newest_ts is None or ts > self._newest_ts):
                 # The furthest timestamp, not the last: audio may be muxed behind the video.
                 self._newest_ts = ts
+            if ts is not None and item.stream.kind == "video":
+                self._follow_arrival(ts)
         self._changed.set()
+
+    def _follow_arrival(self, ts: int) -> None:
+        """Drift the clock back towards a video packet that arrived early by it while the input
+        arrives paced (see the module docstring)."""
+        now = self._clock()
+        offsets = self._arrivals
+        previous_ts = offsets[-1][1] if offsets else None
+        offsets.append((now - ts / TS_CLOCK, ts))
+        while len(offsets) > 2 and abs(ts - offsets[0][1]) > PACED_WINDOW_S * TS_CLOCK:
+            offsets.popleft()
+        if self._anchor is None or self.max_buffer_s == 0 or previous_ts is None:
+            return
+        early = self._anchor + ts / TS_CLOCK - now
+        if early <= self.jitter_s or abs(ts - offsets[0][1]) < PACED_WINDOW_S / 2 * TS_CLOCK:
+            return
+        # Paced: every packet of the window arrived at the same offset from its timestamp,
+        # give or take the jitter (a burst's offsets fall by the burst's length).
+        spread = max(o for o, _ in offsets) - min(o for o, _ in offsets)
+        if spread > self.jitter_s:
+            return
+        step = CATCH_UP_RATE * max(0, ts - previous_ts) / TS_CLOCK
+        drift = min(early - self.jitter_s, step)
+        self._anchor -= drift
+        self.stats.clock_drift_s += drift
 
     def close(self) -> None:
         """No more items: ``get`` returns what is left, then ``None``."""
@@ -136,6 +173,8 @@ class PacketPacer:
         self.stats.max_buffered_s = max(self.stats.max_buffered_s, buffered)
         if self._anchor is None or packet.discontinuity:
             self._anchor = now - ts / TS_CLOCK
+            if packet.discontinuity:
+                self._arrivals.clear()
             return 0.0
         early = self._anchor + ts / TS_CLOCK - now
         if early <= 0 or early > self.max_buffer_s:

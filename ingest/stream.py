@@ -36,6 +36,7 @@ from byoc.livepeer.trickle.constants import SEQ_CURRENT, SEQ_NEXT
 from byoc.livepeer.trickle.subscriber import SubscribedSegment
 from ingest.clip import ClipSource
 from ingest.decode import Timeline, VideoDecoder, split_adts, split_ts_opus
+from ingest.decoded import DecodedVideo
 from ingest.pacing import DEFAULT_BUFFER_S, Marker, PacketPacer
 from ingest.ring_sink import RingSink, Send
 from ingest.stats import IngestStats
@@ -130,6 +131,9 @@ class TrickleSource:
             outcome = await self._read(sink)
             self.pacer.close()
             await decoding  # what the buffer holds is real input: decode it before ending
+            # Pictures the decoder still holds for B-frame reordering are real input too.
+            for decoded in self.video.flush():
+                await self._to_sink(decoded, sink)
             return outcome
         finally:
             if not decoding.done():
@@ -258,17 +262,21 @@ class TrickleSource:
                         packet.stream.codec, pixel_format=None, label=self.stream_id
                     )
                 for decoded in self.video.decode(packet):
-                    await sink.video(
-                        decoded.frame,
-                        pts=decoded.pts,
-                        keyframe=decoded.keyframe,
-                        discontinuity=decoded.discontinuity,
-                        received_ns=decoded.received_ns,
-                        decoded_ns=decoded.decoded_ns,
-                    )
+                    await self._to_sink(decoded, sink)
                     await asyncio.sleep(0)  # one frame of codec work at a time on the loop
             elif self._audio_on:
                 await self._audio(packet, sink)
+
+    @staticmethod
+    async def _to_sink(decoded: DecodedVideo, sink: RingSink) -> None:
+        await sink.video(
+            decoded.frame,
+            pts=decoded.pts,
+            keyframe=decoded.keyframe,
+            discontinuity=decoded.discontinuity,
+            received_ns=decoded.received_ns,
+            decoded_ns=decoded.decoded_ns,
+        )
 
     async def _audio(self, packet: EsPacket, sink: RingSink) -> None:
         if packet.pts is None:
@@ -312,7 +320,10 @@ class IngestStream(WorkerStream):
         self.source: TrickleSource | ClipSource | WhipSource
         if config.whip:
             self.source = WhipSource(
-                stream_id, idle_timeout_s=config.idle_timeout_s, audio=config.audio
+                stream_id,
+                idle_timeout_s=config.idle_timeout_s,
+                audio=config.audio,
+                early_frames=config.early_frames,
             )
         elif config.source_path:
             self.source = ClipSource(stream_id, config.source_path, audio=config.audio)

@@ -7,14 +7,12 @@ releases its ring by itself and is forgotten.
 
 from __future__ import annotations
 
-import asyncio
-
 from byoc.livepeer.webrtc import ice
 from ingest.stream import IngestStream
 from ingest.webrtc.whip import WhipSource
 from ipc.child import WorkerContext, WorkerSpec, run_worker
-from ipc.messages import IngestConfig, Message, PeerAnswer, PeerCandidates, PeerClose, PeerOffer
-from ipc.stream_service import StreamService
+from ipc.messages import IngestConfig, Message, PeerAnswer, PeerCandidates, PeerOffer
+from ipc.stream_service import PEER_MESSAGES, PeerMessage, StreamService
 
 
 class IngestService(StreamService[IngestStream]):
@@ -23,10 +21,6 @@ class IngestService(StreamService[IngestStream]):
 
     role = "ingest"
     config_type = IngestConfig
-
-    def __init__(self, spec: WorkerSpec) -> None:
-        super().__init__(spec)
-        self._signalling: set[asyncio.Task[None]] = set()
 
     async def start(self, ctx: WorkerContext) -> dict[str, str]:
         ice.install(ice.IceNetwork.from_options(ctx.spec.options.get("webrtc", {})))
@@ -40,41 +34,32 @@ class IngestService(StreamService[IngestStream]):
         await stream.stop()
 
     async def handle_other(self, message: Message) -> None:
-        if not isinstance(message, (PeerOffer, PeerCandidates, PeerClose)):
+        if not isinstance(message, PEER_MESSAGES):
             await super().handle_other(message)
             return
-        assert self.ctx is not None
         stream = self.streams.get(message.stream_id)
         source = stream.source if stream is not None else None
-        if not isinstance(source, WhipSource):
-            reply = PeerAnswer(
-                stream_id=message.stream_id,
-                peer_id=message.peer_id,
-                request_id=message.request_id,
-                status=404,
-                error="no WHIP input for this stream",
-            )
-        elif isinstance(message, PeerOffer):
+        publisher = source if isinstance(source, WhipSource) else None
+        signal = self.answer_peer(message, publisher, "no WHIP input for this stream", _whip)
+        if publisher is not None and isinstance(message, PeerOffer):
             # Gathering candidates (STUN, TURN) takes a while: other messages go on meanwhile.
-            task = asyncio.create_task(self._answer(source, message), name="whip-answer")
-            self._signalling.add(task)
-            task.add_done_callback(self._signalling.discard)
-            return
-        elif isinstance(message, PeerCandidates):
-            reply = await source.add_candidates(message)
+            self.spawn(signal, "whip-answer")
         else:
-            reply = PeerAnswer(
-                stream_id=message.stream_id,
-                peer_id=message.peer_id,
-                request_id=message.request_id,
-                status=422,
-                error="a WHIP publisher ends with its session",
-            )
-        await self.ctx.send(reply)
+            await signal
 
-    async def _answer(self, source: WhipSource, offer: PeerOffer) -> None:
-        assert self.ctx is not None
-        await self.ctx.send(await source.answer(offer))
+
+async def _whip(publisher: WhipSource, message: PeerMessage) -> PeerAnswer:
+    if isinstance(message, PeerOffer):
+        return await publisher.answer(message)
+    if isinstance(message, PeerCandidates):
+        return await publisher.add_candidates(message)
+    return PeerAnswer(
+        stream_id=message.stream_id,
+        peer_id=message.peer_id,
+        request_id=message.request_id,
+        status=422,
+        error="a WHIP publisher ends with its session",
+    )
 
 
 def main(spec: WorkerSpec) -> None:

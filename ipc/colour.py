@@ -9,6 +9,7 @@ range 20-21, primaries 22-26, transfer 27-31.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 UNSPECIFIED = 2
@@ -54,16 +55,18 @@ class Colour:
 
     @classmethod
     def from_flags(cls, flags: int) -> Colour:
-        """The description stored in frame-header flags (all unspecified when none was)."""
-        if not flags & COLOUR_MASK:
-            return cls()
-        values = {name: (flags >> shift) & ((1 << width) - 1) for name, shift, width in _FIELDS}
-        return cls(**values)
+        """The description stored in frame-header flags (all unspecified when none was).
+
+        Read for every frame, and a stream's flags rarely change: the result is cached.
+        """
+        return _from_colour_bits(flags & COLOUR_MASK)
 
     def resolved(self, height: int) -> Colour:
         """The description to convert and tag with: what the source said, with the usual
         defaults filled in (BT.709 for HD, BT.601 / SMPTE 170M below; limited range)."""
-        hd = height >= HD_MIN_HEIGHT
+        return _resolved(self, height >= HD_MIN_HEIGHT)
+
+    def _resolve(self, hd: bool) -> Colour:
         matrix = self.matrix
         if matrix in (0, UNSPECIFIED) or matrix >= 15:
             matrix = MATRIX_BT709 if hd else MATRIX_SMPTE170M
@@ -88,3 +91,16 @@ class Colour:
     @property
     def full_range(self) -> bool:
         return self.range == RANGE_FULL
+
+
+@functools.lru_cache(maxsize=256)
+def _from_colour_bits(bits: int) -> Colour:
+    if not bits:
+        return Colour()
+    values = {name: (bits >> shift) & ((1 << width) - 1) for name, shift, width in _FIELDS}
+    return Colour(**values)
+
+
+@functools.lru_cache(maxsize=256)
+def _resolved(colour: Colour, hd: bool) -> Colour:
+    return colour._resolve(hd)

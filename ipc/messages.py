@@ -10,6 +10,7 @@ from typing import Any, Literal, cast, get_args
 
 import msgspec
 
+from ipc.pixfmt import RingPixelFormat
 from ipc.ring import RingSpec
 
 WorkerRole = Literal["ingest", "infer", "egress"]
@@ -69,6 +70,10 @@ DELIVERED_REASONS: frozenset[str] = frozenset(
 X264Preset = Literal["ultrafast", "superfast", "veryfast"]
 """libx264 presets egress offers (slower ones cost more than a frame interval at HD)."""
 X264_PRESETS: tuple[str, ...] = get_args(X264Preset)
+
+RING_PIXEL_FORMATS: tuple[str, ...] = get_args(RingPixelFormat)
+"""Pixel formats a stream's rings may have; ``RingSpec.pixel_format`` (in every stream config)
+is typed with them, so a start message naming another is rejected when it is decoded."""
 
 EngineName = Literal["auto", "builtin", "comfyui"]
 """Inference engines: ``auto`` picks ComfyUI when importable, else the built-in engine."""
@@ -159,6 +164,8 @@ class IngestConfig(msgspec.Struct, tag="ingest", kw_only=True):
     """The input is a WHIP peer: its offer comes as a ``PeerOffer`` after the start."""
     idle_timeout_s: float = 10.0
     """A WHIP peer that sends no media for this long has gone: the stream ends."""
+    early_frames: bool = True
+    """WHIP video: decode a frame once its packets are complete (not when the next one starts)."""
 
 
 class InferOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
 
@@ -40,6 +41,10 @@ class PixelFormat(IntEnum):
 
 FORMAT_NAMES: tuple[str, ...] = tuple(f.ffmpeg_name for f in PixelFormat)
 """Names accepted by :func:`parse_pixel_format`, e.g. in a ``RingSpec``."""
+
+RingPixelFormat = Literal["rgb24", "yuv420p", "nv12"]
+"""A ring's pixel format as it travels in control messages (``RingSpec.pixel_format``): msgspec
+rejects any other name when a message is decoded."""
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ import numpy as np
 
 from ipc import pixfmt
 from ipc.frame import NUM_STAGES, Frame, Stage
-from ipc.pixfmt import PixelFormat
+from ipc.pixfmt import PixelFormat, RingPixelFormat
 from ipc.shm import PREFIX, Direction, SharedRegion, ring_name, validate_name
 from ipc.wakeup import AddressInUse, WakeListener, WakeSender
 
@@ -170,7 +170,9 @@ class RingSpec(msgspec.Struct, frozen=True, kw_only=True):
     slots: int
     max_width: int
     max_height: int
-    pixel_format: str
+    pixel_format: RingPixelFormat
+    """The parent's choice per stream (``ipc.ring_format``): ``rgb24`` when inference runs on the
+    CPU, a 4:2:0 format when it runs on a GPU."""
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -197,7 +199,7 @@ class RingSpec(msgspec.Struct, frozen=True, kw_only=True):
         slots: int,
         max_width: int,
         max_height: int,
-        pixel_format: str,
+        pixel_format: RingPixelFormat,
         prefix: str = PREFIX,
     ) -> RingSpec:
         """A spec named after ``stream_id`` and ``direction``, owned by this process."""

@@ -137,6 +137,15 @@ class StageLatencies:
             histogram = self._stages[name] = LatencyHistogram()
         histogram.record(ns)
 
+    def record_pipeline(self, stamps: np.ndarray | list[int]) -> None:
+        """Record every stage of ``PIPELINE_STAGES`` a frame's stamps span."""
+        stages = self._stages
+        for name, ns in pipeline_latencies(stamps):
+            histogram = stages.get(name)
+            if histogram is None:
+                histogram = stages[name] = LatencyHistogram()
+            histogram.record(ns)
+
     def record_between(self, name: str, start_ns: int, end_ns: int) -> None:
         """Record ``end - start`` when both stamps are set (non-zero)."""
         if start_ns and end_ns:
@@ -168,19 +177,28 @@ PIPELINE_STAGES: tuple[tuple[str, tuple[Stage, ...], tuple[Stage, ...]], ...] = 
 whose infer step did not stamp ``INFER_READ`` still gets its ring wait up to ``INFER_START``."""
 
 
-def _first_set(stamps: np.ndarray, stages: tuple[Stage, ...]) -> int:
+# The same table with the stamps as plain list indices (a frame's stamps are read as a list
+# once per frame: indexing a numpy array element by element costs more than the whole record).
+_PIPELINE_INDICES: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = tuple(
+    (name, tuple(int(s) for s in starts), tuple(int(s) for s in ends))
+    for name, starts, ends in PIPELINE_STAGES
+)
+
+
+def _first_set(stamps: list[int], stages: tuple[int, ...]) -> int:
     for stage in stages:
-        value = int(stamps[stage])
+        value = stamps[stage]
         if value:
             return value
     return 0
 
 
-def pipeline_latencies(stamps: np.ndarray) -> Iterator[tuple[str, int]]:
+def pipeline_latencies(stamps: np.ndarray | list[int]) -> Iterator[tuple[str, int]]:
     """``(stage name, nanoseconds)`` for every stage of ``PIPELINE_STAGES`` whose two ends are
-    stamped in ``stamps`` (a frame's ``int64[NUM_STAGES]``)."""
-    for name, starts, ends in PIPELINE_STAGES:
-        start = _first_set(stamps, starts)
-        end = _first_set(stamps, ends)
+    stamped in ``stamps`` (a frame's ``int64[NUM_STAGES]``, or the same as a list)."""
+    values = stamps.tolist() if isinstance(stamps, np.ndarray) else stamps
+    for name, starts, ends in _PIPELINE_INDICES:
+        start = _first_set(values, starts)
+        end = _first_set(values, ends)
         if start and end:
             yield name, end - start

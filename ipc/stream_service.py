@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from ipc.child import WorkerContext, WorkerSpec
@@ -30,6 +30,10 @@ from ipc.messages import (
     JobRequest,
     JobResult,
     Message,
+    PeerAnswer,
+    PeerCandidates,
+    PeerClose,
+    PeerOffer,
     StreamReply,
     StreamStart,
     StreamStop,
@@ -38,6 +42,11 @@ from ipc.messages import (
 )
 
 log = logging.getLogger(__name__)
+
+PeerMessage = PeerOffer | PeerCandidates | PeerClose
+"""WebRTC signalling the parent forwards to the worker that holds the peer."""
+PEER_MESSAGES = (PeerOffer, PeerCandidates, PeerClose)
+P = TypeVar("P")
 
 
 class StreamOrder:
@@ -228,6 +237,28 @@ class StreamService(Generic[S]):
                     error=error,
                 )
             )
+
+    async def answer_peer(
+        self,
+        message: PeerMessage,
+        endpoint: P | None,
+        missing: str,
+        route: Callable[[P, PeerMessage], Awaitable[PeerAnswer]],
+    ) -> None:
+        """Send the answer ``route`` gives for a signalling message to the stream's WebRTC
+        ``endpoint``; 404 with ``missing`` when the stream has none."""
+        assert self.ctx is not None
+        if endpoint is None:
+            reply = PeerAnswer(
+                stream_id=message.stream_id,
+                peer_id=message.peer_id,
+                request_id=message.request_id,
+                status=404,
+                error=missing,
+            )
+        else:
+            reply = await route(endpoint, message)
+        await self.ctx.send(reply)
 
     # -- internals --------------------------------------------------------------------------
 

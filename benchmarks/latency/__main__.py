@@ -1,7 +1,8 @@
 """``python -m benchmarks.latency``: frame latency of the runner against pytrickle's runner.
 
-python -m benchmarks.latency [--streams 1,2,4] [--duration 30] [--quick]
-    [--device cpu|cuda] [--json PATH] [--plot PATH] [--no-baseline]
+python -m benchmarks.latency [--streams 1,2,4,6,8] [--duration 30] [--quick]
+    [--device cpu|cuda] [--infer-workers auto|N] [--json PATH] [--plot PATH] [--no-baseline]
+    [--profile DIR] [--control-plane byoc|live-runner]
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from benchmarks.cuda_check import REFUSAL_EXIT, NoCudaError, require_cuda
 from benchmarks.latency.bench import REPO, BenchConfig, run
 
 QUICK_DURATION_S = 3.0
@@ -35,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
         "same run.",
     )
     parser.add_argument(
-        "--streams", type=_stream_counts, default=[1, 2, 4], help="stream counts (default 1,2,4)"
+        "--streams",
+        type=_stream_counts,
+        default=[1, 2, 4, 6, 8],
+        help="stream counts (default 1,2,4,6,8)",
     )
     parser.add_argument(
         "--duration", type=float, default=30.0, help="seconds of video per phase (default 30)"
@@ -51,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "builtin", "comfyui"),
         default="auto",
         help="the runner's inference engine (default: the runner's default, auto)",
+    )
+    parser.add_argument(
+        "--infer-workers",
+        default="auto",
+        help="the runner's infer worker processes: auto (its default) or a count",
     )
     parser.add_argument(
         "--json",
@@ -78,6 +88,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="glass-to-glass p99 (ms) a stream count must keep to count as handled, beside the "
         "drop rate (default 100)",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="py-spy the runner's processes in each of our phases: flame graphs (svg), "
+        "collapsed stacks and top frames under DIR (needs py-spy and ptrace rights)",
+    )
+    parser.add_argument(
+        "--control-plane",
+        choices=("byoc", "live-runner"),
+        default="byoc",
+        help="how our runner's streams start: byoc (/ai/stream/start) or live-runner (app "
+        "sessions through the orchestrator's session proxy); default byoc",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     return parser
@@ -96,18 +121,27 @@ def config_from_args(argv: list[str] | None = None) -> BenchConfig:
         quick=args.quick,
         device=args.device,
         engine=args.engine,
+        infer_workers=args.infer_workers,
         baseline=not args.no_baseline,
         json_path=args.json,
         plot_path=args.plot or args.json.with_suffix(".png"),
         drop_threshold=args.drop_threshold,
         latency_budget_ms=args.latency_budget,
         keep_logs=args.keep_logs,
+        profile_dir=args.profile,
         progress=not args.no_progress,
+        control_plane=args.control_plane,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     config = config_from_args(argv)
+    if config.device == "cuda":
+        try:  # refuse before starting anything, not after the runner came up on the CPU
+            require_cuda(sys.executable)
+        except NoCudaError as exc:
+            print(f"latency benchmark: {exc}", file=sys.stderr)
+            return REFUSAL_EXIT
     try:
         asyncio.run(run(config))
     except KeyboardInterrupt:

@@ -30,6 +30,8 @@ from benchmarks.latency.phase import PhaseResult, PhaseSettings, System, run_pha
 from benchmarks.latency.plot import draw, latency_panels
 from benchmarks.latency.progress import Progress
 from benchmarks.latency.report import compare, evaluate_targets, format_report, write_json
+from benchmarks.media.clip import ClipSpec
+from benchmarks.media.looping_clip import LoopingClip
 from ipc.shm import list_regions, parse_name, unlink_region
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,6 +41,10 @@ INVERT_WORKFLOW: dict[str, Any] = {
     "3": {"class_type": "SaveTensor", "inputs": {"images": ["2", 0]}},
 }
 CLIP_FPS = 30
+# The source replays a clip of this length: a frame is told from those a loop before and after
+# as long as its latency stays under half of it.
+LOOP_SECONDS = 20.0
+TAIL_S = 0.5  # the source's uncounted frames after the measured ones (``PhaseSettings.tail_s``)
 LABELS = {"ours": "comfystream-byoc", "baseline": "pytrickle 0.1.6"}
 
 
@@ -46,11 +52,12 @@ LABELS = {"ours": "comfystream-byoc", "baseline": "pytrickle 0.1.6"}
 class BenchConfig:
     """What ``python -m benchmarks.latency`` was asked to do."""
 
-    streams: list[int] = field(default_factory=lambda: [1, 2, 4])
+    streams: list[int] = field(default_factory=lambda: [1, 2, 4, 6, 8])
     duration_s: float = 30.0
     quick: bool = False
     device: str = "cpu"
     engine: str = "auto"
+    infer_workers: str = "auto"  # the runner's --infer-workers
     baseline: bool = True
     json_path: Path = REPO / "benchmarks" / "results" / "latency.json"
     plot_path: Path = REPO / "benchmarks" / "results" / "latency.png"
@@ -59,7 +66,20 @@ class BenchConfig:
     latency_budget_ms: float = 100.0
     pytrickle_python: Path = field(default_factory=lambda: baseline_side.default_python(REPO))
     keep_logs: bool = False
+    profile_dir: Path | None = None  # py-spy flame graphs of our runner's processes per phase
     progress: bool = True
+    control_plane: str = "byoc"
+    """How our runner's streams start: byoc (/ai/stream/start) or live-runner (app sessions)."""
+
+
+def _preencode_clip(config: BenchConfig, path: Path) -> LoopingClip:
+    """Encode the source clip once for every phase (a loop of at most ``LOOP_SECONDS``)."""
+    needed_s = min(config.duration_s + TAIL_S, LOOP_SECONDS)
+    clip = LoopingClip.encode(
+        ClipSpec(width=512, height=512, fps=CLIP_FPS), round(needed_s * CLIP_FPS)
+    )
+    clip.save(path)
+    return clip
 
 
 def _alive(pid: int) -> bool:
@@ -134,7 +154,9 @@ async def run(config: BenchConfig) -> dict[str, Any]:
                         capacity=max(config.streams),
                         device=config.device,
                         engine=config.engine,
+                        infer_workers=config.infer_workers,
                         workspace=workspace,
+                        control_plane=config.control_plane,
                     )
                 )
                 baseline_task = None
@@ -167,7 +189,9 @@ async def run(config: BenchConfig) -> dict[str, Any]:
                         f"--device cuda asked, but the runner's infer worker runs on "
                         f"{info['infer_device']!r}"
                     )
-                systems = _systems(http, runner, baseline)
+                progress.update("encoding the source clip", force=True)
+                clip = await asyncio.to_thread(_preencode_clip, config, log_dir / "clip.msgpack")
+                systems = _systems(http, runner, baseline, config.control_plane)
                 for n in config.streams:
                     for system in systems:
                         settings = PhaseSettings(
@@ -178,6 +202,9 @@ async def run(config: BenchConfig) -> dict[str, Any]:
                             settle_s=0.3 if config.quick else 0.5,
                             drain_s=2.0 if config.quick else 3.0,
                             extra_pids={"bench-orchestrator": orchestrator.process.pid},
+                            clip_path=log_dir / "clip.msgpack",
+                            counter_period=clip.period,
+                            profile_dir=config.profile_dir if system.name == "ours" else None,
                         )
                         result = await run_phase(http, orchestrator.url, system, settings, progress)
                         phases.append(result)
@@ -221,6 +248,7 @@ def _systems(
     http: aiohttp.ClientSession,
     runner: runner_side.Runner,
     baseline: baseline_side.Baseline | None,
+    control_plane: str = "byoc",
 ) -> list[System]:
     async def our_pids(_streams: int) -> dict[str, int]:
         return await runner.pids(http)
@@ -234,6 +262,7 @@ def _systems(
             inverted=True,
             announces_ready=True,
             pids=our_pids,
+            control_plane=control_plane,
         )
     ]
     if baseline is not None:

@@ -38,11 +38,12 @@ def slope_per_minute(
     return round(slope * 60.0, 3)
 
 
-def unwrap_counter(value: int, expected_index: float) -> int:
-    """The frame index whose counter reads ``value`` (modulo 4096) closest to ``expected_index``
-    (the index the clock suggests; latency is far below the 136 s the counter takes to wrap)."""
-    turns = round((expected_index - value) / COUNTER_MODULO)
-    return int(value + max(turns, 0) * COUNTER_MODULO)
+def unwrap_counter(value: int, expected_index: float, period: int = COUNTER_MODULO) -> int:
+    """The frame index whose counter reads ``value`` (modulo ``period``: 4096, or a looping
+    clip's length) closest to ``expected_index`` (the index the clock suggests; latency must
+    stay below half the period)."""
+    turns = round((expected_index - value) / period)
+    return int(value + max(turns, 0) * period)
 
 
 def drop_rate(sent: int, dropped: int) -> float:

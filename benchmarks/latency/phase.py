@@ -28,10 +28,13 @@ from benchmarks.latency.cpu import CpuWindow
 from benchmarks.latency.events import EventsReader
 from benchmarks.latency.figures import binned_median
 from benchmarks.latency.gateway import StreamUrls, start_stream_when_registered, stop_stream
+from benchmarks.latency.live_runner_client import start_live_runner_stream, stop_live_runner_stream
 from benchmarks.latency.processes import ManagedProcess
+from benchmarks.latency.profiler import PhaseProfiler
 from benchmarks.latency.progress import Progress
 from benchmarks.latency.sink import OutputSink
 from benchmarks.latency.source import SourceRecord
+from benchmarks.media.clip import COUNTER_MODULO
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,6 +50,7 @@ class System:
     inverted: bool  # the output pictures are inverted
     announces_ready: bool  # sends a ready/processing status event once set up
     pids: Callable[[int], Awaitable[dict[str, int]]]  # processes serving N streams
+    control_plane: str = "byoc"  # how streams are started: byoc or live-runner
 
 
 @dataclass
@@ -63,6 +67,9 @@ class PhaseSettings:
     tail_s: float = 0.5  # uncounted frames after the measured ones (see ``source``)
     extra_pids: dict[str, int] = field(default_factory=dict)  # also measured, e.g. the stand-in
     ready_timeout_s: float = 90.0
+    clip_path: Path | None = None  # a saved ``LoopingClip`` the source replays (no encoding)
+    counter_period: int = COUNTER_MODULO  # frames after which the clip's counter repeats
+    profile_dir: Path | None = None  # py-spy the system's processes while frames flow
 
 
 @dataclass
@@ -72,6 +79,7 @@ class PhaseResult:
     summary: dict[str, Any] = field(default_factory=dict)
     per_stream: list[StreamFigures] = field(default_factory=list)
     cpu: dict[str, float | None] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -83,6 +91,7 @@ class PhaseResult:
             "cpu_percent": self.cpu,
             "per_stream": [s.summary for s in self.per_stream],
             "timeline": self.timeline(),
+            **({"profile": self.profile} if self.profile else {}),
         }
 
     def timeline(self, bin_s: float = 1.0) -> dict[str, list[tuple[float, float]]]:
@@ -119,12 +128,15 @@ async def run_phase(
     readers: list[EventsReader] = []
     source: ManagedProcess | None = None
     records: list[SourceRecord] = []
+    profiler: PhaseProfiler | None = None
     title = f"{system.label} x{settings.streams}"
     try:
         progress.update(f"[{title}] starting streams", force=True)
         outcomes = await asyncio.gather(
             *(
-                start_stream_when_registered(
+                start_live_runner_stream(http, orchestrator_url, system.params)
+                if system.control_plane == "live-runner"
+                else start_stream_when_registered(
                     http, orchestrator_url, system.capability(k), stream_id, system.params
                 )
                 for k, stream_id in enumerate(ids)
@@ -137,7 +149,11 @@ async def run_phase(
             raise RuntimeError(f"stream start failed: {errors[0]}")
         for urls in started:
             sink = OutputSink(
-                urls.stream_id, urls.subscribe_url, fps=settings.fps, inverted=system.inverted
+                urls.stream_id,
+                urls.subscribe_url,
+                fps=settings.fps,
+                inverted=system.inverted,
+                counter_period=settings.counter_period,
             )
             sink.start()
             sinks.append(sink)
@@ -175,6 +191,7 @@ async def run_phase(
                 "fps": settings.fps,
                 "duration_s": settings.duration_s,
                 "tail_s": settings.tail_s,
+                "clip_path": str(settings.clip_path) if settings.clip_path else None,
                 "streams": [
                     {
                         "stream_id": urls.stream_id,
@@ -189,25 +206,47 @@ async def run_phase(
         pids = await system.pids(settings.streams)
         pids.update({"bench-source": source.pid, "bench-sink": os.getpid(), **settings.extra_pids})
         cpu = CpuWindow(pids)
+        if settings.profile_dir is not None:
+            profiler = PhaseProfiler(
+                settings.profile_dir,
+                f"{system.name}-x{settings.streams}",
+                {k: v for k, v in pids.items() if not k.startswith("bench-")},
+                settings.duration_s,
+            )
+            await profiler.start()
         t0 = time.monotonic_ns() + 100_000_000
         for k, sink in enumerate(sinks):
             sink.t0_ns = t0 + int(1e9 * k / (settings.fps * settings.streams))
         cpu.start()
         await source.write_json_line({"t0_ns": t0})
-        records = await _follow(source, sinks, settings, progress, title, t0)
+        records, source_cpu_s = await _follow(source, sinks, settings, progress, title, t0)
         cpu.stop()
         result.cpu = cpu.percent()
+        if source_cpu_s is not None and cpu.stopped_at > cpu.started_at:
+            # The source exits once it sent its records, often before /proc could be read.
+            wall = cpu.stopped_at - cpu.started_at
+            result.cpu["bench-source"] = round(100.0 * source_cpu_s / wall, 1)
+        if profiler is not None:
+            result.profile = await profiler.stop()
+            profiler = None
         await _drain(sinks, records, settings.drain_s)
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
         await asyncio.gather(
-            *(stop_stream(http, orchestrator_url, u.capability, u.stream_id) for u in started),
+            *(
+                stop_live_runner_stream(http, u)
+                if system.control_plane == "live-runner"
+                else stop_stream(http, orchestrator_url, u.capability, u.stream_id)
+                for u in started
+            ),
             return_exceptions=True,
         )
         await asyncio.gather(*(s.close() for s in sinks), *(r.close() for r in readers))
         if source is not None:
             await source.stop(timeout=5.0)
+        if profiler is not None:  # an error cut the phase short: end the recordings
+            await profiler.stop(timeout_s=0.0)
 
     by_id = {r.stream_id: r for r in records}
     for sink, reader in zip(sinks, readers, strict=True):
@@ -228,8 +267,9 @@ async def _follow(
     progress: Progress,
     title: str,
     t0: int,
-) -> list[SourceRecord]:
-    """Wait for the source's records, updating the progress line meanwhile."""
+) -> tuple[list[SourceRecord], float | None]:
+    """Wait for the source's records (and the CPU seconds it reports), updating the progress
+    line meanwhile."""
     reading = asyncio.create_task(
         source.read_json_line(settings.duration_s + settings.tail_s + 60.0)
     )
@@ -243,10 +283,15 @@ async def _follow(
             f"  frames out {seen}{live}"
         )
         await asyncio.wait([reading], timeout=0.25)
-    records = reading.result().get("records")
+    document = reading.result()
+    records = document.get("records")
     if not isinstance(records, list):
         raise RuntimeError("the source sent no records")
-    return [SourceRecord.from_json(r) for r in records]
+    cpu_s = document.get("cpu_s")
+    return (
+        [SourceRecord.from_json(r) for r in records],
+        float(cpu_s) if isinstance(cpu_s, (int, float)) else None,
+    )
 
 
 async def _drain(sinks: list[OutputSink], records: list[SourceRecord], limit_s: float) -> None:

@@ -14,6 +14,7 @@ import asyncio
 import os
 import secrets
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,17 +130,30 @@ class Runner:
 
 async def start_runner(
     http: aiohttp.ClientSession,
-    orchestrator: Orchestrator,
+    orchestrator: Orchestrator | None,
     log_dir: Path,
     *,
     capacity: int,
     device: str,
     engine: str,
     workspace: Path,
+    infer_workers: str = "auto",
     events_interval_s: float = 1.0,
     ready_timeout_s: float = 180.0,
+    capability: str = CAPABILITY,
+    extra_args: Sequence[str] = (),
+    control_plane: str = "byoc",
 ) -> Runner:
+    """``comfystream-byoc serve`` on an ephemeral port, registered with ``orchestrator`` (none:
+    it serves its own routes only); ``extra_args`` are more ``serve`` flags."""
     port = free_port()
+    registration = (
+        []
+        if orchestrator is None
+        else ["--control-planes", "live-runner", "--live-runner-orch-url", orchestrator.url]
+        if control_plane == "live-runner"
+        else ["--control-planes", "byoc", "--orch-url", orchestrator.url]
+    )
     process = ManagedProcess(
         "runner",
         _command(
@@ -148,16 +162,16 @@ async def start_runner(
             "127.0.0.1",
             "--port",
             str(port),
-            "--orch-url",
-            orchestrator.url,
-            "--orch-secret",
-            orchestrator.secret,
+            *registration,
+            *(["--orch-secret", orchestrator.secret] if orchestrator is not None else []),
             "--capability-names",
-            CAPABILITY,
+            capability,
             "--capacity",
             str(capacity),
             "--engine",
             engine,
+            "--infer-workers",
+            infer_workers,
             "--workspace",
             str(workspace),
             "--events-interval",
@@ -168,6 +182,7 @@ async def start_runner(
             "3",  # the runner is stopped with SIGTERM: a short drain, then a clean stop
             "--log-level",
             "INFO",
+            *extra_args,
         ),
         log_path=log_dir / "runner.log",
         env=runner_environment(device),
@@ -192,8 +207,9 @@ async def start_runner(
 
 
 def infer_device(health: dict[str, Any]) -> str | None:
-    """The device the infer worker reported at start-up (``/health`` worker detail)."""
-    infer = health.get("workers", {}).get("infer", {})
+    """The device the (first) infer worker reported at start-up (``/health`` worker detail)."""
+    workers = health.get("workers", {})
+    infer = workers.get("infer") or workers.get("infer-0") or {}
     detail = infer.get("detail") if isinstance(infer, dict) else None
     if isinstance(detail, dict):
         device = detail.get("device")

@@ -90,10 +90,12 @@ class OutputSink:
         fps: int,
         inverted: bool,
         start_seq: int = 0,
+        counter_period: int = COUNTER_MODULO,
     ) -> None:
         self.stream_id = stream_id
         self.fps = fps
         self.inverted = inverted
+        self.counter_period = counter_period  # a looping source's length in frames
         self.t0_ns = 0  # when the source's frame 0 is due; set before the source starts
         self.record = SinkRecord(stream_id)
         self.decoder = SegmentStreamDecoder(pixel_format=None, audio=False, label=stream_id)
@@ -153,7 +155,7 @@ class OutputSink:
                 record.unreadable += 1
                 continue
             expected = (item.decoded_ns - self.t0_ns) * self.fps / 1e9 if self.t0_ns else 0.0
-            index = unwrap_counter(value, expected)
+            index = unwrap_counter(value, expected, self.counter_period)
             if index in record.frames:
                 record.duplicates += 1
                 continue

@@ -1,20 +1,23 @@
-"""The benchmark's video source: the test clip encoded and published in real time, as a gateway
-publishes a camera to the orchestrator's input channel.
+"""The benchmark's video source: the test clip published in real time, as a gateway publishes a
+camera to the orchestrator's input channel.
 
-Frame ``i`` of a stream is made at ``t0 + offset + i / fps`` (the moment it is "captured"),
-encoded at once (libx264 zerolatency, MPEG-TS with our egress muxer, 1 s segments, each opening
-with a keyframe) and its bytes handed to the trickle publisher. Two stamps per frame, monotonic
+Frame ``i`` of a stream is due at ``t0 + offset + i / fps`` (the moment it is "captured"). With a
+pre-encoded ``LoopingClip`` (what the benchmark uses) its bytes are the clip's, encoded once before
+the run by libx264 zerolatency and FFmpeg's MPEG-TS muxer (1 s segments, each opening with a
+keyframe), with timestamps moved on per loop: the source costs no encode per frame, so the
+machine's cores go to the systems under test. Without one, each frame is drawn and encoded when
+due. Either way its bytes are handed to the trickle publisher. Two stamps per frame, monotonic
 ns: ``capture`` (the frame exists) and ``sent`` (its last byte was queued on the segment's open
 POST, whose body task writes it to the socket on the next event-loop turn). ``sent - capture`` is
-the source's encode time. ``tail_s`` more seconds of frames follow the measured ones, uncounted, so that
+the source's encode time (pre-encoded: only the timestamp patch and the queueing). ``tail_s`` more seconds of frames follow the measured ones, uncounted, so that
 frames a runner holds until the next one arrives (a demuxer waiting for the next PES) are
 not counted as lost at the end.
 
 Runs in its own process (``python -m benchmarks.latency.source``) so that encoding does not
 delay the sink's reading in the benchmark's main process. Protocol on stdin/stdout, one JSON
 document per line: config in -> ``{"ready": true}`` out -> ``{"t0_ns": ...}`` in -> records out
-(``{"records": [...]}``) when every stream has sent ``duration_s`` of frames, or earlier after
-``{"stop": true}`` in, SIGINT or SIGTERM.
+(``{"records": [...], "cpu_s": ...}``, with its CPU seconds since the go) when every stream has
+sent ``duration_s`` of frames, or earlier after ``{"stop": true}`` in, SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from benchmarks.media.clip import ClipSpec, video_yuv420p
 from benchmarks.media.live_ts import LiveTsEncoder, TsChunk
+from benchmarks.media.looping_clip import LoopingClip
 from byoc.livepeer.trickle import (
     ChannelClosedError,
     SegmentWriter,
@@ -81,8 +86,10 @@ class ClipSource:
         offset_s: float = 0.0,
         preset: str = "ultrafast",
         segment_seconds: float = 1.0,
+        clip: LoopingClip | None = None,
     ) -> None:
         self.stream_id = stream_id
+        self.clip = clip
         self.spec = spec
         self.measured = max(1, round(duration_s * spec.fps))
         self.frames = self.measured + max(0, round(tail_s * spec.fps))
@@ -118,14 +125,21 @@ class ClipSource:
                         await asyncio.wait_for(stop.wait(), delay)
                 if stop.is_set():
                     break
-                picture = video_yuv420p(spec, index)
-                captured = time.monotonic_ns()
-                chunks = self.encoder.video(picture, spec.pts(index))
+                if self.clip is not None:
+                    captured = time.monotonic_ns()
+                    chunks = self.clip.chunks_for(index)
+                else:
+                    picture = video_yuv420p(spec, index)
+                    captured = time.monotonic_ns()
+                    chunks = self.encoder.video(picture, spec.pts(index))
                 await self._write(chunks, record)
                 record.capture_ns.append(captured)
                 record.sent_ns.append(time.monotonic_ns())
                 record.max_lateness_ms = max(record.max_lateness_ms, (captured - due) / 1e6)
-            await self._write(self.encoder.close(), record)
+            if self.clip is None:
+                await self._write(self.encoder.close(), record)
+            elif record.sent_ns:
+                await self._write(self.clip.closing_after(len(record.sent_ns) - 1), record)
         except (ChannelClosedError, TrickleError) as exc:
             record.error = f"publish failed: {exc}"
         return record
@@ -186,6 +200,9 @@ async def _serve() -> None:
     if config is None:
         return
     spec = ClipSpec(width=config["width"], height=config["height"], fps=config["fps"])
+    clip = LoopingClip.load(Path(config["clip_path"])) if config.get("clip_path") else None
+    if clip is not None and clip.spec != spec:
+        raise SystemExit(f"the pre-encoded clip is {clip.spec}, not {spec}")
     sources = [
         ClipSource(
             item["stream_id"],
@@ -195,6 +212,7 @@ async def _serve() -> None:
             tail_s=config.get("tail_s", 0.0),
             offset_s=item.get("offset_s", 0.0),
             preset=config.get("preset", "ultrafast"),
+            clip=clip,
         )
         for item in config["streams"]
     ]
@@ -204,6 +222,7 @@ async def _serve() -> None:
         go = await _read_json_line(reader)
         if go is None or "t0_ns" not in go:
             return
+        cpu0 = time.process_time()
 
         async def watch_stdin() -> None:
             while not stop.is_set():
@@ -216,7 +235,9 @@ async def _serve() -> None:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        _emit({"records": [r.to_json() for r in records]})
+        # Its own CPU over the run: the process exits right after, before the benchmark could
+        # read it from /proc.
+        _emit({"records": [r.to_json() for r in records], "cpu_s": time.process_time() - cpu0})
     finally:
         await asyncio.gather(*(s.close() for s in sources), return_exceptions=True)
 

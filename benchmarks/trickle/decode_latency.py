@@ -1,13 +1,16 @@
 """Ingest decode latency and egress encode cost for trickle video, 512x512 at 30 fps.
 
-Decode latency is the time from the last byte of a frame arriving on a socket to the decoded
-picture, per frame. A writer process sends a clip frame by frame over a loopback TCP connection
-at 30 fps; the reader is either
+Decode latency is the time from the last byte of a frame leaving its sender to the decoded
+picture, per frame. A writer process sends a clip frame by frame at 30 fps; the reader is either
 
-* ``ours``: :class:`benchmarks.media.segment_decoder.SegmentStreamDecoder`, reading whatever the socket has, and
-  flushing pending frames when the socket has nothing more right now;
-* ``ffmpeg``: FFmpeg's own MPEG-TS demuxer and decoder (PyAV ``av.open`` on the socket), which is
-  how ai-runner and pytrickle read trickle input.
+* ``ours``: the runner's own ingest path, ``ingest.stream.IngestStream`` with its
+  ``TrickleSource`` (trickle subscriber, demuxer, pacer, decoder) writing into a shared-memory
+  ring, as the ingest worker runs it. The writer process hosts a trickle channel (the local
+  stand-in's server) and publishes each frame's bytes the moment they exist; a frame's decode
+  time is its ``DECODED`` stamp, read back from the ring. Measured with the default pacing
+  buffer (``ours``) and with pacing off (``ours_pacing_off``), so what the pacer holds shows;
+* ``ffmpeg``: FFmpeg's own MPEG-TS demuxer and decoder (PyAV ``av.open``) on a loopback TCP
+  socket, which is how ai-runner and pytrickle read trickle input once the bytes are in.
 
 Both read the same bytes at the same pace, one after the other in the same process, from two
 inputs: segments written by FFmpeg's muxer with the video PES length left at zero (what
@@ -27,11 +30,12 @@ the figures as a dict.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import multiprocessing
 import os
 import platform
-import select
+import secrets
 import socket
 import sys
 import time
@@ -43,11 +47,18 @@ import av
 import numpy as np
 
 from benchmarks.media.clip import ClipSpec, TsSegment, ffmpeg_ts_segments, video_yuv420p
-from benchmarks.media.segment_decoder import SegmentStreamDecoder
+from byoc.livepeer.standin.trickle_server import TrickleServer
+from byoc.livepeer.trickle import TricklePublisher
+from byoc.livepeer.trickle.constants import CONTENT_TYPE_MPEGTS
 from egress.encode import VideoEncoder
 from egress.mux import SegmentMuxer
-from ingest.decoded import DecodedVideo
+from ingest.decode import VideoDecoder
+from ingest.pacing import DEFAULT_BUFFER_S as DEFAULT_PACING_BUFFER_S
+from ingest.stream import IngestStream
 from ingest.tsdemux import TsDemuxer
+from ipc.frame import Stage
+from ipc.messages import IngestConfig, Message, StreamStats
+from ipc.ring import FrameRing, RingSpec
 
 SPEC = ClipSpec(width=512, height=512, fps=30)
 FRAME_TICKS = 90_000 // SPEC.fps
@@ -132,9 +143,17 @@ def _measure(
             if writer.is_alive():
                 writer.terminate()
                 writer.join()
+    return _figures(clip, sent_ns, decoded_ns, extra)
+
+
+def _figures(
+    clip: Input, sent_ns: Any, decoded_ns: dict[int, int], extra: dict[str, Any]
+) -> dict[str, Any]:
     warmup = int(WARMUP_SECONDS * SPEC.fps)
     latencies = [
-        (decoded_ns[i] - sent_ns[i]) / 1e6 for i in sorted(decoded_ns) if i >= warmup and sent_ns[i]
+        (decoded_ns[i] - sent_ns[i]) / 1e6
+        for i in sorted(decoded_ns)
+        if i >= warmup and 0 <= i < len(clip.frames) and sent_ns[i]
     ]
     first = min(decoded_ns.values()) if decoded_ns else 0
     result: dict[str, Any] = {
@@ -151,49 +170,103 @@ def _frame_index(pts: int | None) -> int:
     return -1 if pts is None else (pts - SPEC.start_pts) // FRAME_TICKS
 
 
-def read_ours(receiver: socket.socket, clip: Input, decoded_ns: dict[int, int]) -> dict[str, Any]:
-    """Our demuxer + decoder; new_segment() where each segment starts, as a trickle reader
-    (one HTTP response per segment) knows."""
-    decoder = SegmentStreamDecoder(pixel_format="yuv420p", audio=False)
-    boundaries = []
-    offset = 0
-    for index, data in enumerate(clip.frames):
-        if index in clip.segment_starts and index:
-            boundaries.append(offset)
-        offset += len(data)
-    consumed = 0
-    decode_ms: list[float] = []
-    fd = receiver.fileno()
+def _host_and_publish(
+    frames: list[bytes], segment_starts: list[int], address: Any, sent_ns: Any
+) -> None:
+    """Writer process for ``ours``: a trickle channel on loopback (its URL goes back through
+    ``address``), published frame by frame at the clip's rate; stamps each frame's last byte."""
 
-    def take(items: list[Any]) -> None:
-        now = time.monotonic_ns()
-        for item in items:
-            if isinstance(item, DecodedVideo):
-                decoded_ns[_frame_index(item.pts)] = now
-                decode_ms.append((item.decoded_ns - item.received_ns) / 1e6)
+    async def publish() -> None:
+        async with TrickleServer() as server:
+            name = f"bench-{secrets.token_hex(4)}"
+            server.create_channel(name, CONTENT_TYPE_MPEGTS)
+            address.send(server.channel_url(name))
+            address.recv()  # the reader is subscribed
+            publisher = TricklePublisher(server.channel_url(name), CONTENT_TYPE_MPEGTS)
+            writer = None
+            start = time.monotonic() + 0.05
+            for index, data in enumerate(frames):
+                delay = start + index / SPEC.fps - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if index in segment_starts:
+                    if writer is not None:
+                        await writer.close()
+                    writer = await publisher.next_segment()
+                assert writer is not None
+                await writer.write(data)
+                sent_ns[index] = time.monotonic_ns()
+            if writer is not None:
+                await writer.close()
+            await publisher.close()  # deletes the channel: the reader's input ends
+            address.recv()  # the reader is done
 
-    while True:
-        data = receiver.recv(1 << 16)
-        if not data:
-            break
-        while boundaries and consumed + len(data) > boundaries[0]:
-            cut = boundaries.pop(0) - consumed
-            take(decoder.feed(data[:cut]) + decoder.new_segment())
-            consumed += cut
-            data = data[cut:]
-        consumed += len(data)
-        items = decoder.feed(data)
-        if not select.select([fd], [], [], 0)[0]:
-            items += decoder.flush_pending()
-        take(items)
-    take(decoder.close())
-    stats = decoder.stats()
-    return {
-        "decode_after_demux_ms": _percentiles(decode_ms),
-        "flushed_early": stats["demux_pes_flushed_early"],
-        "late_continuations": stats["demux_late_continuations"],
-        "video_errors": stats["video_errors"],
-    }
+    asyncio.run(publish())
+
+
+def measure_ours(
+    clip: Input, *, pacing_buffer_s: float = DEFAULT_PACING_BUFFER_S
+) -> dict[str, Any]:
+    """The product's ingest path on a real trickle channel, timed from the ring's stamps
+    (``pacing_buffer_s`` as ``--pacing-buffer-s``: 0 turns the pacer off)."""
+    context = multiprocessing.get_context("fork")
+    sent_ns = context.Array("q", len(clip.frames), lock=False)
+    ours, theirs = context.Pipe()
+    writer = context.Process(
+        target=_host_and_publish,
+        args=(clip.frames, clip.segment_starts, theirs, sent_ns),
+        daemon=True,
+    )
+    writer.start()
+    try:
+        decoded_ns, extra = asyncio.run(_ingest(ours, len(clip.frames), pacing_buffer_s))
+        writer.join(timeout=30)
+    finally:
+        if writer.is_alive():
+            writer.terminate()
+            writer.join()
+    return _figures(clip, sent_ns, decoded_ns, extra)
+
+
+async def _ingest(
+    address: Any, count: int, pacing_buffer_s: float
+) -> tuple[dict[int, int], dict[str, Any]]:
+    url = address.recv()
+    spec = RingSpec.for_stream(
+        secrets.token_hex(4),
+        "in",
+        slots=8,
+        max_width=SPEC.width,
+        max_height=SPEC.height,
+        pixel_format="yuv420p",
+    )
+    ring = FrameRing.create(spec)
+    reports: list[StreamStats] = []
+
+    async def send(message: Message) -> None:
+        if isinstance(message, StreamStats):
+            reports.append(message)
+
+    decoded_ns: dict[int, int] = {}
+    config = IngestConfig(ring=spec, subscribe_url=url, pacing_buffer_s=pacing_buffer_s)
+    stream = IngestStream("bench", config, send)
+    try:
+        with ring.reader() as reader:
+            stream.start()
+            address.send("subscribed")
+            while len(decoded_ns) < count:
+                frame = await reader.read_async(copy=False, timeout=10)
+                if frame is None:
+                    break
+                decoded_ns[_frame_index(frame.pts)] = int(frame.stamps[Stage.DECODED])
+                frame.release()
+        await stream.stop()
+    finally:
+        ring.close()
+        ring.unlink()
+        address.send("done")
+    dropped = reports[-1].dropped if reports else {}
+    return decoded_ns, {"dropped": {k: v for k, v in dropped.items() if v}}
 
 
 def read_ffmpeg(receiver: socket.socket, clip: Input, decoded_ns: dict[int, int]) -> dict[str, Any]:
@@ -210,7 +283,7 @@ def read_ffmpeg(receiver: socket.socket, clip: Input, decoded_ns: dict[int, int]
 
 def measure_decode_cpu(clip: Input) -> dict[str, Any]:
     """Per-frame cost of our path with the bytes already in memory: demux alone, and demux +
-    decode + yuv420p array, each frame fed whole then flushed."""
+    decode (ingest's demuxer and decoder), each frame fed whole then flushed."""
     demuxer = TsDemuxer()
     demux_ms: list[float] = []
     for data in clip.frames:
@@ -218,12 +291,14 @@ def measure_decode_cpu(clip: Input) -> dict[str, Any]:
         demuxer.feed(data)
         demuxer.flush_pending()
         demux_ms.append((time.perf_counter_ns() - t0) / 1e6)
-    decoder = SegmentStreamDecoder(pixel_format="yuv420p", audio=False)
+    demuxer = TsDemuxer()
+    decoder = VideoDecoder(pixel_format=None)  # as ingest decodes: the ring copy is separate
     total_ms: list[float] = []
     for data in clip.frames:
         t0 = time.perf_counter_ns()
-        decoder.feed(data)
-        decoder.flush_pending()
+        for packet in demuxer.feed(data) + demuxer.flush_pending():
+            if packet.stream.kind == "video":
+                decoder.decode(packet)
         total_ms.append((time.perf_counter_ns() - t0) / 1e6)
     return {"demux_ms": _percentiles(demux_ms), "demux_decode_ms": _percentiles(total_ms)}
 
@@ -303,7 +378,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     for clip in inputs:
         kbit = sum(len(f) for f in clip.frames) * 8 / seconds / 1000
         entry: dict[str, Any] = {"stream_kbit_per_s": round(kbit, 1)}
-        entry["ours"] = _measure(clip, read_ours)
+        entry["ours"] = measure_ours(clip)
+        entry["ours_pacing_off"] = measure_ours(clip, pacing_buffer_s=0)
         entry["ours_cpu_per_frame"] = measure_decode_cpu(clip)
         entry["ffmpeg"] = _measure(clip, read_ffmpeg)
         ours = entry["ours"]["latency_ms"].get("p50")

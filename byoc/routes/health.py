@@ -18,6 +18,7 @@ ACTIVE_STREAMS_KEY: web.AppKey[ActiveStreamsCounter] = web.AppKey("active_stream
 RegistrationSnapshot = Callable[[], dict[str, Any]]
 REGISTRATION_KEY: web.AppKey[RegistrationSnapshot] = web.AppKey("registration")
 DRAINING_KEY: web.AppKey[Callable[[], bool]] = web.AppKey("draining")
+LIVE_RUNNER_KEY: web.AppKey[RegistrationSnapshot] = web.AppKey("live_runner_health")
 
 
 async def health(request: web.Request) -> web.Response:
@@ -35,6 +36,11 @@ async def health(request: web.Request) -> web.Response:
         orchestrators = registration()
         if orchestrators:
             body["orchestrators"] = orchestrators
+    live_runner = request.app.get(LIVE_RUNNER_KEY)
+    if live_runner is not None:
+        snapshot = live_runner()
+        if snapshot:
+            body["live_runner"] = snapshot
     return web.json_response(body)
 
 

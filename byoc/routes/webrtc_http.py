@@ -1,6 +1,9 @@
-"""HTTP details shared by the WHIP and WHEP routes: SDP bodies, CORS, the 201 answer, PATCH."""
+"""HTTP details shared by the WHIP and WHEP routes: SDP offers, CORS, the 201 answer, finding
+the peer a resource URL names, PATCH."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -8,6 +11,7 @@ from byoc.errors import ApiError
 from byoc.ice_servers import link_headers
 from byoc.livepeer.webrtc.sdp import SdpError, parse_fragment
 from byoc.peers import PeerResource, PeerSignalling
+from byoc.runtime import RUNTIME_KEY, Runtime
 from byoc.webrtc import PeerSetup
 
 SDP = "application/sdp"
@@ -33,6 +37,22 @@ async def read_body(request: web.Request, content_type: str) -> str:
         raise ApiError(400, "the body is not UTF-8 text", cors_headers()) from None
 
 
+async def read_offer(request: web.Request) -> tuple[Runtime, str]:
+    """The runtime and the SDP offer a POST carries (415/413/400 as ``read_body``)."""
+    return request.app[RUNTIME_KEY], await read_body(request, SDP)
+
+
+def find_peer(
+    runtime: Runtime, find: Callable[[PeerSignalling], PeerResource | None], missing: str
+) -> tuple[PeerSignalling, PeerResource]:
+    """The peer signalling and the resource ``find`` picks, or 404 with ``missing``."""
+    peers = runtime.peers
+    resource = find(peers) if peers is not None else None
+    if peers is None or resource is None:
+        raise ApiError(404, missing, cors_headers())
+    return peers, resource
+
+
 def created(setup: PeerSetup, location: str) -> web.Response:
     """``201 Created`` with the SDP answer, the resource's ``Location`` (relative) and ETag, and
     one ``Link`` per ICE server."""
@@ -45,6 +65,11 @@ def created(setup: PeerSetup, location: str) -> web.Response:
     for link in link_headers(setup.ice_servers):
         response.headers.add("Link", link)
     return response
+
+
+async def resource_options(request: web.Request) -> web.Response:
+    """``OPTIONS`` on a WHIP or WHEP URL."""
+    return preflight("POST, PATCH, DELETE, OPTIONS")
 
 
 def preflight(methods: str) -> web.Response:

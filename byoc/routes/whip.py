@@ -14,8 +14,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from byoc import capabilities as caps
-from byoc.errors import ApiError
-from byoc.routes.webrtc_http import SDP, cors_headers, created, patch, preflight, read_body
+from byoc.routes.webrtc_http import (
+    cors_headers,
+    created,
+    find_peer,
+    patch,
+    read_offer,
+    resource_options,
+)
 from byoc.runtime import RUNTIME_KEY
 from byoc.webrtc import attach_whip, end_whip, start_whip_session, whip_params
 
@@ -25,30 +31,25 @@ def resource_url(session_id: str) -> str:
 
 
 async def post_new(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
-    sdp = await read_body(request, SDP)
+    runtime, sdp = await read_offer(request)
     params = whip_params(dict(request.query), runtime.settings.max_image_side)
     setup = await start_whip_session(runtime, sdp, params, capability=caps.WHIP_INGEST)
     return created(setup, resource_url(setup.session.id))
 
 
 async def post_existing(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
-    sdp = await read_body(request, SDP)
+    runtime, sdp = await read_offer(request)
     setup = await attach_whip(runtime, request.match_info["session_id"], sdp)
     return created(setup, resource_url(setup.session.id))
 
 
 async def patch_resource(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME_KEY]
-    resource = (
-        runtime.peers.publisher(request.match_info["session_id"])
-        if runtime.peers is not None
-        else None
+    peers, resource = find_peer(
+        request.app[RUNTIME_KEY],
+        lambda peers: peers.publisher(request.match_info["session_id"]),
+        "no live WHIP publisher with this session id",
     )
-    if runtime.peers is None or resource is None:
-        raise ApiError(404, "no live WHIP publisher with this session id", cors_headers())
-    return await patch(request, runtime.peers, resource)
+    return await patch(request, peers, resource)
 
 
 async def delete_resource(request: web.Request) -> web.Response:
@@ -56,14 +57,10 @@ async def delete_resource(request: web.Request) -> web.Response:
     return web.json_response({"status": "completed"}, headers=cors_headers())
 
 
-async def options(request: web.Request) -> web.Response:
-    return preflight("POST, PATCH, DELETE, OPTIONS")
-
-
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/whip", post_new)
-    app.router.add_options("/whip", options)
+    app.router.add_options("/whip", resource_options)
     app.router.add_post("/byoc/whip/{session_id}", post_existing)
     app.router.add_patch("/byoc/whip/{session_id}", patch_resource)
     app.router.add_delete("/byoc/whip/{session_id}", delete_resource)
-    app.router.add_options("/byoc/whip/{session_id}", options)
+    app.router.add_options("/byoc/whip/{session_id}", resource_options)

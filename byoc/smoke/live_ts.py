@@ -4,11 +4,13 @@ Frames go in one at a time; the bytes FFmpeg's muxer wrote for each frame come b
 (``flush_packets``), tagged with where a trickle segment starts and ends. Every segment is its own
 container and encoder run (PAT/PMT and an IDR frame first), the way FFmpeg's segment muxer and
 go-livepeer's ingest write them. Tests and benchmarks publish these as a gateway would, so what
-the runner ingests never comes from the runner's own encoder.
+the runner ingests never comes from the runner's own encoder. ``TsSegmentWriter`` puts those
+chunks on a trickle channel, one trickle segment per MPEG-TS segment.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import cast
@@ -19,6 +21,7 @@ from av.audio.stream import AudioStream
 from av.container import OutputContainer
 from av.video.stream import VideoStream
 
+from byoc.livepeer.trickle import SegmentWriter, TricklePublisher
 from byoc.smoke.pattern import TS_TIME_BASE
 
 _AUDIO_ENCODERS = {"aac": "aac", "opus": "libopus"}
@@ -188,3 +191,36 @@ class LiveTsEncoder:
         chunk = TsChunk(self.segment, data, first=self._fresh)
         self._fresh = False
         return [chunk]
+
+
+class TsSegmentWriter:
+    """Writes ``TsChunk``s to a trickle publisher as they come: a chunk marked ``first`` opens a
+    trickle segment, one marked ``last`` closes it."""
+
+    def __init__(self, publisher: TricklePublisher) -> None:
+        self.publisher = publisher
+        self.segments = 0
+        self.bytes_sent = 0
+        self._writer: SegmentWriter | None = None
+
+    async def write(self, chunks: list[TsChunk]) -> None:
+        """Send ``chunks`` in order (trickle errors are raised)."""
+        for chunk in chunks:
+            if chunk.first:
+                if self._writer is not None:
+                    await self._writer.close()
+                self._writer = await self.publisher.next_segment()
+                self.segments += 1
+            if chunk.data and self._writer is not None:
+                await self._writer.write(chunk.data)
+                self.bytes_sent += len(chunk.data)
+            if chunk.last and self._writer is not None:
+                await self._writer.close()
+                self._writer = None
+
+    async def close(self) -> None:
+        """End the open segment, if any (the publisher stays open)."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await self._writer.close()
+            self._writer = None

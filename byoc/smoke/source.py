@@ -13,9 +13,9 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
-from byoc.livepeer.trickle import SegmentWriter, TricklePublisher
+from byoc.livepeer.trickle import TricklePublisher
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_MPEGTS
-from byoc.smoke.live_ts import LiveTsEncoder, TsChunk
+from byoc.smoke.live_ts import LiveTsEncoder, TsChunk, TsSegmentWriter
 from byoc.smoke.pattern import ClipSpec, video_yuv420p
 
 
@@ -54,7 +54,7 @@ class ClipPublisher:
         self.encoder = LiveTsEncoder(
             frame_rate=spec.fps, segment_seconds=segment_seconds, preset="ultrafast"
         )
-        self._writer: SegmentWriter | None = None
+        self._segments = TsSegmentWriter(self.publisher)
 
     async def run(self, t0_ns: int, stop: asyncio.Event) -> SourceLog:
         """Send every frame on schedule from ``t0_ns`` (monotonic) until done or ``stop``."""
@@ -76,23 +76,11 @@ class ClipPublisher:
         return self.log
 
     async def _write(self, chunks: list[TsChunk]) -> None:
-        for chunk in chunks:
-            if chunk.first:
-                if self._writer is not None:
-                    await self._writer.close()
-                self._writer = await self.publisher.next_segment()
-                self.log.segments += 1
-            if chunk.data and self._writer is not None:
-                await self._writer.write(chunk.data)
-                self.log.bytes_sent += len(chunk.data)
-            if chunk.last and self._writer is not None:
-                await self._writer.close()
-                self._writer = None
+        await self._segments.write(chunks)
+        self.log.segments = self._segments.segments
+        self.log.bytes_sent = self._segments.bytes_sent
 
     async def close(self) -> None:
         """End the open segment and close the publisher (the channel stays)."""
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                await self._writer.close()
-            self._writer = None
+        await self._segments.close()
         await self.publisher.close()

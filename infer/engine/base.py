@@ -60,6 +60,9 @@ class Engine(abc.ABC):
     """
 
     name: str = "engine"
+    warmup_frames: int = 3
+    """Dummy frames a stream's workflow runs before it goes live: enough for lazy loading and
+    kernel autotuning to be over, so the first live frames are not slow ones."""
     allocation_limits: AllocationLimits = AllocationLimits()
     """What one node may allocate; the worker sets it from the runner's settings."""
 

@@ -67,6 +67,9 @@ class BuiltinEngine(Engine):
     """Runs workflows made of ``infer.nodes`` (or any given node classes) with torch."""
 
     name = "builtin"
+    warmup_frames = 1
+    """Nothing to compile or autotune: one frame proves the workflow runs and tells its output
+    size, and every frame more only delays the stream's first output."""
 
     def __init__(
         self, device: torch.device | str | None = None, nodes: Mapping[str, type] | None = None

@@ -3,7 +3,8 @@
 The parent answers the WHIP ``POST``; this worker holds the peer connection: ``answer`` takes the
 offer (sent as a ``PeerOffer`` right after the stream's ``StreamStart``) and returns the SDP
 answer with every candidate gathered (WHIP servers cannot trickle). Video may be H.264
-(packetization-mode 1) or VP8, audio Opus.
+(packetization-mode 1) or VP8, audio Opus. With ``early_frames`` a video frame goes to the
+decoder as soon as its last packet is in, not when the next frame starts (``ingest.webrtc.jitter``).
 
 Nothing between the network and the ring queues without bound: each track is drained as fast as
 frames come; when the ring writer falls behind, the newest decoded frame wins and the skipped
@@ -41,6 +42,7 @@ from byoc.livepeer.webrtc.sdp import SdpError, parse_fragment
 from ingest.ring_sink import RingSink
 from ingest.webrtc.audio import OpusPackets
 from ingest.webrtc.clock import AvTimeline, SenderClock
+from ingest.webrtc.jitter import release_complete_frames
 from ipc.messages import DropReason, PeerAnswer, PeerCandidates, PeerOffer, StreamPartState
 
 log = logging.getLogger(__name__)
@@ -69,8 +71,16 @@ def watch_sender_reports(receiver: RTCRtpReceiver, clock: SenderClock) -> None:
 class WhipSource:
     """One WHIP publisher (see the module docstring)."""
 
-    def __init__(self, stream_id: str, *, idle_timeout_s: float = 10.0, audio: bool = True):
+    def __init__(
+        self,
+        stream_id: str,
+        *,
+        idle_timeout_s: float = 10.0,
+        audio: bool = True,
+        early_frames: bool = True,
+    ):
         self.stream_id = stream_id
+        self.early_frames = early_frames
         self.idle_timeout_s = idle_timeout_s
         self.audio = audio
         self.pc: RTCPeerConnection | None = None
@@ -125,6 +135,8 @@ class WhipSource:
                 watch_sender_reports(transceiver.receiver, reports)
                 if transceiver.kind == "video":
                     order_codecs(transceiver, VIDEO_CODECS)
+                    if self.early_frames:
+                        release_complete_frames(transceiver.receiver, self.stream_id)
                 elif transceiver.kind == "audio":
                     order_codecs(transceiver, AUDIO_CODECS)
                 transceiver.direction = "recvonly"

@@ -123,14 +123,23 @@ async def running(
     media: MediaPath | None = None,
     media_factory: MediaFactory | None = None,
     wait_registered: bool = True,
+    orch_options: Mapping[str, Any] | None = None,
+    live_runner: bool = False,
     **settings_changes: Any,
 ) -> AsyncIterator[Env]:
-    """Start the stand-in (optional) and the runner; stop both and check nothing is left."""
+    """Start the stand-in (optional) and the runner; stop both and check nothing is left.
+
+    ``orch_options``: more ``LocalOrchestrator`` arguments (e.g. Live Runner heartbeat timing);
+    ``live_runner``: the runner also heartbeats to the stand-in as a Live Runner."""
     orch: LocalOrchestrator | None = None
     if with_orchestrator:
-        orch = LocalOrchestrator(secret=orch_secret, keepalive_interval_s=keepalive_interval_s)
+        orch = LocalOrchestrator(
+            secret=orch_secret, keepalive_interval_s=keepalive_interval_s, **(orch_options or {})
+        )
         await orch.start(tls=tls)
         settings_changes.setdefault("orch_urls", (orch.url,))
+        if live_runner:
+            settings_changes.setdefault("live_runner_orch_urls", (orch.url,))
     settings = fast_settings(**settings_changes)
     stop = asyncio.Event()
     ready = asyncio.Event()

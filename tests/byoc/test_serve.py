@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,39 +18,20 @@ from typing import Any
 
 import pytest
 
-SCRIPT = Path(sys.executable).parent / "comfystream-byoc"
-FAST_ENV = {
-    "HEARTBEAT_INTERVAL": "0.2",
-    "HEARTBEAT_TIMEOUT": "2",
-    "RESTART_BACKOFF": "0.1",
-    "RESTART_BACKOFF_MAX": "0.5",
-}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.byoc.cli_process import (
+    FAST_ENV,
+    SCRIPT,
+    cli_process,
+    free_port,
+    serve_args,
+    wait_for,
+)
 
 
 def get_health(port: int) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as response:
         assert response.status == 200
         return dict(json.load(response))
-
-
-def wait_for(check: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except (OSError, AssertionError) as exc:
-            last_error = exc
-        time.sleep(0.1)
-    raise AssertionError(f"timed out: {last_error}")
 
 
 def children_of(pid: int) -> list[int]:
@@ -70,34 +50,9 @@ def process_gone(pid: int) -> bool:
 def serving(workspace: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """``comfystream-byoc serve`` as a subprocess, healthy, stopped with Ctrl-C afterwards."""
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            str(SCRIPT),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workspace",
-            str(workspace),
-            "--state-dir",
-            str(workspace / "state"),
-        ],
-        env={**os.environ, **FAST_ENV},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with cli_process(*serve_args(port, workspace)) as proc:
         wait_for(lambda: get_health(port)["status"] == "healthy")
         yield proc, port
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture

@@ -98,6 +98,7 @@ def test_failed_keeps_its_error_and_listeners_see_each_change() -> None:
         "status": "failed",
         "has_result": False,
         "has_error": True,
+        "control_plane": "byoc",
     }
 
 
@@ -174,3 +175,18 @@ def test_job_slots() -> None:
     slots.release()
     slots.acquire()
     assert slots.in_flight == 2
+
+
+def test_reservations_held_outside_the_table_take_slots() -> None:
+    table = SessionTable(2, 60)
+    reserved = [1]
+    table.held_outside = lambda: reserved[0]
+    table.admit_stream("comfystream-video")
+    with pytest.raises(CapacityError):
+        table.admit_stream("comfystream-video")
+    # The reservation's own stream takes the slot the reservation holds.
+    stream = table.admit_stream(
+        "comfystream-video", "session_a", reserved=True, control_plane="live-runner"
+    )
+    assert stream.status()["control_plane"] == "live-runner"
+    assert stream.stats()["control_plane"] == "live-runner"

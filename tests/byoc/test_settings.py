@@ -171,3 +171,45 @@ def test_infer_workers_is_auto_or_a_count(tmp_path: Path) -> None:
     assert load({"infer_workers": "auto"}, environ=env).infer_workers == 0
     assert load({}, environ={**env, "INFER_WORKERS": "3"}).infer_workers == 3
     assert load({"infer_workers": "2"}, environ={**env, "INFER_WORKERS": "3"}).infer_workers == 2
+
+
+def test_control_planes_and_live_runner_settings(tmp_path: Path) -> None:
+    env = {
+        "WORKSPACE": str(tmp_path),
+        "ORCH_URL": "https://orch:8935",
+        "LIVE_RUNNER_ORCH_URL": "https://a:8935, https://b:8935",
+        "ORCH_SECRET": "s",
+        "LIVE_RUNNER_PRICE": "0.5",
+        "LIVE_RUNNER_PRICE_UNIT": "720P",
+        "LIVE_RUNNER_IDLE_TIMEOUT": "30",
+    }
+    settings = load({}, env)
+    assert settings.byoc_enabled and settings.live_runner_enabled
+    assert settings.live_runner_orch_urls == ("https://a:8935", "https://b:8935")
+    assert settings.live_runner_first_secret == "s"  # ORCH_SECRET unless its own is set
+    assert settings.live_runner_price_unit == "720p"
+    assert settings.live_runner_idle_timeout_s == 30.0
+    assert settings.live_runner_url_at(9000) == "http://127.0.0.1:9000/live-runner"
+    only = load({"control_planes": "live-runner", "live_runner_secret": "t"}, env)
+    assert not only.byoc_enabled and only.live_runner_enabled
+    assert only.live_runner_first_secret == "t"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"control_planes": "byoc,grpc"}, "--control-planes"),
+        ({"control_planes": ""}, "--control-planes"),
+        ({"live_runner_price_unit": "minute"}, "--live-runner-price-unit"),
+        ({"live_runner_price": "-1"}, "--live-runner-price must be >= 0"),
+        ({"live_runner_idle_timeout_s": "0"}, "--live-runner-idle-timeout must be > 0"),
+        ({"live_runner_orch_urls": "orch:8935", "orch_secret": "s"}, "must start with http"),
+        (
+            {"live_runner_orch_urls": "http://orch:8935"},
+            "need --live-runner-secret or --orch-secret",
+        ),
+    ],
+)
+def test_bad_live_runner_settings(tmp_path: Path, flags: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load(flags, {"WORKSPACE": str(tmp_path)})

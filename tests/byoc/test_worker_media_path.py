@@ -4,6 +4,7 @@ errors as 400s, live updates, stopping and resuming after an infer restart."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -15,9 +16,10 @@ import pytest
 
 from byoc.media_path import ParamsRejected, StreamSpec
 from byoc.settings import Settings
-from byoc.supervisor import Supervisor
+from byoc.supervisor import Supervisor, WorkerState
 from byoc.worker_media_path import WorkerMediaPath
 from infer.worker import main as infer_main
+from ipc.pixfmt import RingPixelFormat
 from ipc.ring import FrameRing
 
 SETTINGS = Settings(
@@ -43,18 +45,31 @@ def spec(stream_id: str, **params: object) -> StreamSpec:
     )
 
 
-@pytest.fixture
-async def pipeline() -> AsyncIterator[WorkerMediaPath]:
+@contextlib.asynccontextmanager
+async def media_path(
+    pixel_format: RingPixelFormat | None = None,
+) -> AsyncIterator[WorkerMediaPath]:
     supervisor = Supervisor(
         SETTINGS, workers={"infer": infer_main}, worker_options={"infer": {"engine": "builtin"}}
     )
-    media = WorkerMediaPath(supervisor, SETTINGS, max_width=64, max_height=64)
+    media = WorkerMediaPath(
+        supervisor, SETTINGS, max_width=64, max_height=64, pixel_format=pixel_format
+    )
     media.connect_workers()
     await supervisor.start()
-    assert await supervisor.wait_ready(120)
-    yield media
-    await media.close()
-    await supervisor.stop()
+    try:
+        assert await supervisor.wait_ready(120)
+        yield media
+    finally:
+        await media.close()
+        await supervisor.stop()
+
+
+@pytest.fixture
+async def pipeline() -> AsyncIterator[WorkerMediaPath]:
+    """Rings forced to yuv420p (what a GPU host gets), so infer converts colours itself."""
+    async with media_path("yuv420p") as media:
+        yield media
 
 
 def segments_of(stream_id: str, media: WorkerMediaPath) -> list[str]:
@@ -87,6 +102,25 @@ async def round_trip(media: WorkerMediaPath, stream_id: str, luma: int) -> np.nd
     finally:
         producer.close()
         consumer.close()
+
+
+async def test_a_cpu_infer_worker_gets_rgb24_rings_and_inverts_them() -> None:
+    async with media_path() as media:
+        assert media.supervisor.workers["infer"].detail["device"] == "cpu"
+        await media.start(spec("rgb", workflow=INVERT))
+        assert [ring.spec.pixel_format for ring in media.streams["rgb"].rings] == ["rgb24"] * 2
+        in_spec, out_spec = (ring.spec for ring in media.streams["rgb"].rings)
+        rgb = np.random.default_rng(7).integers(0, 256, (33, 31, 3), dtype=np.uint8)
+        producer, consumer = FrameRing.attach(in_spec), FrameRing.attach(out_spec)
+        try:
+            writer, reader = producer.writer(), consumer.reader()
+            writer.write(rgb, pts=1, time_base=Fraction(1, 90000))
+            frame = await reader.read_async(copy=True, timeout=60.0)
+        finally:
+            producer.close()
+            consumer.close()
+        assert frame is not None and (frame.width, frame.height) == (31, 33)
+        assert np.array_equal(frame.planes[0], 255 - rgb)
 
 
 async def test_invalid_workflow_is_rejected_and_leaves_nothing(
@@ -166,7 +200,7 @@ async def test_media_knobs_come_from_the_settings() -> None:
     )
     supervisor = Supervisor(settings, workers={})
     media = WorkerMediaPath(supervisor, settings)
-    rings = media._create_rings("knobs", 0, 0)
+    rings = media._create_rings("knobs", 0, 0, "yuv420p")
     try:
         assert [(r.spec.slots, r.spec.max_width, r.spec.max_height) for r in rings] == [
             (6, 320, 240)
@@ -184,3 +218,25 @@ async def test_media_knobs_come_from_the_settings() -> None:
             ring.close()
             ring.unlink()
     assert (media.ring_slots, media.max_width, media.max_height) == (6, 320, 240)
+
+
+async def test_forced_ring_format_needs_no_infer_worker() -> None:
+    media = WorkerMediaPath(Supervisor(SETTINGS, workers={}), SETTINGS, pixel_format="nv12")
+    assert await media._ring_format("infer") == "nv12"
+
+
+async def test_each_stream_s_rings_follow_the_device_of_the_infer_worker_serving_it() -> None:
+    """Two infer workers that reported different devices (no GPU needed: the reports are what
+    the parent reads): the stream placed on each gets that device's format."""
+    supervisor = Supervisor(SETTINGS, workers={"infer": infer_main}, worker_counts={"infer": 2})
+    names = supervisor.names("infer")
+    for name, device in zip(names, ("cpu", "cuda:1"), strict=True):
+        supervisor.workers[name].state = WorkerState.READY
+        supervisor.workers[name].detail = {"device": device}
+    media = WorkerMediaPath(supervisor, SETTINGS)
+    first = supervisor.placement.assign("a")
+    second = supervisor.placement.assign("b")
+    assert {first, second} == set(names)
+    want = {names[0]: "rgb24", names[1]: "yuv420p"}
+    assert await media._ring_format(first) == want[first]
+    assert await media._ring_format(second) == want[second]

@@ -16,12 +16,11 @@ import pytest
 from PIL import Image
 
 from benchmarks.media.clip import COUNTER_MODULO, ClipSpec, audio_frame, read_counter, video_yuv420p
-from benchmarks.media.live_ts import LiveTsEncoder, TsChunk
+from benchmarks.media.live_ts import LiveTsEncoder, TsChunk, TsSegmentWriter
 from benchmarks.media.segment_decoder import SegmentStreamDecoder
 from byoc.livepeer.trickle import (
     ChannelClosedError,
     SegmentReadError,
-    SegmentWriter,
     SubscribeError,
     TrickleError,
     TricklePublisher,
@@ -110,7 +109,7 @@ class SourceLog:
 class LiveSource:
     """Publishes clip frames (and the tone) on a trickle channel at the clip's frame rate.
 
-    Frames are encoded with the egress encoder (x264 zerolatency, Opus) into 0.5 s MPEG-TS
+    Frames are encoded by FFmpeg (libx264 zerolatency, AAC, FFmpeg's MPEG-TS muxer) into 0.5 s
     segments, each opening with a keyframe, as a gateway publishes a camera.
     """
 
@@ -132,14 +131,12 @@ class LiveSource:
         self.encoder = LiveTsEncoder(
             frame_rate=spec.fps,
             segment_seconds=segment_seconds,
-            # Opus: with AAC input (priming delays its first audio) the live output currently
-            # loses a frame or two that no drop counter shows; to be fixed in the media path.
-            audio_codec="opus" if audio else None,
+            audio_codec="aac" if audio else None,
             audio_rate=spec.audio_rate,
             audio_channels=spec.audio_channels,
         )
         self.log = SourceLog()
-        self._writer: SegmentWriter | None = None
+        self._segments = TsSegmentWriter(self.publisher)
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
 
@@ -178,17 +175,8 @@ class LiveSource:
         await self._write(chunks)
 
     async def _write(self, chunks: list[TsChunk]) -> None:
-        for chunk in chunks:
-            if chunk.first:
-                if self._writer is not None:
-                    await self._writer.close()
-                self._writer = await self.publisher.next_segment()
-                self.log.segments += 1
-            if chunk.data and self._writer is not None:
-                await self._writer.write(chunk.data)
-            if chunk.last and self._writer is not None:
-                await self._writer.close()
-                self._writer = None
+        await self._segments.write(chunks)
+        self.log.segments = self._segments.segments
 
     async def wait(self, timeout: float = 30.0) -> SourceLog:
         """Wait until every frame was sent (the last segment closed)."""
@@ -202,10 +190,7 @@ class LiveSource:
         if self._task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._task, 60)
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                await self._writer.close()
-            self._writer = None
+        await self._segments.close()
         with contextlib.suppress(Exception):
             await self.publisher.close()
         return self.log

@@ -124,10 +124,16 @@ async def test_streams_spread_over_two_infer_workers_and_one_restarts_alone() ->
         first = next(i for i, f in enumerate(untouched) if f.inverted)
         assert all(f.inverted is not False for f in untouched[first:])
         assert placement.load() == {"infer-0": 2, "infer-1": 2}  # streams kept their worker
-        _, samples = await scrape(env.http, f"{env.url}/metrics")
-        for stream_id, worker in watched.items():  # each stream's figures name its worker
+        # Each stream's figures name its worker. They arrive once per report interval, and the
+        # restarted worker's first report may still be on its way: poll, under a hang guard.
+        for stream_id, worker in watched.items():
             labels = {"stream_id": stream_id, "worker": worker, "direction": "out"}
-            assert value(samples, "byoc_stream_frames_total", **labels)
+
+            async def reported(labels: dict[str, str] = labels) -> bool:
+                _, samples = await scrape(env.http, f"{env.url}/metrics")
+                return bool(value(samples, "byoc_stream_frames_total", **labels))
+
+            await wait_until(reported, timeout=60, interval=0.2)
 
         # infer-0 down: the tie would go to it, so the job shows it goes to the live one.
         await kill_and_wait_down(env, "infer-0")

@@ -42,8 +42,9 @@ from byoc.livepeer.trickle import (
     TrickleSubscriber,
 )
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_MPEGTS
+from byoc.worker_media_path import WorkerMediaPath
 from tests.byoc.harness import Env
-from tests.e2e.conftest import PASSTHROUGH, EventLog, start_stream
+from tests.e2e.conftest import INVERT, PASSTHROUGH, EventLog, start_stream
 
 HANG_GUARD_S = 90.0
 DOUBLE_INVERT: dict[str, Any] = {
@@ -52,7 +53,8 @@ DOUBLE_INVERT: dict[str, Any] = {
     "3": {"class_type": "ImageInvert", "inputs": {"image": ["2", 0]}},
     "4": {"class_type": "SaveTensor", "inputs": {"images": ["3", 0]}},
 }
-"""Changes no pixel but runs the engine, so frames go through infer's colour conversion."""
+"""Changes no pixel. On this CPU-only host the rings are rgb24, so the colours are converted by
+ingest's and egress's swscale; on a GPU host, by infer."""
 
 
 # ------------------------------------------------------------------------------ input, output
@@ -241,23 +243,26 @@ async def test_any_frame_rate_keeps_its_timestamps_and_ffmpeg_reads_it_cleanly(
 
 
 @pytest.mark.parametrize(
-    ("spec", "want_matrix"),
+    ("spec", "want_matrix", "inverted"),
     [
-        (CameraSpec(width=1280, height=720, colour="bt709", audio=False), 1),
-        (CameraSpec(width=640, height=480, colour="bt601", audio=False), 6),
-        (CameraSpec(width=1280, height=720, colour=None, audio=False), 1),
+        (CameraSpec(width=1280, height=720, colour="bt709", audio=False), 1, False),
+        (CameraSpec(width=640, height=480, colour="bt601", audio=False), 6, False),
+        (CameraSpec(width=1280, height=720, colour=None, audio=False), 1, False),
+        (CameraSpec(width=640, height=480, colour="bt601", audio=False), 6, True),
+        (CameraSpec(width=642, height=362, colour="bt601", audio=False), 6, True),
     ],
-    ids=["bt709", "bt601", "untagged-hd"],
+    ids=["bt709", "bt601", "untagged-hd", "bt601-inverted", "642x362-inverted"],
 )
 async def test_colour_is_converted_with_the_input_matrix_and_tagged_on_the_output(
-    env: Env, spec: CameraSpec, want_matrix: int
+    env: Env, spec: CameraSpec, want_matrix: int, inverted: bool
 ) -> None:
     segments = camera_segments(spec, round(spec.fps * spec.segment_seconds), colour_patches(spec))
-    async with stream(env, f"colour{spec.height}{spec.colour}", DOUBLE_INVERT) as (
-        url,
-        output,
-        _events,
-    ):
+    stream_id = f"colour{spec.height}{spec.colour}{'inv' if inverted else ''}"
+    workflow = INVERT if inverted else DOUBLE_INVERT
+    async with stream(env, stream_id, workflow) as (url, output, _events):
+        media = env.runner.runtime.streams.media
+        assert isinstance(media, WorkerMediaPath)
+        assert [r.spec.pixel_format for r in media.streams[stream_id].rings] == ["rgb24"] * 2
         publisher = asyncio.create_task(publish(url, segments, spec.segment_seconds))
         deadline = time.monotonic() + HANG_GUARD_S
         while len(output.frames()) < 3:
@@ -269,9 +274,31 @@ async def test_colour_is_converted_with_the_input_matrix_and_tagged_on_the_outpu
         assert (frame.matrix, frame.full_range) == (want_matrix, False)
         rgb = rgb_of_yuv(frame.planes, frame.matrix, frame.full_range)
         middle = spec.height // 2
-        for x, want in zip(patch_centres(spec.width), PATCHES, strict=True):
+        for x, made in zip(patch_centres(spec.width), PATCHES, strict=True):
+            want = tuple(255 - c for c in made) if inverted else made
             patch = rgb[middle - 8 : middle + 8, x - 8 : x + 8].reshape(-1, 3).mean(0)
             assert np.abs(patch - want).max() <= 2.0, (x, patch, want)
+
+
+async def test_an_odd_output_size_leaves_trimmed_to_even(env: Env) -> None:
+    """The workflow's output is 33x17 (rgb24 rings keep odd sizes through infer); the encoder
+    takes even sizes only, so the stream leaves as 32x16."""
+    spec = CameraSpec(width=320, height=240, colour="bt601", audio=False)
+    segments = camera_segments(spec, round(spec.fps * spec.segment_seconds), colour_patches(spec))
+    urls = await start_stream(env, "odd-out", {"workflow": INVERT, "width": 33, "height": 17})
+    assert urls is not None
+    output = Output(urls.subscribe).start()
+    try:
+        publisher = asyncio.create_task(publish(urls.publish, segments, spec.segment_seconds))
+        deadline = time.monotonic() + HANG_GUARD_S
+        while len(output.frames()) < 3:
+            assert time.monotonic() < deadline, "no output"
+            await asyncio.sleep(0.5)
+        await publisher
+        frames = output.frames()
+    finally:
+        await output.close()
+    assert {frame.planes.shape for frame in frames} == {(16 * 3 // 2, 32)}
 
 
 async def test_hevc_input_is_decoded(env: Env) -> None:

@@ -490,8 +490,9 @@ def test_runner_in_a_loopback_only_namespace_needs_no_patch() -> None:
 async def test_the_answer_does_not_wait_for_the_workflow_warm_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Warm-up held on an event: the 201 still comes, frames wait in the input ring (newest
-    win, drops counted), viewers get 409 + Retry-After until it is live, then processed frames."""
+    """Warm-up held on an event: the WHIP 201 still comes, frames wait in the input ring (newest
+    win, drops counted), a WHEP viewer's offer is answered at once (its handshake overlaps the
+    warm-up) and params wait until it is live; then that viewer gets processed frames."""
     gate = tmp_path / "warmed-up"
     monkeypatch.setenv(held_infer.GATE_ENV, str(gate))
     workers = {**default_workers(), "infer": held_infer.main}
@@ -516,18 +517,81 @@ async def test_the_answer_does_not_wait_for_the_workflow_warm_up(
                 assert isinstance(pipeline, WorkerMediaPath)
                 in_ring = pipeline.streams[session_id].rings[0]
                 await wait_until(lambda: in_ring.stats().dropped > 0, 60)  # waiting, counted
-                refused = await whep_view(env.http, f"{env.url}/byoc/whep/{session_id}", expect=409)
-                assert not isinstance(refused, Viewer)
-                assert refused.headers["Retry-After"]
+                early = await whep_view(env.http, f"{env.url}/byoc/whep/{session_id}")
+                assert isinstance(early, Viewer), "answered while infer still warms up"
+                viewer = early
+                assert not gate.exists()  # infer's warm-up cannot have ended
+                # Params sent before infer holds the stream wait for it (they used to answer
+                # "infer: no such stream").
+                update = asyncio.create_task(
+                    env.http.post(
+                        f"{env.url}/byoc/session/{session_id}/params",
+                        json={"workflow": INVERT},
+                    )
+                )
+                await asyncio.sleep(0)
+                assert not update.done()
+                assert not early.received.counters, "no frame before the warm-up ended"
                 gate.touch()
-                viewer = await watch(env, session_id)
-                received = viewer.received
+                async with await update as response:
+                    assert response.status == 200, await response.text()
+                received = early.received
                 await wait_until(lambda: sum(c is not None for c in received.counters) >= 10, 60)
                 assert all(
                     inv
                     for c, inv in zip(received.counters, received.inverted, strict=True)
                     if c is not None
                 )
+                assert state_of(env, session_id) is SessionState.PROCESSING
+            finally:
+                if viewer is not None:
+                    await viewer.close()
+                await publisher.pc.close()
+
+
+async def test_a_viewer_attached_during_a_failing_warm_up_ends_with_the_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A workflow that validates but fails on its warm-up frame, with a WHEP viewer answered
+    while the warm-up was held: the session fails with the workflow's error, the viewer is
+    forgotten and the rings are gone."""
+    gate = tmp_path / "warmed-up"
+    monkeypatch.setenv(held_infer.GATE_ENV, str(gate))
+    workers = {**default_workers(), "infer": held_infer.main}
+    fails_on_frames = {
+        "1": {"class_type": "LoadTensor", "inputs": {}},
+        "2": {"class_type": "ImageToMask", "inputs": {"image": ["1", 0], "channel": "alpha"}},
+        "3": {"class_type": "MaskToImage", "inputs": {"mask": ["2", 0]}},
+        "4": {"class_type": "SaveTensor", "inputs": {"images": ["3", 0]}},
+    }
+    with loopback_candidates():
+        async with running(
+            workers=workers,
+            media_factory=WorkerMediaPath,
+            engine="builtin",
+            worker_start_timeout_s=120.0,
+            **WEBRTC,
+        ) as env:
+            assert await env.runner.supervisor.wait_ready(120)
+            publisher = await whip_publish(env.http, whip_url(env, fails_on_frames))
+            session_id = publisher.location.rsplit("/", 1)[1]
+            viewer: Viewer | None = None
+            try:
+                early = await whep_view(env.http, f"{env.url}/byoc/whep/{session_id}")
+                assert isinstance(early, Viewer)
+                viewer = early
+                gate.touch()
+                await wait_until(lambda: state_of(env, session_id) is SessionState.FAILED, 60)
+                async with env.http.get(f"{env.url}/byoc/session/{session_id}/status") as r:
+                    status = await r.json()
+                assert status["status"] == "failed", status
+                assert "the workflow failed on a" in status["error"], status
+                peers = env.runner.runtime.peers
+                assert peers is not None
+                await wait_until(lambda: not peers.peers, 30)
+                await wait_until(lambda: not rings_of(session_id), 30)
+                refused = await whep_view(env.http, f"{env.url}/byoc/whep/{session_id}", expect=404)
+                assert not isinstance(refused, Viewer)
             finally:
                 if viewer is not None:
                     await viewer.close()

@@ -11,11 +11,12 @@ import av
 import numpy as np
 import pytest
 
-from benchmarks.media.clip import ClipSpec, read_frame_counter, video_frame
+from benchmarks.media.clip import ClipSpec, ffmpeg_ts_segments, read_frame_counter, video_frame
 from egress.colour import tag_colour
 from egress.encode import OpusEncoder
 from egress.live import LiveSegmenter
 from egress.mux import MuxChunk
+from ingest.decode import split_adts
 from ingest.tsdemux import TsDemuxer
 from ipc.colour import RANGE_FULL, Colour
 from ipc.messages import StreamAudio
@@ -166,3 +167,60 @@ def test_audio_that_goes_back_is_dropped_and_counted() -> None:
         audio_pts = [p.pts for p in container.demux(audio=0) if p.pts is not None]
     assert audio_pts == sorted(set(audio_pts)) and len(audio_pts) >= 10
     assert segmenter.dropped()["audio_non_increasing_pts"] == 4
+
+
+def _aac_input(spec: ClipSpec, frames: int, segment_frames: int) -> list[StreamAudio]:
+    """The AAC of FFmpeg-muxed segments as ingest forwards it: one ADTS frame a message, on the
+    video's clock (each segment has its own encoder, so its audio starts a little early)."""
+    out = []
+    for segment in ffmpeg_ts_segments(
+        spec, frames, segment_frames=segment_frames, audio_codec="aac"
+    ):
+        demuxer = TsDemuxer()
+        for packet in demuxer.feed(segment.data) + demuxer.flush():
+            if packet.stream.kind != "audio" or packet.pts is None:
+                continue
+            offset = 0
+            for data, rate, samples in split_adts(packet.data):
+                pts = packet.pts + offset * 90_000 // rate
+                offset += samples
+                out.append(
+                    StreamAudio(
+                        stream_id="s",
+                        codec="aac",
+                        pts=pts,
+                        data=data,
+                        sample_rate=rate,
+                        channels=spec.audio_channels,
+                    )
+                )
+    return out
+
+
+def test_aac_audio_arriving_after_the_first_pictures_costs_no_picture() -> None:
+    """AAC input whose audio lags the video (FFmpeg's muxer writes it behind the pictures): the
+    output opens without audio, re-opens with an Opus track when the audio shows up, and every
+    picture is in the output, in order, each segment decodable on its own by FFmpeg."""
+    spec = ClipSpec(width=256, height=192)
+    count, per_segment, lag = 45, 15, 4
+    audio = _aac_input(spec, count, per_segment)
+    segmenter = LiveSegmenter(segment_seconds=per_segment / spec.fps, label="t")
+    chunks: list[MuxChunk] = []
+    for index in range(count):
+        chunks += segmenter.video(video_frame(spec, index), spec.pts(index))
+        due = spec.pts(index - lag + 1) if index >= lag else None
+        while audio and due is not None and audio[0].pts < due:
+            segmenter.audio(audio.pop(0))
+    for message in audio:
+        segmenter.audio(message)
+    chunks += segmenter.idle() + segmenter.close()
+
+    assert segmenter.audio_tracks_added == 1
+    pictures: list[int | None] = []
+    for data in _segments(chunks).values():
+        pictures += [read_frame_counter(f) for f in _video_with_ffmpeg(data)]
+    assert pictures == list(range(count))
+    lost = {k: v for k, v in segmenter.dropped().items() if v and not k.startswith("audio")}
+    assert not lost
+    with _decode(chunks) as container:
+        assert container.streams.audio and container.streams.audio[0].codec_context.name == "opus"

@@ -10,15 +10,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+import av
 import numpy as np
 import pytest
+from av.video.reformatter import VideoReformatter
 
 from benchmarks.media.clip import ClipSpec, read_counter, tone_phase_error
 from egress.stream import EgressStream, video_frame_of
 from ingest.decode import split_ts_opus
 from ingest.tsdemux import TsDemuxer
+from ipc.colour import Colour
 from ipc.frame import FrameFlag
 from ipc.messages import EgressConfig, StreamAudio, StreamState, StreamStats
+from tests import colour_patches as patches
 from tests.egress.stream_helpers import (
     read_output,
     source_audio,
@@ -272,7 +276,7 @@ def test_stream_needs_an_output() -> None:
         EgressStream("x", EgressConfig(ring=ring_spec("out")), SentMessages().send)
 
 
-@pytest.mark.parametrize("pixel_format", ["yuv420p", "nv12", "rgb24"])
+@pytest.mark.parametrize("pixel_format", ["yuv420p", "nv12"])
 @pytest.mark.parametrize(("width", "height"), [(64, 48), (63, 47)])
 async def test_ring_views_become_encoder_frames_plane_by_plane(
     pixel_format: str, width: int, height: int
@@ -289,14 +293,64 @@ async def test_ring_views_become_encoder_frames_plane_by_plane(
             with view:
                 picture = video_frame_of(view)
                 sources = [p.copy() for p in view.planes]
-    trimmed = pixel_format != "rgb24" and (width % 2 or height % 2)
-    expected = (width - width % 2, height - height % 2) if trimmed else (width, height)
+    expected = (width - width % 2, height - height % 2)
     assert (picture.width, picture.height, picture.format.name) == (*expected, pixel_format)
     for source, out_plane in zip(sources, picture.planes, strict=True):
         rows = source.reshape(source.shape[0], -1)
         got = np.frombuffer(memoryview(out_plane), np.uint8).reshape(-1, out_plane.line_size)
         h, w = got.shape[0], out_plane.width * (rows.shape[1] // source.shape[1])
         assert np.array_equal(got[:h, :w], rows[:h, :w])
+
+
+@pytest.mark.parametrize("colour", patches.COLOURS_UNDER_TEST, ids=patches.colour_id)
+async def test_rgb24_frames_are_converted_by_swscale_within_the_bound(colour: Colour) -> None:
+    """An rgb24 ring (inference on the CPU): swscale writes yuv420p with the frame's matrix and
+    range, within 2 levels of the float reference on flat patches, and tags the picture."""
+    rgb = patches.patches_rgb()
+    spec = ring_spec("out", width=patches.WIDTH, height=patches.HEIGHT, pixel_format="rgb24")
+    async with owned_ring(spec) as ring:
+        with ring.writer() as writer, ring.reader() as reader:
+            writer.write(rgb, pts=1, time_base=(1, 90_000), flags=colour.to_flags())
+            view = reader.read(copy=False)
+            assert view is not None
+            with view:
+                picture = video_frame_of(view, VideoReformatter())
+    assert (picture.format.name, picture.width, picture.height) == (
+        "yuv420p",
+        patches.WIDTH,
+        patches.HEIGHT,
+    )
+    assert (picture.colorspace, picture.color_range) == (colour.matrix, colour.range)
+    got = patches.yuv_planes(picture.to_ndarray(), patches.WIDTH, patches.HEIGHT)
+    want = patches.yuv_planes(patches.reference_yuv420p(rgb, colour), patches.WIDTH, patches.HEIGHT)
+    half = patches.PATCH // 2
+    errors = [
+        np.abs(patches.interiors(g, half, 2) - patches.interiors(w, half, 2)).max()
+        if index
+        else np.abs(patches.interiors(g) - patches.interiors(w)).max()
+        for index, (g, w) in enumerate(zip(got, want, strict=True))
+    ]
+    assert max(errors) <= patches.TOLERANCE, errors
+
+
+@pytest.mark.parametrize(("width", "height"), [(17, 13), (642, 362), (641, 361)])
+async def test_odd_sized_rgb24_frames_are_trimmed_to_even(width: int, height: int) -> None:
+    rgb = np.random.default_rng(5).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    spec = ring_spec("out", width=width, height=height, pixel_format="rgb24")
+    async with owned_ring(spec) as ring:
+        with ring.writer() as writer, ring.reader() as reader:
+            writer.write(rgb, pts=1, time_base=(1, 90_000))
+            view = reader.read(copy=False)
+            assert view is not None
+            with view:
+                picture = video_frame_of(view)
+    even = (width - width % 2, height - height % 2)
+    assert (picture.format.name, picture.width, picture.height) == ("yuv420p", *even)
+    crop = np.ascontiguousarray(rgb[: even[1], : even[0]])
+    want = av.VideoFrame.from_ndarray(crop, format="rgb24").reformat(
+        format="yuv420p", dst_colorspace=5, dst_color_range=1
+    )
+    assert np.array_equal(picture.to_ndarray(), want.to_ndarray())
 
 
 async def test_late_audio_opens_a_new_segment_with_an_audio_track() -> None:

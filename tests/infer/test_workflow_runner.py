@@ -11,7 +11,7 @@ import pytest
 from infer.engine.builtin import BuiltinEngine
 from infer.errors import WorkflowError
 from infer.tensors import PixelConverter
-from infer.workflow_runner import WorkflowRunner
+from infer.workflow_runner import ENGINE_WARMUP_SIZE, WorkflowRunner, warm_up_engine
 from tests.infer.conftest import INVERT, PASSTHROUGH, CountingInvert, chain, rgb_frame
 
 BLUR = chain(("ImageBlur", {"blur_radius": 1, "sigma": 1.0}))
@@ -35,6 +35,14 @@ def test_start_warms_up_on_dummy_frames_of_the_stream_size(test_engine: BuiltinE
     assert np.array_equal(result.frame, 255 - frame) and not result.failed
     assert result.infer_start_ns <= result.infer_end_ns
     assert CountingInvert.calls == 5
+
+
+def test_the_engine_says_how_many_warm_up_frames_it_needs(test_engine: BuiltinEngine) -> None:
+    _pipeline(test_engine, chain(("CountingInvert", {})))
+    assert CountingInvert.calls == 1, "the built-in engine compiles nothing: one frame will do"
+    test_engine.warmup_frames = 3  # an engine that compiles or autotunes asks for more
+    _pipeline(test_engine, chain(("CountingInvert", {})))
+    assert CountingInvert.calls == 1 + 3
 
 
 def test_start_rejects_invalid_and_failing_workflows(engine: BuiltinEngine) -> None:
@@ -187,3 +195,22 @@ def test_processing_before_start_or_after_close_is_an_error(engine: BuiltinEngin
         pipeline.process([rgb_frame(16, 8)])
     with pytest.raises(ValueError, match="unknown pixel format"):
         WorkflowRunner(engine, "s3", 16, 8, "rgba")
+
+
+def test_warm_up_engine_runs_the_engine_once_and_never_raises(
+    engine: BuiltinEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    runs: list[tuple[int, ...]] = []
+    run = engine.run
+
+    def counting_run(prepared, images, **kw):  # type: ignore[no-untyped-def]
+        runs.append(tuple(images.shape))
+        return run(prepared, images, **kw)
+
+    engine.run = counting_run  # type: ignore[method-assign]
+    assert warm_up_engine(engine, "yuv420p") >= 0.0
+    size = ENGINE_WARMUP_SIZE
+    assert runs == [(1, size, size, 3)] * 2  # its warm-up frame, then one frame as streams run
+    bare = BuiltinEngine("cpu", nodes={})  # knows no node: the warm-up fails, the worker goes on
+    warm_up_engine(bare, "yuv420p")
+    assert "warm-up at start failed" in caplog.text

@@ -116,3 +116,51 @@ async def test_zero_buffer_is_off() -> None:
         pacer.put(packet(i))
     await drain(pacer, 10)
     assert pacer.stats.waited == 0
+
+
+async def test_a_hiccup_does_not_hold_paced_input_for_good() -> None:
+    """Decoding stalls for a few frames while the input keeps arriving at its cadence: the late
+    packet moves the clock, the next ones are held a little, and then the clock drifts back
+    towards the arrivals instead of holding every later packet by the stall's length."""
+    now = [100.0]
+    pacer = PacketPacer(2.5, clock=lambda: now[0])
+
+    def arrive(index: int) -> None:
+        now[0] = 100.0 + index * FRAME / 90_000
+        pacer.put(packet(index))
+
+    async def take() -> None:
+        assert await asyncio.wait_for(pacer.get(), HANG_GUARD_S) is not None
+
+    for i in range(20):  # paced, taken at once
+        arrive(i)
+        await take()
+    assert pacer.stats.waited == 0
+    for i in (20, 21, 22):  # the decoder stalls for three frames
+        arrive(i)
+    for _ in range(3):
+        await take()
+    assert pacer.stats.waited > 0  # what came during the stall is spread out
+    arrive(23)
+    waited: list[int] = []
+    for i in range(24, 84):  # from now on the decoder takes a packet as the next one arrives
+        arrive(i)
+        await take()
+        waited.append(pacer.stats.waited)
+    assert waited[-1] == waited[-40], "paced packets are still held long after the stall"
+    assert pacer.stats.clock_drift_s > 0
+
+
+async def test_whole_segments_never_move_the_clock_back() -> None:
+    """A gateway that writes 2 s segments whole: each arrives as a burst two seconds after the
+    previous one. That is not paced input, so the clock must not drift towards it (the burst
+    would then be released early)."""
+    now = [100.0]
+    pacer = PacketPacer(2.5, clock=lambda: now[0])
+    pacer.put(packet(0))
+    await asyncio.wait_for(pacer.get(), HANG_GUARD_S)  # starts the clock
+    for segment in range(3):
+        now[0] = 100.0 + 2.0 * segment
+        for i in range(60 * segment + (segment == 0), 60 * (segment + 1)):
+            pacer.put(packet(i))
+    assert pacer.stats.clock_drift_s == 0

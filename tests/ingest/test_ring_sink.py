@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from benchmarks.media.clip import ClipSpec, read_counter, video_frame
-from ingest.ring_sink import RingSink, fit_size
+from ingest.ring_sink import RGB_INTERPOLATION, RingSink, fit_size
 from ingest.stats import IngestStats
 from ipc.colour import (
     COLOUR_MASK,
@@ -20,6 +20,7 @@ from ipc.colour import (
 from ipc.frame import FrameFlag, Stage
 from ipc.messages import StreamState
 from ipc.pixfmt import PixelFormat, frame_nbytes
+from tests import colour_patches as patches
 from tests.ingest.stream_helpers import SentMessages, owned_ring, ring_spec
 
 YUV = PixelFormat.YUV420P
@@ -128,3 +129,44 @@ async def test_colour_description_travels_and_rgb_rings_use_it(
     if pixel_format == "rgb24":
         got = frame.planes[0].reshape(64, 64, 3)[8:56, 8:56].reshape(-1, 3).mean(0)
         assert np.abs(got - colour).max() <= 2, got
+
+
+@pytest.mark.parametrize("colour", patches.COLOURS_UNDER_TEST, ids=patches.colour_id)
+async def test_swscale_rgb_matches_the_float_reference_on_flat_patches(colour: Colour) -> None:
+    """An rgb24 ring (inference on the CPU) is filled by swscale: within 2 levels of the float
+    conversion infer would otherwise run, for BT.601/BT.709 and limited/full range."""
+    yuv = patches.reference_yuv420p(patches.patches_rgb(), colour)
+    picture = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+    picture.colorspace, picture.color_range = colour.matrix, colour.range
+    spec = ring_spec(pixel_format="rgb24", width=patches.WIDTH, height=patches.HEIGHT)
+    async with owned_ring(spec) as ring:
+        with ring.writer() as writer, ring.reader() as reader:
+            sink = RingSink("sink-3", writer, IngestStats("sink-3"), SentMessages().send)
+            await sink.video(picture, pts=0, keyframe=True, received_ns=1, decoded_ns=2)
+            frame = reader.read()
+    assert frame is not None and frame.pixel_format == PixelFormat.RGB24
+    got = frame.planes[0].reshape(patches.HEIGHT, patches.WIDTH, 3)
+    want = patches.reference_rgb(yuv, patches.WIDTH, patches.HEIGHT, colour)
+    error = np.abs(patches.interiors(got) - patches.interiors(want)).max()
+    assert error <= patches.TOLERANCE, error
+    # And both are the colours the patches were made of, up to the 8-bit YUV rounding.
+    assert np.abs(patches.interiors(got) - patches.interiors(patches.patches_rgb())).max() <= 3
+
+
+@pytest.mark.parametrize("size", [(17, 13), (642, 362)])
+async def test_rgb24_ring_takes_odd_sized_pictures_as_they_are(size: tuple[int, int]) -> None:
+    width, height = size
+    rgb = np.random.default_rng(3).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    picture = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    spec = ring_spec(pixel_format="rgb24", width=width, height=height)
+    async with owned_ring(spec) as ring:
+        with ring.writer() as writer, ring.reader() as reader:
+            sink = RingSink("sink-4", writer, IngestStats("sink-4"), SentMessages().send)
+            await sink.video(picture, pts=0, keyframe=True, received_ns=1, decoded_ns=2)
+            frame = reader.read()
+    assert frame is not None and (frame.width, frame.height) == (width, height)
+    assert frame.planes[0].shape == (height, width, 3)
+    want = picture.reformat(
+        format="rgb24", src_colorspace=5, src_color_range=1, interpolation=RGB_INTERPOLATION
+    ).to_ndarray()
+    assert np.array_equal(frame.planes[0], want)

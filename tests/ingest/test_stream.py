@@ -12,7 +12,15 @@ from collections.abc import Callable
 
 import pytest
 
-from benchmarks.media.clip import ClipSpec, TsSegment, ffmpeg_ts_segments, read_counter
+from benchmarks.media.clip import (
+    ClipSpec,
+    TsSegment,
+    audio_frame,
+    ffmpeg_ts_segments,
+    read_counter,
+    video_yuv420p,
+)
+from benchmarks.media.live_ts import LiveTsEncoder, TsSegmentWriter
 from byoc.livepeer.trickle import TricklePublisher
 from ingest.decode import split_adts
 from ingest.stream import IngestStream, TrickleSource
@@ -377,3 +385,50 @@ async def test_a_subscription_that_hangs_silently_is_replaced(
     assert len(frames) > cut_at
     seen = counters(frames)
     assert seen == sorted(seen) and seen[-1] == 5 * SEGMENT - 1  # type: ignore[type-var]
+
+
+@pytest.mark.parametrize("bframes", [0, 2], ids=["zerolatency", "b-frames"])
+async def test_a_live_sender_with_aac_audio_gets_every_frame_into_the_ring(bframes: int) -> None:
+    """FFmpeg's own muxer with AAC, fed one frame at a time in real time the way a camera
+    gateway publishes (its interleaving holds each segment's last picture until the audio is
+    flushed at the segment's end): every picture reaches the ring, in order, nothing counted."""
+    spec = ClipSpec(width=320, height=180, audio_channels=2)
+    count = 3 * SEGMENT
+    ring = ring_spec(width=spec.width, height=spec.height)
+    sent = SentMessages()
+    encoder = LiveTsEncoder(
+        frame_rate=spec.fps,
+        segment_seconds=SEGMENT / spec.fps,
+        audio_codec="aac",
+        audio_channels=spec.audio_channels,
+        bframes=bframes,
+    )
+    async with owned_ring(ring) as owned, trickle_channel() as (_server, _name, url):
+        stream = IngestStream("live-aac", config(ring, url, stats_interval_s=0.2), sent.send)
+        stream.start()
+        try:
+            reader_task = asyncio.create_task(read_frames(owned, count))
+            publisher = TricklePublisher(url, CONTENT_TYPE)  # deletes the channel on close
+            segments = TsSegmentWriter(publisher)
+            for index in range(count):
+                chunks = encoder.video(video_yuv420p(spec, index), spec.pts(index))
+                start = spec.samples_before(index)
+                chunks += encoder.audio(
+                    audio_frame(spec, start, spec.samples_before(index + 1) - start)
+                )
+                await segments.write(chunks)
+                await asyncio.sleep(1 / spec.fps)
+            await segments.write(encoder.close())
+            await publisher.close()  # the end of the input: held pictures are decoded too
+            frames = await reader_task
+            await sent.wait_for(StreamState, lambda m: m.state == "ended")
+        finally:
+            await stream.stop()
+
+    assert counters(frames) == list(range(count))
+    assert [f.pts for f in frames] == [spec.pts(i) for i in range(count)]
+    final = sent.of(StreamStats)[-1]
+    assert final.frames_in == count
+    assert not any(final.dropped.values()), final.dropped
+    audio = sent.of(StreamAudio)
+    assert audio and {(a.codec, a.channels) for a in audio} == {("aac", 2)}

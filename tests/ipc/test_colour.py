@@ -40,3 +40,15 @@ def test_out_of_range_codes_do_not_spill_into_other_fields() -> None:
     back = Colour.from_flags(flags)
     assert (back.primaries, back.transfer) == (1, 1)
     assert not back.specified
+
+
+def test_reading_flags_again_gives_the_same_description() -> None:
+    """Descriptions are cached per flag bits (read for every frame): equal input, equal output,
+    and the frame's own low bits do not change the answer."""
+    colour = Colour(matrix=MATRIX_BT709, range=RANGE_FULL, primaries=1, transfer=1)
+    flags = colour.to_flags()
+    assert Colour.from_flags(flags) == colour
+    assert Colour.from_flags(flags | 0x3) is Colour.from_flags(flags)
+    assert Colour.from_flags(0x1) == Colour()
+    assert Colour().resolved(1080) is Colour().resolved(720)  # both HD
+    assert Colour().resolved(480).matrix == MATRIX_SMPTE170M

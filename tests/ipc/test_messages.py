@@ -108,6 +108,23 @@ def test_a_stream_start_with_an_invalid_ring_is_rejected() -> None:
         m.decode(msgspec.msgpack.encode(raw))
 
 
+@pytest.mark.parametrize("fmt", m.RING_PIXEL_FORMATS)
+def test_every_ring_pixel_format_travels(fmt: str) -> None:
+    raw = msgspec.msgpack.decode(m.encode(SAMPLES[6]))
+    raw["config"]["ring"]["pixel_format"] = fmt
+    decoded = m.decode(msgspec.msgpack.encode(raw))
+    assert isinstance(decoded, m.StreamStart)
+    assert decoded.config.ring.pixel_format == fmt  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("fmt", ["gray", "RGB24", "yuv444p", ""])
+def test_a_ring_pixel_format_outside_the_allowed_set_is_rejected(fmt: str) -> None:
+    raw = msgspec.msgpack.decode(m.encode(SAMPLES[6]))
+    raw["config"]["ring"]["pixel_format"] = fmt
+    with pytest.raises(msgspec.ValidationError, match="pixel_format"):
+        m.decode(msgspec.msgpack.encode(raw))
+
+
 def test_garbage_bytes_are_rejected() -> None:
     with pytest.raises(msgspec.DecodeError):
         m.decode(b"\xc1\xff\x00garbage")

@@ -120,3 +120,17 @@ def test_pipeline_latencies_fall_back_and_skip_unstamped_stages() -> None:
     stamps[Stage.EGRESS_READ] = 100  # no INFER_WRITTEN: the wait starts at INFER_END
     found = dict(pipeline_latencies(stamps))
     assert found == {"ingest_to_infer": 30, "infer": 50, "infer_to_egress": 10}
+
+
+def test_recording_a_frames_pipeline_fills_one_histogram_per_stamped_stage() -> None:
+    stamps = new_stamps()
+    stamps[Stage.INGEST_WRITTEN] = 10
+    stamps[Stage.INFER_START] = 40
+    stamps[Stage.INFER_END] = 90
+    stamps[Stage.EGRESS_READ] = 100
+    stages = StageLatencies()
+    stages.record_pipeline(stamps)
+    stages.record_pipeline(stamps.tolist())  # the same stamps as a list count the same
+    summary = stages.summary()
+    assert set(summary) == {"ingest_to_infer", "infer", "infer_to_egress"}
+    assert summary["infer"].count == 2 and summary["infer"].sum_ms == 100 / 1e6

@@ -58,7 +58,11 @@ def test_quick_run_measures_the_full_path_and_leaves_nothing(tmp_path: Path) -> 
         assert phase["summary"]["glass_to_glass"]["n"] > 0
     assert {"parent", "ingest", "infer", "egress"} <= set(phases["ours"]["cpu_percent"])
     assert report["machine"]["cpu_cores"] and report["machine"]["av"]
-    assert len(report["targets"]) == 7
+    assert len(report["targets"]) == 9
+    # The benchmark measures its own processes too, apart from the system under test.
+    for phase in phases.values():  # measured even though the source exits as the run ends
+        assert isinstance(phase["cpu_percent"]["bench-source"], float)
+        assert isinstance(phase["cpu_percent"]["bench-sink"], float)
     assert report["cleanup"] == {"processes_left": [], "shm_segments_left": []}
     with Image.open(tmp_path / "latency.png") as image:
         assert image.format == "PNG"

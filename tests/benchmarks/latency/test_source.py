@@ -14,6 +14,7 @@ from benchmarks.latency.analysis import analyse_stream
 from benchmarks.latency.sink import OutputSink
 from benchmarks.latency.source import ClipSource, SourceRecord
 from benchmarks.media.clip import ClipSpec
+from benchmarks.media.looping_clip import LoopingClip
 from byoc.livepeer.standin.trickle_server import TrickleServer
 from byoc.livepeer.trickle.constants import CONTENT_TYPE_MPEGTS
 
@@ -76,6 +77,35 @@ async def test_clip_through_a_trickle_channel_is_seen_frame_by_frame(
     assert (abs(total - steady["glass_to_glass"]) < 1e-6).all()
     assert (steady["encode"] > 0).all() and (steady["decode"] > 0).all()
     assert (steady["runner_added"] >= 0).all()
+
+
+async def test_a_looping_clip_is_replayed_without_encoding_and_seen_frame_by_frame(
+    server: TrickleServer,
+) -> None:
+    clip = LoopingClip.encode(SPEC, 30)  # one 1 s segment: 2.5 s of stream cross two loops
+    server.create_channel("loop", CONTENT_TYPE_MPEGTS)
+    url = f"{server.base_url}loop"
+    source = ClipSource("loop", url, spec=SPEC, duration_s=2.5, tail_s=0.3, clip=clip)
+    source.encoder = None  # type: ignore[assignment]  # proves that nothing is encoded
+    sink = OutputSink("loop", url, fps=SPEC.fps, inverted=False, counter_period=clip.period)
+    sink.start()
+    try:
+        await source.prepare()
+        t0 = time.monotonic_ns() + 50_000_000
+        sink.t0_ns = t0
+        record = await source.run(t0, asyncio.Event())
+        for _ in range(3000):  # hang guard (60 s) for the last frames
+            if sink.highest_index >= len(record.sent_ns) - 1:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await source.close()
+        await sink.close()
+
+    assert record.error is None and len(record.sent_ns) == 84
+    assert sorted(sink.record.frames) == list(range(84))  # every frame, counters unwrapped
+    assert sink.record.unreadable == sink.record.duplicates == sink.record.out_of_order == 0
+    assert record.segments == 3
 
 
 async def test_stop_ends_the_source_early_and_keeps_what_it_sent(server: TrickleServer) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,9 +19,17 @@ from aiohttp import web
 
 from byoc.smoke.pattern import COUNTER_MODULO, read_frame_counter
 from byoc.smoke.run import WorkflowFileError, load_workflow
-from tests.byoc.test_serve import FAST_ENV, PARENT_IMPORTS, free_port, get_health, wait_for
+from tests.byoc.cli_process import (
+    FAST_ENV,
+    SCRIPT,
+    cli_process,
+    free_port,
+    interrupt,
+    serve_args,
+    wait_for,
+)
+from tests.byoc.test_serve import PARENT_IMPORTS, get_health
 
-SCRIPT = Path(sys.executable).parent / "comfystream-byoc"
 INVERT = {
     "1": {"class_type": "LoadImage", "inputs": {"image": "frame.png"}},
     "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
@@ -55,39 +62,11 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, 
     """``serve --with-orchestrator`` (built-in engine), healthy and registered."""
     port, orch_port = free_port(), free_port()
     workspace = tmp_path_factory.mktemp("workspace")
-    proc = subprocess.Popen(
-        [
-            str(SCRIPT),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workspace",
-            str(workspace),
-            "--state-dir",
-            str(workspace / "state"),
-            "--engine",
-            "builtin",
-            "--with-orchestrator",
-            "--orchestrator-port",
-            str(orch_port),
-        ],
-        env={**os.environ, **FAST_ENV},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    args = serve_args(port, workspace, "--engine", "builtin", "--with-orchestrator")
+    with cli_process(*args, "--orchestrator-port", str(orch_port)) as proc:
         wait_for(lambda: registered(port), timeout=120)
         yield port, orch_port
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            assert proc.wait(30) == 0
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
+        assert interrupt(proc) == 0
 
 
 def test_smoke_through_the_orchestrator_with_a_workflow(
@@ -158,36 +137,18 @@ def test_smoke_through_an_https_orchestrator_with_a_self_signed_certificate(
     runner registers with it over HTTPS, and the trickle channels are HTTPS too."""
     orch_port, port = free_port(), free_port()
     env = {**os.environ, **FAST_ENV, "ORCH_SECRET": "s3cret"}
-    orchestrator = subprocess.Popen(
-        [str(SCRIPT), "orchestrator", "--host", "127.0.0.1", "--port", str(orch_port), "--tls"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    orchestrator_args = ["orchestrator", "--host", "127.0.0.1", "--port", str(orch_port), "--tls"]
+    runner_args = serve_args(
+        port,
+        tmp_path,
+        "--engine",
+        "builtin",
+        "--orch-url",
+        f"https://127.0.0.1:{orch_port}",
+        "--capability-url",
+        f"http://127.0.0.1:{port}",
     )
-    runner = subprocess.Popen(
-        [
-            str(SCRIPT),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workspace",
-            str(tmp_path),
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--engine",
-            "builtin",
-            "--orch-url",
-            f"https://127.0.0.1:{orch_port}",
-            "--capability-url",
-            f"http://127.0.0.1:{port}",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with cli_process(*orchestrator_args, env=env), cli_process(*runner_args, env=env):
         wait_for(lambda: registered(port), timeout=120)
         code, stdout, stderr = smoke(
             "--orch-url", f"https://127.0.0.1:{orch_port}", "--seconds", "2", "--json"
@@ -195,15 +156,6 @@ def test_smoke_through_an_https_orchestrator_with_a_self_signed_certificate(
         assert code == 0, stderr
         report = json.loads(stdout)
         assert report["frames_out"] > 0 and report["frames_identified"] > 0
-    finally:
-        for proc in (runner, orchestrator):
-            proc.send_signal(signal.SIGINT)
-        for proc in (runner, orchestrator):
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def test_smoke_fails_for_a_capability_the_orchestrator_does_not_have(
