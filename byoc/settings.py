@@ -561,7 +561,9 @@ OPTIONS: tuple[Option, ...] = (
         "--output-bitrate",
         ("OUTPUT_BITRATE",),
         _int,
-        "target bits per second of the output video; 0: constant quality (--output-crf)",
+        "target bits per second of the trickle and MP4 output video (VBV-capped average,"
+        " budgeted for 30 fps: a 60 fps stream gets about twice it); 0: constant quality"
+        " (--output-crf)",
     ),
     Option(
         "trickle_verify_tls",

@@ -27,6 +27,8 @@ TS_TIME_BASE = Fraction(1, TS_CLOCK)
 OPUS_RATE = 48_000
 OPUS_FRAME = 960  # 20 ms
 PRESETS = X264_PRESETS
+NOMINAL_FRAME_RATE = 30
+"""The frame rate ``bit_rate`` is budgeted for when no frame rate is declared."""
 
 
 def to_ts_clock(pts: int, time_base: Fraction) -> int:
@@ -77,7 +79,8 @@ class VideoEncoder:
     stream's timing is its timestamps, which follow the input's (any rate, variable included;
     a declared 30 fps under 60 fps timestamps makes FFmpeg, and so a gateway re-muxing the
     output, drop or reject frames). ``crf`` sets constant quality; ``bit_rate`` (bits/s) switches to a
-    VBV-capped average bitrate instead. ``profile``, ``level`` and ``x264_params`` go to libx264 as
+    VBV-capped average bitrate instead, budgeted per picture for ``frame_rate`` or, without one,
+    for ``NOMINAL_FRAME_RATE`` (a 60 fps input then gets about twice ``bit_rate``). ``profile``, ``level`` and ``x264_params`` go to libx264 as
     they are (x264's own defaults when empty).
     """
 
@@ -119,7 +122,7 @@ class VideoEncoder:
         ctx.time_base = TS_TIME_BASE
         if frame_rate is not None:
             ctx.framerate = Fraction(frame_rate)
-        ctx.gop_size = max(1, round(max_keyframe_interval * (frame_rate or 30)))
+        ctx.gop_size = max(1, round(max_keyframe_interval * (frame_rate or NOMINAL_FRAME_RATE)))
         ctx.max_b_frames = 0
         ctx.thread_count = threads
         options = {
@@ -134,9 +137,21 @@ class VideoEncoder:
         if bit_rate is None:
             options["crf"] = str(crf)
         else:
-            ctx.bit_rate = bit_rate
-            options["maxrate"] = str(bit_rate)
-            options["bufsize"] = str(bit_rate)
+            # x264 budgets bit_rate / frame rate per picture. Without a declared rate it takes
+            # the 90 kHz time base's, so the rates it is given are scaled by 90000 / the nominal
+            # rate: each picture gets bit_rate / NOMINAL_FRAME_RATE while the stream's timing
+            # stays what it was (declaring the rate instead writes a fixed rate into the SPS,
+            # and x264's variable-rate mode holds every picture until the next one).
+            scale = 1 if frame_rate is not None else TS_CLOCK // NOMINAL_FRAME_RATE
+            ctx.bit_rate = bit_rate * scale
+            if scale == 1:
+                options["maxrate"] = str(bit_rate)
+                options["bufsize"] = str(bit_rate)
+            else:
+                # FFmpeg caps its maxrate option at 2^31 bit/s: give x264 its VBV (kbit/s)
+                # itself. The buffer is bits, not a rate: one second's worth, unscaled.
+                vbv = f"vbv-maxrate={bit_rate * scale // 1000}:vbv-bufsize={bit_rate // 1000}"
+                options["x264-params"] = ":".join(p for p in (x264_params, vbv) if p)
         ctx.options = options
         ctx.open()
         self._ctx = ctx

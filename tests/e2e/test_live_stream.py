@@ -19,6 +19,7 @@ from tests.e2e.conftest import (
     LiveSource,
     OutputReader,
     expected_luma,
+    live_runner,
     start_stream,
 )
 
@@ -98,3 +99,33 @@ async def test_invert_stream_frame_by_frame_with_audio_in_sync(env: Env) -> None
     samples = np.concatenate([a.frame.to_ndarray()[0] for a in reader.audio[1:]])
     first_time = (reader.audio[1].pts - video_shift) / 90_000
     assert tone_phase_error(samples, SPEC, first_time) < 0.001
+
+
+async def test_output_bitrate_stream_keeps_its_pictures_and_timestamps() -> None:
+    # --output-bitrate through the real workers: libx264 once took the 90 kHz time base for the
+    # frame rate and sent pictures too grey to read a counter from.
+    async with live_runner(output_bitrate=500_000) as env:
+        urls = await start_stream(env, "live-bitrate", {"workflow": INVERT})
+        assert urls is not None
+        reader = OutputReader(urls.subscribe).start()
+        source = LiveSource(urls.publish)
+        try:
+            source.start(FRAMES)
+            await source.wait()
+            await reader.wait_for(lambda r: FRAMES - 1 in r.counters(), timeout=60)
+        finally:
+            await source.stop()
+            await reader.close()
+    frames = reader.frames
+    assert frames and all(f.counter is not None and f.inverted for f in frames)
+    # The output keeps the input's spacing (one 30 fps frame) wherever no frame was dropped.
+    for a, b in itertools.pairwise(frames):
+        assert a.counter is not None and b.counter is not None
+        assert b.pts - a.pts == SPEC.pts(b.counter) - SPEC.pts(a.counter), (a, b)
+    b = counter_block_size(SPEC.width)
+    for f in frames:
+        assert f.counter is not None
+        want = expected_luma(f.counter, inverted=True)
+        band = np.abs(f.luma[: 2 * b].astype(np.int16) - want[: 2 * b]).mean()
+        whole = abs(float(f.luma.mean()) - float(want.mean()))
+        assert band < 6 and whole < 12, (f.counter, band, whole)

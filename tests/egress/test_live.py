@@ -20,6 +20,7 @@ from ingest.decode import split_adts
 from ingest.tsdemux import TsDemuxer
 from ipc.colour import RANGE_FULL, Colour
 from ipc.messages import StreamAudio
+from tests.egress.moving_pictures import moving_yuv420p, psnr
 
 SPEC = ClipSpec(width=256, height=192)
 
@@ -116,6 +117,27 @@ def test_output_is_tagged_with_the_pictures_colour(
         assert (int(frames[0].colorspace), int(frames[0].color_range)) == want
         assert [f.pts for f in frames] == [90_000, 91_500, 93_000]
         assert stream.average_rate is None or stream.average_rate != Fraction(30)
+
+
+def test_output_bitrate_is_met_at_the_inputs_frame_rate_with_its_timestamps() -> None:
+    # --output-bitrate: 1 Mbit/s at 512x512 from 60 fps timestamps. x264 once read the 90 kHz
+    # time base as the frame rate and spent ~10 kbit/s on grey pictures.
+    segmenter = LiveSegmenter(segment_seconds=1.0, audio=False, bit_rate=1_000_000, label="t")
+    fps, seconds, side = 60, 3, 512
+    pts = [90_000 + i * 1_500 for i in range(fps * seconds)]
+    chunks: list[MuxChunk] = []
+    for index, p in enumerate(pts):
+        planes = moving_yuv420p(side, side, index)
+        chunks += segmenter.video(av.VideoFrame.from_ndarray(planes, format="yuv420p"), p)
+    chunks += segmenter.close()
+    data = b"".join(c.data for c in chunks)
+    with _decode(chunks) as container:
+        frames = list(container.decode(video=0))
+    assert [f.pts for f in frames] == pts
+    bits_per_second = len(data) * 8 / seconds  # TS overhead included: a few percent
+    assert 300_000 < bits_per_second < 3_000_000, bits_per_second
+    quality = [psnr(f.to_ndarray(), moving_yuv420p(side, side, i)) for i, f in enumerate(frames)]
+    assert min(quality[fps:]) > 30, min(quality[fps:])
 
 
 def _opus_packets(count: int) -> list[tuple[int, bytes]]:

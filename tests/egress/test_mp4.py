@@ -17,6 +17,7 @@ from egress.stream import EgressStream
 from ipc.colour import Colour
 from ipc.frame import FrameFlag
 from ipc.messages import EgressConfig, StreamState, StreamStats
+from tests.egress.moving_pictures import moving_yuv420p, psnr
 from tests.egress.stream_helpers import source_audio, write_frame
 from tests.ingest.stream_helpers import SentMessages, owned_ring, ring_spec
 
@@ -144,3 +145,21 @@ def test_the_file_declares_the_pictures_colour(
     with av.open(str(path)) as container:
         first = next(iter(container.decode(video=0)))
     assert (int(first.colorspace), int(first.color_range)) == want
+
+
+def test_writer_meets_its_bitrate_under_60_fps_timestamps(tmp_path: Path) -> None:
+    # The file declares 30 fps; x264 (no zerolatency here) budgets by the timestamps anyway.
+    path = tmp_path / "out.mp4"
+    writer = Mp4Writer(str(path), audio=False, bit_rate=1_000_000)
+    fps, seconds, side = 60, 3, 512
+    pts = [90_000 + i * 1_500 for i in range(fps * seconds)]
+    for index, p in enumerate(pts):
+        planes = moving_yuv420p(side, side, index)
+        writer.video(av.VideoFrame.from_ndarray(planes, format="yuv420p"), p)
+    writer.close()
+    video, _, _ = read_mp4(path)
+    assert [f.pts * f.time_base * 90_000 for f in video] == [p - pts[0] for p in pts]
+    bits_per_second = path.stat().st_size * 8 / seconds
+    assert 300_000 < bits_per_second < 3_000_000, bits_per_second
+    quality = [psnr(f.to_ndarray(), moving_yuv420p(side, side, i)) for i, f in enumerate(video)]
+    assert min(quality[fps:]) > 30, min(quality[fps:])
