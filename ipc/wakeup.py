@@ -116,8 +116,11 @@ class WakeListener:
             if timeout is None:
                 await ready
             else:
-                await asyncio.wait_for(ready, max(timeout, 0.0))
-        except asyncio.TimeoutError:
+                # Not ``asyncio.wait_for``: on Python 3.11 it swallows a cancellation that
+                # arrives as the future completes, and a stream's stop then waits forever.
+                async with asyncio.timeout(max(timeout, 0.0)):
+                    await ready
+        except TimeoutError:
             return False
         finally:
             loop.remove_reader(fd)

@@ -10,7 +10,6 @@ tasks, sends the last figures and releases the ring without a state message (the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -19,6 +18,9 @@ from typing import Any
 from ipc.messages import Message, StreamPartState, StreamState, StreamStats, WorkerRole
 
 log = logging.getLogger(__name__)
+
+CANCEL_RETRY_S = 1.0
+"""How long a stop waits for a cancelled task before cancelling it again."""
 
 Send = Callable[[Message], Awaitable[None]]
 
@@ -96,9 +98,15 @@ class WorkerStream(ABC):
         tasks = [t for t in (self._task, self._reporter) if t is not None and not t.done()]
         for task in tasks:
             task.cancel()
+        while pending := [t for t in tasks if not t.done()]:
+            # A task can swallow one cancellation (Python 3.11's ``asyncio.wait_for`` does when
+            # its inner future completes at the same moment): cancel again until it ends.
+            await asyncio.wait(pending, timeout=CANCEL_RETRY_S)
+            for task in pending:
+                task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            if not task.cancelled():
+                task.exception()  # retrieved: its outcome was reported by ``_run`` already
         return was_running
 
     async def send_final_report(self, was_running: bool) -> None:

@@ -93,3 +93,37 @@ async def test_a_stopped_stream_sends_its_last_figures_and_no_state() -> None:
     assert not [m for m in stream.sent if isinstance(m, StreamState)]
     await stream.send_final_report(await stream.cancel())  # stopping twice sends nothing more
     assert stream.released == 2 and sum(isinstance(m, StreamStats) for m in stream.sent) >= 2
+
+
+class SwallowsOneCancel(Scripted):
+    """Work that loses the first cancellation, as Python 3.11's ``asyncio.wait_for`` does when
+    its inner future completes at the moment of the cancel, and then waits for an event nobody
+    sets (the infer stream's "previous frame handled" flag once the stream is stopping)."""
+
+    def __init__(self) -> None:
+        super().__init__("completed")
+        self.waiting = asyncio.Event()
+        self.cancels_seen = 0
+
+    async def work(self) -> StreamPartState:
+        never = asyncio.Event()
+        self.waiting.set()
+        try:
+            await never.wait()
+        except asyncio.CancelledError:
+            self.cancels_seen += 1  # swallowed: the loop goes on
+        await never.wait()
+        return "completed"
+
+
+async def test_cancel_ends_work_that_swallowed_a_cancellation() -> None:
+    stream = SwallowsOneCancel()
+    stream.start()
+    await asyncio.wait_for(stream.waiting.wait(), 30)
+    cancelling = asyncio.create_task(stream.cancel())
+    # Hang guard: before the fix, cancel() waited for the work forever.
+    done, _ = await asyncio.wait({cancelling}, timeout=60)
+    assert cancelling in done, "cancel() did not end the work"
+    assert cancelling.result()  # it was running
+    assert stream.cancels_seen == 1
+    assert not stream.running
