@@ -7,6 +7,12 @@ covered by ``test_real_world_input.py`` and is the same whichever control plane 
 
 from __future__ import annotations
 
+import base64
+import io
+
+import numpy as np
+from PIL import Image
+
 from byoc.sessions import SessionState
 from tests.byoc.harness import wait_until
 from tests.byoc.live_runner.helpers import ORCH_TIMING, call, client_stop, reserve, wait_registered
@@ -101,3 +107,31 @@ async def test_live_runner_whip_in_whep_out_through_the_proxy() -> None:
             stream = env.runner.runtime.sessions.get(session.session_id)
             assert stream is not None
             await wait_until(lambda: not stream.live, timeout=60)
+
+
+async def test_live_runner_image_job_through_the_proxy() -> None:
+    """The one-shot image job of the app API: an image inverted by the real infer worker comes
+    back through the session proxy; a body that is no image is a 400 with a JSON error, and the
+    session stays usable."""
+    async with live_runner(live_runner=True, orch_options=ORCH_TIMING) as env:
+        assert env.orch is not None
+        runner_id = await wait_registered(env)
+        session = await reserve(env.http, env.orch.url, runner_id)
+        pixels = np.zeros((8, 16, 3), np.uint8)
+        pixels[:, :, 0] = np.arange(16, dtype=np.uint8) * 16
+        pixels[:, :, 1] = 200
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        body = {"image": base64.b64encode(buffer.getvalue()).decode(), "workflow": INVERT}
+
+        status, bad = await call(env.http, session, "POST", "image", json={"workflow": INVERT})
+        assert status == 400, bad
+        assert bad["status_code"] == 400 and bad["error"]
+
+        status, answer = await call(env.http, session, "POST", "image", json=body)
+        assert status == 200, answer
+        assert (answer["width"], answer["height"]) == (16, 8)
+        out = Image.open(io.BytesIO(base64.b64decode(answer["image"]))).convert("RGB")
+        inverted = 255 - pixels.astype(int)
+        assert np.abs(np.asarray(out).astype(int) - inverted).max() <= 1
+        assert await client_stop(env.http, session) == 204
