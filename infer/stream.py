@@ -126,6 +126,9 @@ class InferStream(WorkerStream):
         self.invert: Uint8Inverter | None = None
         """Set when the workflow only inverts ``rgb24`` frames on the built-in engine: it runs
         on the uint8 pixels (``infer.uint8_path``), bit-exact too."""
+        self.invert_size: tuple[int, int] | None = None
+        """With an explicit output size, the only frame size ``invert`` may take (others go
+        through the engine, which scales them); None when it takes any."""
         self.in_ring: FrameRing | None = None
         self.out_ring: FrameRing | None = None
         self.reader: RingReader | None = None
@@ -149,7 +152,9 @@ class InferStream(WorkerStream):
         """Validate and warm up the stream's workflow (raises ``WorkflowError``)."""
         prompt = stream_workflow(self.params, self.config.width, self.config.height)
         self.runner.start(prompt)
-        self._choose_path(prompt)
+        self._choose_path(
+            prompt, stream_workflow(self.params), self.config.width, self.config.height
+        )
 
     def update(self, params: dict[str, Any]) -> None:
         """Apply new parameters: a new workflow and/or a new output size, warmed up aside."""
@@ -160,7 +165,7 @@ class InferStream(WorkerStream):
             raise ValueError("width and height must be given together")
         prompt = stream_workflow(merged, width, height)
         self.runner.update(prompt)
-        self._choose_path(prompt)
+        self._choose_path(prompt, stream_workflow(merged), width, height)
         self.params = merged
         self.config = InferConfig(
             in_ring=self.config.in_ring,
@@ -172,8 +177,12 @@ class InferStream(WorkerStream):
             stats_interval_s=self.config.stats_interval_s,
         )
 
-    def _choose_path(self, prompt: Prompt) -> None:
-        """Whether frames skip the engine: a passthrough, or an inversion on uint8 pixels."""
+    def _choose_path(self, prompt: Prompt, unscaled: Prompt, width: int, height: int) -> None:
+        """Whether frames skip the engine: a passthrough, or an inversion on uint8 pixels.
+
+        ``unscaled`` is the workflow without the input scaling an explicit output size
+        (``width`` x ``height``) adds: that scaling changes nothing on frames already of that
+        size, so an inversion chain still runs on their uint8 pixels."""
         self.passthrough = is_passthrough(prompt)
         uint8 = (
             self.runner.engine.name == "builtin"
@@ -184,6 +193,18 @@ class InferStream(WorkerStream):
         if inverts is not None and inverts % 2 == 0:
             self.passthrough = True
         self.invert = Uint8Inverter() if inverts is not None and inverts % 2 else None
+        self.invert_size = None
+        if uint8 and inverts is None and width and height:
+            bare = invert_chain_length(unscaled)
+            if bare is not None and bare % 2:
+                self.invert = Uint8Inverter()
+                self.invert_size = (width, height)
+
+    def inverts_on_uint8(self, frame: Frame) -> bool:
+        """Whether ``frame`` takes the uint8 inversion rather than the engine."""
+        return self.invert is not None and (
+            self.invert_size is None or (frame.width, frame.height) == self.invert_size
+        )
 
     def open(self) -> None:
         """Map the stream's rings (created by the parent) and take their reader/writer roles."""

@@ -226,7 +226,7 @@ class InferService(StreamService["InferStream"]):
             if stream.passthrough:
                 await self._deliver(stream, frame, _forwarded(frame))
                 continue
-            if stream.invert is not None:
+            if stream.invert is not None and stream.inverts_on_uint8(frame):
                 await self._deliver(stream, frame, stream.invert(frame))
                 continue
             if stream.needs_resize(frame):
